@@ -1,0 +1,114 @@
+"""Tokenized corpora on disk: flat binary files of uint16 ids (uint32 when the vocab
+exceeds 65,535), read back as numpy memmaps so a corpus larger than RAM trains."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import TinyLLMError
+from ..io import atomic_open
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
+
+
+def write_tokens(path: str | Path, chunks: Iterable[Sequence[int]], vocab_size: int) -> int:
+    """Stream id chunks to `path` (atomically); returns the number of tokens written."""
+    dtype = token_dtype(vocab_size)
+    n = 0
+    with atomic_open(path, "wb") as f:
+        for ids in chunks:
+            arr = np.asarray(ids, dtype=np.int64)
+            if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+                raise TinyLLMError(f"{path}: token id {int(arr.max())} out of range for vocab_size {vocab_size}")
+            f.write(arr.astype(dtype).tobytes())
+            n += arr.size
+    return n
+
+
+def read_tokens(path: str | Path, dtype: np.dtype | str) -> np.memmap:
+    path = Path(path)
+    if not path.exists():
+        raise TinyLLMError(f"{path}: token file missing")
+    if path.stat().st_size == 0:
+        raise TinyLLMError(f"{path}: token file is empty")
+    return np.memmap(path, dtype=np.dtype(dtype), mode="r")
+
+
+def write_meta(path: str | Path, meta: dict) -> None:
+    with atomic_open(path, "w") as f:
+        json.dump(meta, f, indent=2)
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise TinyLLMError(f"{path}: cannot read token metadata ({e})") from None
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Windows over one or more token arrays (memmaps); never crosses an array boundary.
+
+    Indexing gives consecutive non-overlapping windows, x = ids[i*T:(i+1)*T] and
+    y = x shifted by one (for create_dataloader); `sample` draws random windows
+    for the trainer from a seeded generator, so a batch depends only on the seed.
+    """
+
+    def __init__(self, arrays: Sequence[np.ndarray] | np.ndarray, context_length: int, name: str = "data"):
+        self.arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+        self.T = context_length
+        # valid window starts per array: 0 .. len - T - 1 (y needs one more token)
+        starts = np.array([max(0, len(a) - self.T) for a in self.arrays], dtype=np.int64)
+        if starts.sum() == 0:
+            n = sum(len(a) for a in self.arrays)
+            raise TinyLLMError(f"{name}: {n} tokens is too few for context_length {self.T} (need at least {self.T + 1})")
+        self._cum_starts = np.cumsum(starts)
+        windows = np.array([max(0, (len(a) - 1) // self.T) for a in self.arrays], dtype=np.int64)
+        self._cum_windows = np.cumsum(windows)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(sum(len(a) for a in self.arrays))
+
+    def __len__(self) -> int:
+        return int(self._cum_windows[-1])
+
+    def _window(self, arr_idx: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = torch.from_numpy(self.arrays[arr_idx][start:start + self.T + 1].astype(np.int64))
+        return chunk[:-1], chunk[1:]
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        a = int(np.searchsorted(self._cum_windows, i, side="right"))
+        local = i - (int(self._cum_windows[a - 1]) if a else 0)
+        return self._window(a, local * self.T)
+
+    def sample(self, gen: torch.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """batch_size random windows -> x, y: (B, T) int64."""
+        total = int(self._cum_starts[-1])
+        picks = torch.randint(0, total, (batch_size,), generator=gen).numpy()
+        xs, ys = [], []
+        for g in picks:
+            a = int(np.searchsorted(self._cum_starts, g, side="right"))
+            start = int(g) - (int(self._cum_starts[a - 1]) if a else 0)
+            x, y = self._window(a, start)
+            xs.append(x)
+            ys.append(y)
+        return torch.stack(xs), torch.stack(ys)
+
+
+def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
+    """Entropy (nats) of the token frequency distribution: the loss of the best
+    context-free predictor; a model below it has learned from context."""
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())

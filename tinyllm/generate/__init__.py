@@ -1,0 +1,4 @@
+from .generate import generate, generate_ids, stream_text
+from .sampling import filter_logits, sample_next
+
+__all__ = ["generate", "generate_ids", "stream_text", "sample_next", "filter_logits"]

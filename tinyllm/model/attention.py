@@ -1,0 +1,95 @@
+"""Causal multi-head self-attention with three interchangeable backends.
+
+- reference: softmax(Q K^T / sqrt(d) + causal mask) V written out; the readable spec.
+- sdpa:      torch.nn.functional.scaled_dot_product_attention (flash/memory-efficient kernels).
+- triton:    tinyllm.kernels.flash_attention (FlashAttention-2 style, no T x T matrix).
+All three compute the same function; tests compare them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .positions import Rotary
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding.
+
+    k[i], v[i]: (B, H, max_len, D), filled up to `length`.
+    """
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int,
+                 device, dtype):
+        shape = (batch, n_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.max_len = max_len
+        self.length = 0  # tokens already stored (advanced by the model after all layers ran)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, T, D) at positions length..length+T; return all keys/values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+def attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int = 0,
+                  dropout_p: float = 0.0, training: bool = False) -> torch.Tensor:
+    """Causal attention, written out. q: (B, H, Tq, D); k, v: (B, H, Tk, D) where the
+    queries sit at absolute positions start_pos .. start_pos+Tq-1 and keys at 0..Tk-1."""
+    Tq, Tk = q.shape[2], k.shape[2]
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, Tk)
+    q_pos = torch.arange(start_pos, start_pos + Tq, device=q.device)[:, None]
+    k_pos = torch.arange(Tk, device=q.device)[None, :]
+    att = att.masked_fill(k_pos > q_pos, float("-inf"))  # a query never sees a later key
+    att = F.softmax(att.float(), dim=-1).to(q.dtype)
+    att = F.dropout(att, p=dropout_p, training=training)
+    return att @ v  # (B, H, Tq, D)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, backend: str):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.layer_idx = layer_idx
+        self.backend = backend
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None,
+                start_pos: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        # (B, T, C) -> (B, H, T, D)
+        q, k, v = (t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        if rotary is not None:
+            q, k = rotary(q, start_pos), rotary(k, start_pos)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, H, start_pos+T, D)
+        p = self.dropout if self.training else 0.0
+
+        if self.backend == "reference":
+            y = attention_ref(q, k, v, start_pos, p, self.training)
+        elif self.backend == "triton" and k.shape[2] == T:
+            from ..kernels import flash_attention  # the kernel has no dropout: attention-prob dropout is skipped
+            y = flash_attention(q, k, v, causal=True)
+        elif start_pos == 0 and k.shape[2] == T:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        elif T == 1:  # one new token attends to every cached key
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        else:  # a chunk at an offset: explicit mask
+            q_pos = torch.arange(start_pos, start_pos + T, device=x.device)[:, None]
+            mask = torch.arange(k.shape[2], device=x.device)[None, :] <= q_pos  # (T, Tk)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.resid_drop(self.proj(y))

@@ -1,0 +1,139 @@
+"""The GPT: token embedding, pre-norm transformer blocks, final LayerNorm, tied LM head."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import CausalSelfAttention, KVCache
+from .config import ModelConfig
+from .ffn import FeedForward
+from .positions import Rotary, sinusoidal_table
+
+IGNORE_INDEX = -100  # targets with this value are not scored (padding, Q&A prompts)
+
+
+def resolve_attention(attention: str, device: torch.device | str | None = None) -> str:
+    """'auto' -> 'triton' on CUDA (when triton imports), 'sdpa' elsewhere."""
+    if attention != "auto":
+        return attention
+    if device is not None and torch.device(device).type == "cuda":
+        try:
+            import triton  # noqa: F401
+            return "triton"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+class Block(nn.Module):
+    """Pre-norm: x + attn(LN(x)), then x + ffn(LN(x))."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int, backend: str):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg, layer_idx, backend)
+        self.ln2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.ffn = FeedForward(cfg, fused=backend == "triton")
+
+    def forward(self, x, rotary=None, cache=None, start_pos=0):
+        x = x + self.attn(self.ln1(x), rotary, cache, start_pos)
+        return x + self.ffn(self.ln2(x))
+
+
+class TinyLLM(nn.Module):
+    def __init__(self, config: ModelConfig, device: torch.device | str | None = None):
+        super().__init__()
+        self.config = config
+        self.backend = resolve_attention(config.attention, device)
+        C = config.d_model
+        self.tok_emb = nn.Embedding(config.vocab_size, C)
+        if config.pos_emb == "learned":
+            self.pos_emb = nn.Embedding(config.context_length, C)
+        elif config.pos_emb == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(config.context_length, C), persistent=False)
+        self.rotary = Rotary(config.head_dim, config.context_length) if config.pos_emb == "rope" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i, self.backend) for i in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(C, bias=config.bias)
+        self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # weight tying
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layers) so the stream's variance stays put
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+        if device is not None:
+            self.to(device)
+
+    @staticmethod
+    def _init_weights(m: nn.Module):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters, counted once (the tied head is the embedding)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.tok_emb.weight.numel()
+            if self.config.pos_emb == "learned":
+                n -= self.pos_emb.weight.numel()
+        return n
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (forward + backward): 6N plus attention's 12 * L * C * T (PaLM appendix B)."""
+        cfg = self.config
+        return 6 * self.num_params(non_embedding=True) + 6 * cfg.vocab_size * cfg.d_model \
+            + 12 * cfg.n_layers * cfg.d_model * cfg.context_length
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx: (B, T) token ids -> logits (B, T, V), and the mean cross-entropy over
+        targets != IGNORE_INDEX when targets (B, T) are given.
+
+        With a KV cache, idx holds only the new tokens; they sit at positions cache.length...
+        """
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.context_length:
+            raise ValueError(f"sequence of {start + T} tokens exceeds context_length {self.config.context_length}")
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.config.pos_emb == "learned":
+            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+        elif self.config.pos_emb == "sinusoidal":
+            x = x + self.pos_table[start:start + T].to(x.dtype)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, self.rotary, cache, start)
+        if cache is not None:
+            cache.length += T
+        x = self.ln_f(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        p = next(self.parameters())
+        cfg = self.config
+        return KVCache(cfg.n_layers, batch, cfg.n_heads, max_len or cfg.context_length, cfg.head_dim,
+                       p.device, p.dtype)
+
+    def configure_optimizer(self, lr: float, weight_decay: float, betas=(0.9, 0.95), device_type: str = "cpu"):
+        """AdamW with weight decay on matrices (dim >= 2) only; biases, norms stay undecayed."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        extra = {"fused": True} if device_type == "cuda" else {}
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **extra)

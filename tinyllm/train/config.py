@@ -1,0 +1,82 @@
+"""Training configuration: one field per `tinyllm train` flag."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import TinyLLMError
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Flag names are TinyLLM's where it had them."""
+
+    data: str = "bible"
+    """'bible' (the KJV from pybible, offline), a text file, a folder of .txt files, a Q&A .json/.jsonl file, or a folder of shards from `tinyllm prepare`."""
+    out_dir: str = "out"
+    """Where checkpoints, metrics.jsonl, loss.png, the tokenizer and the tokenized data go."""
+    tokenizer: str | None = None
+    """An existing tokenizer file to use instead of training one on the corpus."""
+    batch_size: int = 32
+    """Sequences per micro-batch (per process under torchrun)."""
+    max_iters: int = 5000
+    """Optimizer steps in total."""
+    max_lr: float = 6e-4
+    """Peak learning rate, reached after warmup."""
+    min_lr: float | None = None
+    """Learning rate at the end of the cosine decay (default max_lr / 10)."""
+    warmup_iters: int = 100
+    """Steps of linear warmup from 0 to max_lr."""
+    weight_decay: float = 0.1
+    """AdamW weight decay, applied to matrices only."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+    grad_accumulation_steps: int = 1
+    """Micro-batches per optimizer step."""
+    eval_interval: int = 250
+    """Evaluate train/val loss every this many steps (and at the end)."""
+    eval_iters: int = 20
+    """Batches per loss estimate."""
+    checkpoint_interval: int = 500
+    """Write OUT_DIR/latest.pt every this many steps (and at the end)."""
+    keep_checkpoints: int = 3
+    """How many step checkpoints to keep in OUT_DIR/checkpoints/ (latest.pt and best.pt always stay)."""
+    seed: int = 1337
+    """Seed for weights, batches and dropout; a run is a function of its seed."""
+    device: str = "auto"
+    """'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:N'."""
+    dtype: str = "auto"
+    """'auto' (bf16 autocast on CUDA, float32 on CPU), 'float32' or 'bfloat16'."""
+    compile: bool = False
+    """torch.compile the model."""
+    resume: str | None = None
+    """'auto' to continue from OUT_DIR/latest.pt when present, or a checkpoint path."""
+    init_from: str | None = None
+    """Start from this checkpoint's weights and tokenizer (fine-tuning): step 0, fresh optimizer."""
+    loss_on: str = "answer"
+    """Q&A data: score 'answer' tokens only (with the closing <EOS>), or 'all' tokens."""
+    sample_tokens: int = 100
+    """Tokens of sample text printed at the end of training (0: none)."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_iters", "grad_accumulation_steps", "eval_interval", "eval_iters",
+                     "checkpoint_interval", "keep_checkpoints"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise TinyLLMError(f"--{name} must be a positive integer, got {v!r}")
+        if self.warmup_iters < 0:
+            raise TinyLLMError(f"--warmup_iters must be >= 0, got {self.warmup_iters}")
+        if not self.max_lr > 0:
+            raise TinyLLMError(f"--max_lr must be positive, got {self.max_lr}")
+        if self.min_lr is None:
+            self.min_lr = self.max_lr / 10
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise TinyLLMError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        if self.loss_on not in ("answer", "all"):
+            raise TinyLLMError(f"--loss_on must be 'answer' or 'all', got {self.loss_on!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
