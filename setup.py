@@ -80,7 +80,9 @@ def _extensions():
             raise
         print("WARNING: pybind11 not found; skipping the C++ BPE core.", file=sys.stderr)
         return []
-    return [Pybind11Extension("tinyllm._bpe", sources, include_dirs=["csrc"], cxx_std=17)]
+    # depends: a change to a csrc/*.h header (e.g. the generated Unicode table) rebuilds too
+    headers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.h"))
+    return [Pybind11Extension("tinyllm._bpe", sources, include_dirs=["csrc"], depends=headers, cxx_std=17)]
 
 
 setup(

@@ -1,0 +1,256 @@
+// pybind11 layer: tinyllm._bpe. Thin on purpose - argument conversion here (with the
+// GIL), all real work in bpe_train.cpp / bpe_encode.cpp with the GIL released.
+// The Python API, its checks and its messages live in tinyllm/tokenizer/native.py.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bpe_encode.h"
+#include "bpe_train.h"
+#include "pretokenize.h"
+#include "unicode_tables.h"
+#include "utf8.h"
+
+namespace py = pybind11;
+using namespace tinyllm;
+
+namespace {
+
+Pattern parse_pattern(const std::string& name) {
+    if (name == "gpt4") return Pattern::kGpt4;
+    if (name == "gpt2") return Pattern::kGpt2;
+    throw std::invalid_argument("unknown split pattern '" + name + "'; expected 'gpt4' or 'gpt2'");
+}
+
+// UTF-8 of a str (lone surrogates as "surrogatepass" writes them) or the bytes of a
+// bytes object. The view points into `obj` (CPython caches a str's UTF-8) or into
+// `storage`; either way it lives as long as both do. Needs the GIL.
+std::string_view utf8_of(PyObject* obj, std::string& storage) {
+    if (PyUnicode_Check(obj)) {
+        Py_ssize_t n;
+        if (const char* p = PyUnicode_AsUTF8AndSize(obj, &n)) return {p, size_t(n)};
+        PyErr_Clear();  // lone surrogates: not valid UTF-8, write them the surrogatepass way
+        PyObject* b = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
+        if (!b) throw py::error_already_set();
+        storage.assign(PyBytes_AS_STRING(b), size_t(PyBytes_GET_SIZE(b)));
+        Py_DECREF(b);
+        return storage;
+    }
+    if (PyBytes_Check(obj)) return {PyBytes_AS_STRING(obj), size_t(PyBytes_GET_SIZE(obj))};
+    throw py::type_error(std::string("expected str or bytes, got ") + Py_TYPE(obj)->tp_name);
+}
+
+// Python ints for every id, made once: building a 25M-element list then costs an
+// INCREF per element instead of an allocation.
+class IntCache {
+  public:
+    explicit IntCache(size_t n) {
+        ints_.reserve(n);
+        for (size_t i = 0; i < n; ++i) ints_.push_back(py::int_(i));
+    }
+    py::list to_list(const std::vector<uint32_t>& ids) const {
+        PyObject* list = PyList_New(Py_ssize_t(ids.size()));
+        if (!list) throw py::error_already_set();
+        for (size_t i = 0; i < ids.size(); ++i) {
+            PyObject* o = ints_[ids[i]].ptr();
+            Py_INCREF(o);
+            PyList_SET_ITEM(list, Py_ssize_t(i), o);
+        }
+        return py::reinterpret_steal<py::list>(list);
+    }
+
+  private:
+    std::vector<py::int_> ints_;
+};
+
+class PyEncoder {
+  public:
+    PyEncoder(const std::vector<Merge>& merges, const std::string& pattern)
+        : enc_(merges, parse_pattern(pattern)), ints_(enc_.vocab_size()) {}
+
+    py::list encode(py::handle text, unsigned allowed) const {
+        std::string storage;
+        const std::string_view s = utf8_of(text.ptr(), storage);
+        std::vector<uint32_t> ids;
+        {
+            py::gil_scoped_release release;
+            ids.reserve(s.size() / 4 + 16);
+            Encoder::Cache cache;
+            enc_.encode(reinterpret_cast<const uint8_t*>(s.data()), s.size(), allowed, ids, cache);
+        }
+        return ints_.to_list(ids);
+    }
+
+    py::list encode_batch(py::sequence texts, unsigned allowed, int num_threads) const {
+        const size_t n = texts.size();
+        std::vector<py::object> keep(n);  // hold the strs: their UTF-8 is read without the GIL
+        std::vector<std::string> storage(n);
+        std::vector<std::string_view> views(n);
+        for (size_t i = 0; i < n; ++i) {
+            keep[i] = texts[i];
+            views[i] = utf8_of(keep[i].ptr(), storage[i]);
+        }
+        std::vector<std::vector<uint32_t>> ids;
+        {
+            py::gil_scoped_release release;
+            ids = enc_.encode_batch(views, allowed, num_threads);
+        }
+        py::list out(n);
+        for (size_t i = 0; i < n; ++i) {
+            out[i] = ints_.to_list(ids[i]);
+            std::vector<uint32_t>().swap(ids[i]);
+        }
+        return out;
+    }
+
+    py::bytes decode_bytes(const std::vector<uint32_t>& ids) const {
+        std::string s;
+        {
+            py::gil_scoped_release release;
+            s = enc_.decode(ids.data(), ids.size());
+        }
+        return py::bytes(s);
+    }
+
+    size_t vocab_size() const { return enc_.vocab_size(); }
+
+  private:
+    Encoder enc_;
+    IntCache ints_;
+};
+
+class PyTrainer {
+  public:
+    PyTrainer(const std::string& pattern, int num_threads) : trainer_(parse_pattern(pattern), num_threads) {}
+
+    void add_texts(py::sequence texts) {
+        std::vector<std::string> copies;
+        copies.reserve(texts.size());
+        for (py::handle t : texts) {
+            std::string storage;
+            const std::string_view v = utf8_of(t.ptr(), storage);
+            copies.emplace_back(v);
+        }
+        py::gil_scoped_release release;
+        trainer_.add_texts(std::move(copies));
+    }
+
+    py::tuple add_file(const std::string& path) {
+        Trainer::FileStats st;
+        {
+            py::gil_scoped_release release;
+            st = trainer_.add_file(path);
+        }
+        return py::make_tuple(st.bytes, st.replaced);
+    }
+
+    std::vector<Merge> train(size_t n_merges) {
+        py::gil_scoped_release release;
+        return trainer_.train(n_merges);
+    }
+
+    py::dict pretoken_counts() {
+        std::vector<std::pair<std::string, int64_t>> counts;
+        {
+            py::gil_scoped_release release;
+            counts = trainer_.pretoken_counts();
+        }
+        py::dict d;
+        for (auto& [k, v] : counts) d[py::bytes(k)] = v;
+        return d;
+    }
+
+    size_t num_pretokens() {
+        py::gil_scoped_release release;
+        return trainer_.num_pretokens();
+    }
+    uint64_t bytes_read() const { return trainer_.bytes_read(); }
+    uint64_t merges_done() const { return trainer_.merges_done(); }
+
+  private:
+    Trainer trainer_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_bpe, m) {
+    m.doc() = "tinyllm's C++ byte-level BPE core (see tinyllm/tokenizer/native.py for the Python API)";
+    m.attr("UNICODE_REGEX_VERSION") = TINYLLM_UNICODE_REGEX_VERSION;
+
+    py::register_exception<std::invalid_argument>(m, "InvalidArgument", PyExc_ValueError);
+
+    m.def(
+        "pretokenize",
+        [](py::handle text, const std::string& pattern) {
+            std::string storage;
+            const std::string_view s = utf8_of(text.ptr(), storage);
+            std::vector<std::pair<size_t, size_t>> spans;
+            {
+                py::gil_scoped_release release;
+                pretokenize(parse_pattern(pattern), reinterpret_cast<const uint8_t*>(s.data()), s.size(),
+                            [&](size_t a, size_t b) { spans.emplace_back(a, b); });
+            }
+            py::list out;
+            for (auto [a, b] : spans) out.append(py::bytes(s.data() + a, b - a));
+            return out;
+        },
+        py::arg("text"), py::arg("pattern") = "gpt4", "Pre-tokens of text as UTF-8 bytes (tests compare with `regex`).");
+
+    m.def(
+        "repair_utf8",
+        [](py::bytes data, size_t block) {
+            const std::string in = data;
+            std::string out;
+            uint64_t replaced = 0;
+            {
+                py::gil_scoped_release release;
+                // feed it in blocks, as add_file does, to test the carry across edges
+                std::string pending;
+                const size_t step = block ? block : in.size() + 1;
+                for (size_t pos = 0;; pos += step) {
+                    const bool final = pos + step >= in.size();
+                    pending.append(in, std::min(pos, in.size()), step);
+                    const size_t used = repair_utf8(reinterpret_cast<const uint8_t*>(pending.data()), pending.size(),
+                                                    final, out, replaced);
+                    pending.erase(0, used);
+                    if (final) break;
+                }
+            }
+            return py::make_tuple(py::bytes(out), replaced);
+        },
+        py::arg("data"), py::arg("block") = 0,
+        "Invalid UTF-8 replaced by U+FFFD as bytes.decode('utf-8', 'replace') does; returns (bytes, count).");
+
+    m.def(
+        "char_classes",
+        [] {
+            std::string out(0x110000, '\0');
+            for (uint32_t cp = 0; cp < 0x110000; ++cp) out[cp] = static_cast<char>(class_of(cp));
+            return py::bytes(out);
+        },
+        "Class of every code point (0 other, 1 letter, 2 number, 3 space) from the compiled table.");
+
+    m.def("contraction_fold", [](uint32_t cp) { return std::string(1, fold_contraction(cp)); });
+
+    py::class_<PyEncoder>(m, "Encoder")
+        .def(py::init<const std::vector<Merge>&, const std::string&>(), py::arg("merges"), py::arg("pattern"))
+        .def("encode", &PyEncoder::encode, py::arg("text"), py::arg("allowed"))
+        .def("encode_batch", &PyEncoder::encode_batch, py::arg("texts"), py::arg("allowed"), py::arg("num_threads"))
+        .def("decode_bytes", &PyEncoder::decode_bytes, py::arg("ids"))
+        .def_property_readonly("vocab_size", &PyEncoder::vocab_size);
+
+    py::class_<PyTrainer>(m, "Trainer")
+        .def(py::init<const std::string&, int>(), py::arg("pattern"), py::arg("num_threads"))
+        .def("add_texts", &PyTrainer::add_texts, py::arg("texts"))
+        .def("add_file", &PyTrainer::add_file, py::arg("path"))
+        .def("train", &PyTrainer::train, py::arg("n_merges"))
+        .def("pretoken_counts", &PyTrainer::pretoken_counts)
+        .def("num_pretokens", &PyTrainer::num_pretokens)
+        .def_property_readonly("bytes_read", &PyTrainer::bytes_read)
+        .def_property_readonly("merges_done", &PyTrainer::merges_done);
+}

@@ -1,0 +1,181 @@
+#include "bpe_encode.h"
+
+#include <algorithm>
+#include <atomic>
+#include <queue>
+#include <stdexcept>
+#include <thread>
+
+#include "specials.h"
+
+namespace tinyllm {
+
+namespace {
+constexpr size_t kSmallPiece = 64;       // below this, a flat rescan beats a heap
+constexpr size_t kCacheEntries = 1 << 16;  // memo size before it is cleared
+constexpr size_t kCachedPieceMax = 256;  // longer pre-tokens are not memoized
+}  // namespace
+
+Encoder::Encoder(const std::vector<Merge>& merges, Pattern pattern)
+    : pattern_(pattern), token_id_(2 * (merges.size() + 256)), pair_rank_(4 * (merges.size() + 256)) {
+    for (int k = 0; k < kNumSpecials; ++k) token_bytes_.emplace_back(kSpecialNames[k]);
+    for (int b = 0; b < 256; ++b) token_bytes_.emplace_back(1, static_cast<char>(b));
+    for (const Merge& m : merges) {
+        const uint32_t next = static_cast<uint32_t>(token_bytes_.size());
+        if (m.first < kByteOffset || m.second < kByteOffset || m.first >= next || m.second >= next)
+            throw std::invalid_argument("merge (" + std::to_string(m.first) + ", " + std::to_string(m.second) +
+                                        ") refers to a token id that is special or not defined yet");
+        token_bytes_.push_back(token_bytes_[m.first] + token_bytes_[m.second]);
+    }
+    for (uint32_t id = kByteOffset; id < token_bytes_.size(); ++id) {
+        bool inserted;
+        token_id_.get_or_insert(token_bytes_[id], inserted) = id;
+        if (!inserted) throw std::invalid_argument("two merges make the same byte string (token " + std::to_string(id) + ")");
+    }
+    // Every way to split a token into two tokens is a pair that joins into it; this
+    // turns "is bytes(x) + bytes(y) a token?" into one integer-keyed lookup.
+    for (uint32_t id = kFirstMerge; id < token_bytes_.size(); ++id) {
+        const std::string& t = token_bytes_[id];
+        for (size_t k = 1; k < t.size(); ++k) {
+            const uint32_t* left = token_id_.find(std::string_view(t.data(), k));
+            if (!left) continue;
+            const uint32_t* right = token_id_.find(std::string_view(t.data() + k, t.size() - k));
+            if (right) pair_rank_[(uint64_t(*left) << 32) | *right] = id;
+        }
+    }
+}
+
+// Flat version: parts and the rank of each adjacent pair in two small arrays; each
+// step finds the lowest rank by a scan (n < 64: cheaper than maintaining a heap).
+void Encoder::merge_small(const uint8_t* p, size_t n, std::vector<uint32_t>& out) const {
+    uint32_t parts[kSmallPiece], ranks[kSmallPiece];
+    for (size_t i = 0; i < n; ++i) parts[i] = p[i] + kByteOffset;
+    for (size_t i = 0; i + 1 < n; ++i) ranks[i] = rank(parts[i], parts[i + 1]);
+    size_t m = n;
+    while (m > 1) {
+        uint32_t best = kNoRank;
+        size_t bi = 0;
+        for (size_t i = 0; i + 1 < m; ++i)
+            if (ranks[i] < best) { best = ranks[i]; bi = i; }  // strict <: leftmost wins ties
+        if (best == kNoRank) break;
+        parts[bi] = best;  // a rank is the id of the joined token
+        std::copy(parts + bi + 2, parts + m, parts + bi + 1);
+        std::copy(ranks + bi + 1, ranks + m - 1, ranks + bi);
+        --m;
+        if (bi + 1 < m) ranks[bi] = rank(parts[bi], parts[bi + 1]);
+        if (bi > 0) ranks[bi - 1] = rank(parts[bi - 1], parts[bi]);
+    }
+    out.insert(out.end(), parts, parts + m);
+}
+
+// Heap version for long pre-tokens (a 10k-space run): a doubly linked list of parts,
+// keyed by their first byte position, and a min-heap of (rank, position) entries that
+// are checked against the list when popped (lazy invalidation). Position order breaks
+// rank ties leftmost, as in merge_small. O(n log n).
+void Encoder::merge_large(const uint8_t* p, size_t n, std::vector<uint32_t>& out) const {
+    constexpr uint32_t kNone = 0xFFFFFFFFu;
+    std::vector<uint32_t> id(n), next(n), prev(n);
+    for (size_t i = 0; i < n; ++i) {
+        id[i] = p[i] + kByteOffset;
+        next[i] = i + 1 < n ? uint32_t(i + 1) : kNone;
+        prev[i] = i > 0 ? uint32_t(i - 1) : kNone;
+    }
+    using Entry = std::pair<uint32_t, uint32_t>;  // (rank, left position)
+    std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
+    for (size_t i = 0; i + 1 < n; ++i) {
+        const uint32_t r = rank(id[i], id[i + 1]);
+        if (r != kNoRank) heap.push({r, uint32_t(i)});
+    }
+    while (!heap.empty()) {
+        const auto [r, i] = heap.top();
+        heap.pop();
+        // stale if i was absorbed into its left neighbour, or its pair changed since
+        if (id[i] == kNone || next[i] == kNone || rank(id[i], id[next[i]]) != r) continue;
+        const uint32_t j = next[i];
+        id[i] = r;
+        id[j] = kNone;
+        next[i] = next[j];
+        if (next[j] != kNone) prev[next[j]] = i;
+        if (prev[i] != kNone) {
+            const uint32_t rl = rank(id[prev[i]], id[i]);
+            if (rl != kNoRank) heap.push({rl, prev[i]});
+        }
+        if (next[i] != kNone) {
+            const uint32_t rr = rank(id[i], id[next[i]]);
+            if (rr != kNoRank) heap.push({rr, i});
+        }
+    }
+    for (uint32_t i = 0; i != kNone; i = next[i]) out.push_back(id[i]);
+}
+
+void Encoder::encode_piece(const uint8_t* p, size_t n, std::vector<uint32_t>& out, Cache& cache) const {
+    const uint64_t h = hash_bytes(p, n);
+    if (const uint32_t* whole = token_id_.find(p, n, h)) {  // most pre-tokens are one token
+        out.push_back(*whole);
+        return;
+    }
+    if (n > kCachedPieceMax) {
+        merge_large(p, n, out);
+        return;
+    }
+    if (auto* hit = cache.index.find(p, n, h)) {
+        out.insert(out.end(), cache.ids.begin() + hit->first, cache.ids.begin() + hit->first + hit->second);
+        return;
+    }
+    const size_t start = out.size();
+    if (n < kSmallPiece) merge_small(p, n, out);
+    else merge_large(p, n, out);
+    if (cache.index.size() >= kCacheEntries) {
+        cache.index.clear();
+        cache.ids.clear();
+    }
+    bool inserted;
+    cache.index.get_or_insert(p, n, h, inserted) = {uint32_t(cache.ids.size()), uint32_t(out.size() - start)};
+    cache.ids.insert(cache.ids.end(), out.begin() + start, out.end());
+}
+
+void Encoder::encode(const uint8_t* s, size_t n, unsigned allowed, std::vector<uint32_t>& out, Cache& cache) const {
+    split_specials(
+        s, n, allowed,
+        [&](size_t a, size_t b) {
+            const uint8_t* text = s + a;
+            pretokenize(pattern_, text, b - a, [&](size_t x, size_t y) { encode_piece(text + x, y - x, out, cache); });
+        },
+        [&](uint32_t id) { out.push_back(id); });
+}
+
+std::vector<std::vector<uint32_t>> Encoder::encode_batch(const std::vector<std::string_view>& texts, unsigned allowed,
+                                                         int num_threads) const {
+    std::vector<std::vector<uint32_t>> results(texts.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+        Cache cache;
+        for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < texts.size();) {
+            const auto* s = reinterpret_cast<const uint8_t*>(texts[i].data());
+            results[i].reserve(texts[i].size() / 4 + 1);
+            encode(s, texts[i].size(), allowed, results[i], cache);
+        }
+    };
+    const size_t threads = std::min<size_t>(std::max(1, num_threads), texts.size());
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();  // the calling thread works too
+    for (auto& t : pool) t.join();
+    return results;
+}
+
+std::string Encoder::decode(const uint32_t* ids, size_t n) const {
+    size_t total = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (ids[i] >= token_bytes_.size())
+            throw std::out_of_range("token id " + std::to_string(ids[i]) + " is out of range for vocab_size " +
+                                    std::to_string(token_bytes_.size()));
+        total += token_bytes_[ids[i]].size();
+    }
+    std::string out;
+    out.reserve(total);
+    for (size_t i = 0; i < n; ++i) out += token_bytes_[ids[i]];
+    return out;
+}
+
+}  // namespace tinyllm

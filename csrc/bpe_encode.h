@@ -1,0 +1,60 @@
+// BPE encoding by rank (the tiktoken rule, see tinyllm/tokenizer/reference.py):
+// a pre-token that is a token encodes to it; otherwise start from its bytes and keep
+// joining the adjacent pair whose joined bytes are the lowest-id token (leftmost on
+// ties) until no adjacent pair joins into a token.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bpe_train.h"
+#include "flat_map.h"
+#include "pretokenize.h"
+
+namespace tinyllm {
+
+class Encoder {
+  public:
+    // merges[i] = (left, right) made token 260 + i. Throws std::invalid_argument if a
+    // merge refers to an undefined id or repeats a byte string.
+    Encoder(const std::vector<Merge>& merges, Pattern pattern);
+
+    // Per-thread memo of pre-token -> ids for pre-tokens that are not single tokens.
+    struct Cache {
+        BytesMap<std::pair<uint32_t, uint32_t>> index{1 << 10};  // -> (offset, length) in ids
+        std::vector<uint32_t> ids;
+    };
+
+    // Append the ids of s[0..n) to out. `allowed` is a bit mask of special ids that are
+    // recognised in the text; other special names are ordinary text.
+    void encode(const uint8_t* s, size_t n, unsigned allowed, std::vector<uint32_t>& out, Cache& cache) const;
+
+    // Encode many texts on up to num_threads threads (dynamic scheduling: big and small
+    // documents mix well).
+    std::vector<std::vector<uint32_t>> encode_batch(const std::vector<std::string_view>& texts, unsigned allowed,
+                                                    int num_threads) const;
+
+    // Bytes of the ids (special ids give their names); throws std::out_of_range.
+    std::string decode(const uint32_t* ids, size_t n) const;
+
+    size_t vocab_size() const { return token_bytes_.size(); }
+    Pattern pattern() const { return pattern_; }
+
+  private:
+    void encode_piece(const uint8_t* p, size_t n, std::vector<uint32_t>& out, Cache& cache) const;
+    void merge_small(const uint8_t* p, size_t n, std::vector<uint32_t>& out) const;
+    void merge_large(const uint8_t* p, size_t n, std::vector<uint32_t>& out) const;
+    uint32_t rank(uint32_t a, uint32_t b) const {
+        const uint32_t* r = pair_rank_.find((uint64_t(a) << 32) | b);
+        return r ? *r : kNoRank;
+    }
+
+    static constexpr uint32_t kNoRank = 0xFFFFFFFFu;
+    Pattern pattern_;
+    std::vector<std::string> token_bytes_;  // id -> bytes
+    BytesMap<uint32_t> token_id_;           // bytes -> id, non-special tokens
+    U64Map<uint32_t> pair_rank_;            // (x, y) -> id of bytes(x) + bytes(y), when a token
+};
+
+}  // namespace tinyllm

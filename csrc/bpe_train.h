@@ -1,0 +1,78 @@
+// BPE training: count pre-tokens on a pool of threads, then learn merges with
+// incrementally updated pair counts and a lazily invalidated max-heap.
+// The algorithm, the tie-break and the alias rule are spelled out in
+// tinyllm/tokenizer/reference.py; this is the same algorithm, made fast.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "flat_map.h"
+#include "pretokenize.h"
+
+namespace tinyllm {
+
+using Merge = std::pair<uint32_t, uint32_t>;
+
+class Trainer {
+  public:
+    // num_threads counting workers (1..64); the caller's thread reads files.
+    Trainer(Pattern pattern, int num_threads);
+    ~Trainer();
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
+
+    // Count the pre-tokens of in-memory texts (UTF-8; each text is its own document).
+    void add_texts(std::vector<std::string>&& texts);
+
+    struct FileStats {
+        uint64_t bytes = 0;     // bytes read
+        uint64_t replaced = 0;  // invalid UTF-8 sequences read as U+FFFD
+    };
+    // Stream a file; throws std::runtime_error("cannot read corpus file ...") on I/O errors.
+    FileStats add_file(const std::string& path);
+
+    // Learn up to n_merges merges from everything added so far (left id, right id).
+    // Consumes the counts: call it once, after the last add_*.
+    std::vector<Merge> train(size_t n_merges);
+
+    // Distinct pre-tokens and their counts (waits for pending counting first).
+    std::vector<std::pair<std::string, int64_t>> pretoken_counts();
+    size_t num_pretokens();
+
+    uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
+    uint64_t merges_done() const { return merges_done_.load(std::memory_order_relaxed); }
+
+  private:
+    // A unit of counting work: documents back to back; doc k is data[ends[k-1], ends[k]).
+    struct Chunk {
+        std::string data;
+        std::vector<size_t> ends;
+    };
+
+    void submit(Chunk&& chunk);
+    void wait_idle();
+    void worker(int index);
+    void count_chunk(const Chunk& chunk, BytesMap<int64_t>& counts) const;
+    BytesMap<int64_t>& merged_counts();
+
+    Pattern pattern_;
+    std::vector<std::thread> threads_;
+    std::vector<BytesMap<int64_t>> counts_;  // one per worker, merged into counts_[0] at the end
+    std::deque<Chunk> queue_;
+    std::mutex mu_;
+    std::condition_variable work_ready_, work_taken_, idle_;
+    size_t busy_ = 0, max_queue_;
+    bool stop_ = false, merged_ = false;
+    std::exception_ptr error_;
+    std::atomic<uint64_t> bytes_read_{0}, merges_done_{0};
+};
+
+}  // namespace tinyllm

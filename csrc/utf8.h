@@ -1,0 +1,102 @@
+// UTF-8 for the BPE core: code point decoding for the splitter, and Python-compatible
+// repair of invalid input ("replace": each maximal invalid subpart becomes U+FFFD,
+// exactly what bytes.decode("utf-8", "replace") produces, also across block edges).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tinyllm {
+
+struct CodePoint {
+    uint32_t cp;
+    uint32_t len;  // bytes, >= 1
+};
+
+inline bool is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
+
+// Decode the code point at s[i] (i < n). Input is expected to be UTF-8 produced by
+// Python (valid, or lone surrogates written with "surrogatepass", which decode to
+// U+D800..DFFF here like any 3-byte form). Anything else never reads past n and
+// comes back as one U+FFFD byte, classified "other".
+inline CodePoint decode_at(const uint8_t* s, size_t n, size_t i) {
+    const uint8_t b = s[i];
+    if (b < 0x80) return {b, 1};
+    if ((b & 0xE0) == 0xC0 && i + 1 < n && is_cont(s[i + 1]))
+        return {(uint32_t(b & 0x1F) << 6) | (s[i + 1] & 0x3F), 2};
+    if ((b & 0xF0) == 0xE0 && i + 2 < n && is_cont(s[i + 1]) && is_cont(s[i + 2]))
+        return {(uint32_t(b & 0x0F) << 12) | (uint32_t(s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F), 3};
+    if ((b & 0xF8) == 0xF0 && i + 3 < n && is_cont(s[i + 1]) && is_cont(s[i + 2]) && is_cont(s[i + 3]))
+        return {(uint32_t(b & 0x07) << 18) | (uint32_t(s[i + 1] & 0x3F) << 12) | (uint32_t(s[i + 2] & 0x3F) << 6) |
+                    (s[i + 3] & 0x3F),
+                4};
+    return {0xFFFD, 1};
+}
+
+// Start of the code point that ends at s[p] (p > 0): step back over continuation bytes.
+inline size_t prev_cp_start(const uint8_t* s, size_t p) {
+    size_t q = p - 1;
+    for (int k = 0; k < 3 && q > 0 && is_cont(s[q]); ++k) --q;
+    return q;
+}
+
+// Append in[0..n) to out with invalid sequences replaced by U+FFFD (EF BF BD), the way
+// CPython's UTF-8 decoder does it. When !final, an incomplete but so-far-valid sequence
+// at the end is not consumed: the return value is how many bytes were consumed, and
+// the caller passes the rest again with the next block. `replaced` counts U+FFFDs added.
+inline size_t repair_utf8(const uint8_t* in, size_t n, bool final, std::string& out, uint64_t& replaced) {
+    static const char kReplacement[] = "\xEF\xBF\xBD";
+    size_t i = 0, run = 0;  // in[run..i) is valid and not yet copied
+    while (i < n) {
+        // ASCII fast path: 8 bytes at a time
+        while (i + 8 <= n) {
+            uint64_t w;
+            __builtin_memcpy(&w, in + i, 8);
+            if (w & 0x8080808080808080ULL) break;
+            i += 8;
+        }
+        if (i >= n) break;
+        const uint8_t b = in[i];
+        if (b < 0x80) { ++i; continue; }
+        size_t need;
+        uint8_t lo = 0x80, hi = 0xBF;  // valid range of the second byte
+        if (b >= 0xC2 && b <= 0xDF) need = 1;
+        else if (b >= 0xE0 && b <= 0xEF) {
+            need = 2;
+            if (b == 0xE0) lo = 0xA0;
+            if (b == 0xED) hi = 0x9F;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            need = 3;
+            if (b == 0xF0) lo = 0x90;
+            if (b == 0xF4) hi = 0x8F;
+        } else {
+            need = 0;  // 0x80..0xC1, 0xF5..0xFF never start a sequence
+        }
+        size_t k = 1;  // bytes of this sequence that are valid so far
+        bool bad = (need == 0);
+        while (!bad && k <= need) {
+            if (i + k >= n) {  // ran out of input mid-sequence
+                if (!final) {
+                    out.append(reinterpret_cast<const char*>(in + run), i - run);
+                    return i;
+                }
+                bad = true;
+                break;
+            }
+            const uint8_t c = in[i + k];
+            const bool ok = (k == 1) ? (c >= lo && c <= hi) : is_cont(c);
+            if (!ok) { bad = true; break; }
+            ++k;
+        }
+        if (!bad) { i += need + 1; continue; }
+        out.append(reinterpret_cast<const char*>(in + run), i - run);
+        out.append(kReplacement, 3);
+        ++replaced;
+        i += k;  // the maximal invalid subpart: the lead byte plus the valid continuations
+        run = i;
+    }
+    out.append(reinterpret_cast<const char*>(in + run), n - run);
+    return n;
+}
+
+}  // namespace tinyllm

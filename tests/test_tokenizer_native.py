@@ -1,0 +1,259 @@
+"""The C++ core against the Python reference (and the `regex` module) on random input.
+
+Skips cleanly when tinyllm._bpe is not built; fails when TINYLLM_REQUIRE_NATIVE=1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinyllm.tokenizer import native_available
+from tinyllm.tokenizer.patterns import PATTERNS
+from tinyllm.tokenizer.reference import Tokenizer as ReferenceTokenizer
+from tinyllm.tokenizer.reference import count_pretokens, to_utf8
+
+if not native_available():
+    if os.environ.get("TINYLLM_REQUIRE_NATIVE") == "1":
+        pytest.fail("TINYLLM_REQUIRE_NATIVE=1 but tinyllm._bpe is not built", pytrace=False)
+    pytest.skip("the C++ core (tinyllm._bpe) is not built", allow_module_level=True)
+
+from tinyllm import _bpe  # noqa: E402
+from tinyllm.tokenizer.native import NativeTokenizer  # noqa: E402
+
+# Characters where the split patterns are delicate: contraction letters in both cases
+# (and U+017F, which matches 's' case-insensitively), every \s flavour, digits from
+# several scripts, combining marks (not letters), ZWJ emoji, CJK, specials' brackets.
+TRICKY = list("aZsStTdDmMlLvVeErR'’ 0123456789.,;:!?-_()<>/\\\"#\t\n\r\x0b\x0c") + [
+    "\u017f", "\u00a0", "\u1680", "\u2000", "\u2028", "\u2029", "\u202f", "\u3000", "\x85", "\x1c",
+    "é", "ß", "ǅ", "中", "文", "ア", "한", "ж", "ω", "א", "ع", "क", "ि", "\u0301", "\u200d",
+    "٣", "²", "Ⅻ", "½", "😀", "👍", "🏽", "\U0001F1EB", "\ud800", "\udfff", "\ufffd", "\x00", "\uffff",
+    "<EOS>", "<BOS>", "<PAD", "UNK>", "'s", "'LL", "'Ve", "\r\n", "  ", "\n\n", "123456",
+]
+tricky_text = st.lists(st.one_of(st.sampled_from(TRICKY), st.characters()), max_size=40).map("".join)
+any_text = st.one_of(tricky_text, st.text(max_size=60))
+HYP = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def merges():
+    """A 1500-token vocab (reference-trained) over English, code and other scripts."""
+    from pybible.Bible import Bible
+
+    texts = list(Bible)[:6000] + [_multilingual(seed) for seed in range(30)]
+    return ReferenceTokenizer.train(texts, vocab_size=1500, show_progress=False).merges
+
+
+@pytest.fixture(scope="module")
+def pair(merges):
+    return ReferenceTokenizer(merges, "gpt4"), NativeTokenizer(merges, "gpt4")
+
+
+@pytest.fixture(scope="module")
+def pair_gpt2(merges):
+    return ReferenceTokenizer(merges, "gpt2"), NativeTokenizer(merges, "gpt2")
+
+
+def _multilingual(seed: int, words: int = 400) -> str:
+    """Pseudo-text in several scripts, with digits, punctuation, marks and emoji."""
+    import random
+
+    rng = random.Random(seed)
+    ranges = [(0x430, 0x44F), (0x3B1, 0x3C9), (0x627, 0x64A), (0x5D0, 0x5EA), (0x915, 0x94C), (0xE01, 0xE2E),
+              (0xAC00, 0xAD00), (0x4E00, 0x4F00), (0x3041, 0x3096), (0x1F600, 0x1F64F), (0x61, 0x7A), (0x660, 0x669)]
+    out = []
+    for _ in range(words):
+        lo, hi = rng.choice(ranges)
+        out.append("".join(chr(rng.randint(lo, hi)) for _ in range(rng.randint(1, 7))))
+        out.append(rng.choice([" ", " ", " ", ", ", ". ", "\n", "  ", "' ", "’s ", " 1234 ", "!\n\n"]))
+    return "".join(out)
+
+
+# ---- building blocks ---------------------------------------------------------------------
+def test_unicode_tables_match_installed_regex():
+    """The generated table equals what the installed `regex` says, for every code point."""
+    classes = _bpe.char_classes()
+    letter, number, space = regex.compile(r"\p{L}"), regex.compile(r"\p{N}"), regex.compile(r"\s")
+    wrong = []
+    for cp in range(0x110000):
+        ch = chr(cp)
+        want = 1 if letter.match(ch) else 2 if number.match(ch) else 3 if space.match(ch) else 0
+        if classes[cp] != want:
+            wrong.append(cp)
+    assert not wrong, (f"{len(wrong)} code points (first U+{wrong[0]:04X}) differ between csrc/unicode_tables.h "
+                       f"(regex {_bpe.UNICODE_REGEX_VERSION}) and the installed regex {regex.__version__}: "
+                       "run `python csrc/gen_unicode_tables.py` and rebuild")
+    folds = {chr(cp) for cp in range(0x80, 0x110000) if regex.fullmatch(r"(?i:[sdmtlver])", chr(cp))}
+    assert {ch for ch in folds if _bpe.contraction_fold(ord(ch)) != "\0"} == folds
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+@HYP
+@given(text=any_text)
+def test_pretokenize_matches_regex(pattern, text):
+    want = [to_utf8(p) for p in regex.findall(PATTERNS[pattern], text)]
+    assert _bpe.pretokenize(text, pattern) == want
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+@HYP
+@given(data=st.binary(max_size=60))
+def test_pretokenize_matches_regex_on_replaced_bytes(pattern, data):
+    text = data.decode("utf-8", "replace")
+    assert _bpe.pretokenize(text, pattern) == [to_utf8(p) for p in regex.findall(PATTERNS[pattern], text)]
+
+
+utf8ish = st.lists(st.one_of(st.sampled_from([b"\xc3", b"\xa9", b"\xe2\x82", b"\xac", b"\xf0\x9f", b"\x98\x80",
+                                              b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90", b"\xe0\x80", b"\xff", b"a",
+                                              b" ", b"\x80"]), st.binary(max_size=3)), max_size=30).map(b"".join)
+
+
+@HYP
+@given(data=utf8ish, block=st.integers(0, 5))
+def test_repair_utf8_matches_python_replace(data, block):
+    out, replaced = _bpe.repair_utf8(data, block)
+    assert out == data.decode("utf-8", "replace").encode()
+    assert replaced == _count_replacements(data)  # one per maximal invalid subpart, as in Python
+
+
+def _count_replacements(data: bytes) -> int:
+    """How often Python's decoder calls an error handler on data (= U+FFFDs with "replace")."""
+    import codecs
+
+    count = 0
+
+    def handler(err):
+        nonlocal count
+        count += 1
+        return "\ufffd", err.end
+
+    codecs.register_error("test.count_replacements", handler)
+    data.decode("utf-8", "test.count_replacements")
+    return count
+
+
+# ---- encoding --------------------------------------------------------------------------
+@HYP
+@given(text=any_text)
+def test_encode_matches_reference(pair, text):
+    ref, nat = pair
+    ids = ref.encode(text)
+    assert nat.encode(text) == ids
+    assert nat.encode(text, allowed_special="none") == ref.encode(text, allowed_special="none")
+    assert nat.decode(ids) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=any_text)
+def test_encode_matches_reference_gpt2(pair_gpt2, text):
+    ref, nat = pair_gpt2
+    assert nat.encode(text) == ref.encode(text)
+
+
+@HYP
+@given(data=st.binary(max_size=80))
+def test_encode_random_bytes_decoded_with_replace(pair, data):
+    ref, nat = pair
+    text = data.decode("utf-8", "replace")
+    assert nat.encode(text) == ref.encode(text)
+    assert nat.decode(nat.encode(text)) == text
+
+
+@pytest.mark.parametrize("text", [
+    " " * 5000, "\n" * 3000 + "x", "a" * 2000, "ab" * 900, "1" * 1000, "!?" * 700, "中文" * 400,
+    "\t \r\n" * 500, "😀" * 300, "the" * 600, " " * 100 + "the" * 100,
+])
+def test_long_pieces(pair, text):
+    """Pre-tokens longer than the flat-scan limit take the heap path in C++."""
+    ref, nat = pair
+    assert nat.encode(text) == ref.encode(text)
+
+
+def test_encode_batch_threads(pair):
+    ref, nat = pair
+    texts = [_multilingual(s, words=50) for s in range(40)] + ["", "<EOS>", "x" * 3000]
+    want = [ref.encode(t) for t in texts]
+    for threads in (1, 2, 5):
+        assert nat.encode_batch(texts, num_threads=threads) == want
+
+
+def test_decode_matches_reference(pair):
+    ref, nat = pair
+    ids = list(range(nat.vocab_size)) * 2
+    assert nat.decode_bytes(ids) == ref.decode_bytes(ids)
+
+
+# ---- training ------------------------------------------------------------------------
+words = st.lists(st.sampled_from(["a", "b", "ab", "ba", "aab", " ", "  ", "\n", "'s", "1", "23", "é", "中", "<EOS>", "."]),
+                 max_size=12).map("".join)
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+@settings(max_examples=150, deadline=None)
+@given(corpus=st.lists(st.one_of(words, tricky_text), min_size=1, max_size=12), extra=st.integers(0, 80))
+def test_train_matches_reference(pattern, corpus, extra):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny corpora run out of pairs; both must stop alike
+        try:
+            want = ReferenceTokenizer.train(corpus, vocab_size=260 + extra, pattern=pattern, show_progress=False)
+        except Exception as e:  # an empty corpus: both must refuse it the same way
+            with pytest.raises(type(e), match=regex.escape(str(e))):
+                NativeTokenizer.train(corpus, vocab_size=260 + extra, pattern=pattern, show_progress=False)
+            return
+        got = NativeTokenizer.train(corpus, vocab_size=260 + extra, pattern=pattern, num_threads=2,
+                                    show_progress=False)
+    assert got.merges == want.merges
+
+
+@settings(max_examples=100, deadline=None)
+@given(corpus=st.lists(any_text, max_size=8))
+def test_pretoken_counts_match_reference(corpus):
+    trainer = _bpe.Trainer("gpt4", 2)
+    trainer.add_texts(corpus)
+    want = {to_utf8(k): v for k, v in count_pretokens(corpus).items()}
+    assert trainer.pretoken_counts() == want
+
+
+def test_train_bible_identical(tmp_path):
+    from pybible.Bible import Bible
+
+    texts = list(Bible)[:15000]
+    ref = ReferenceTokenizer.train(texts, vocab_size=2000, show_progress=False)
+    nat = NativeTokenizer.train(texts, vocab_size=2000, num_threads=2, show_progress=False)
+    assert nat.merges == ref.merges
+    assert nat.encode(" ".join(texts[:500])) == ref.encode(" ".join(texts[:500]))
+
+
+def test_train_file_streams_across_blocks(tmp_path):
+    """A 2.5 MB file (block size 1 MB) with multi-byte characters and invalid bytes
+    straddling the block edges counts exactly like the whole text decoded at once."""
+    unit = ("naïve café 数据 x'll 123456 \r\n  ".encode() + b"\xe2\x82 " + "😀".encode())
+    raw = bytearray(unit * (2_600_000 // len(unit)))
+    for edge in (1 << 20, 2 << 20):  # invalid and split sequences right at the block edges
+        raw[edge - 2:edge + 2] = b"\xf0\x9f\x98\xc3"
+    path = tmp_path / "big.txt"
+    path.write_bytes(bytes(raw))
+    trainer = _bpe.Trainer("gpt4", 2)
+    nbytes, replaced = trainer.add_file(str(path))
+    text = bytes(raw).decode("utf-8", "replace")
+    assert nbytes == len(raw) and replaced == _count_replacements(bytes(raw))
+    want = {to_utf8(k): v for k, v in count_pretokens([text]).items()}
+    assert trainer.pretoken_counts() == want
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nat = NativeTokenizer.train(path, vocab_size=400, show_progress=False)
+        ref = ReferenceTokenizer.train(path, vocab_size=400, show_progress=False)
+    assert nat.merges == ref.merges
+
+
+def test_trainer_file_error_message(tmp_path):
+    with pytest.raises(RuntimeError, match=r"cannot read corpus file .*nope\.txt: No such file"):
+        _bpe.Trainer("gpt4", 1).add_file(str(tmp_path / "nope.txt"))

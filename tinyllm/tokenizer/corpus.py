@@ -1,0 +1,163 @@
+"""Training corpus input: which files and texts, and how they are streamed.
+
+`Tokenizer.train(files_or_texts)` takes a str (a text), a path (a file, or a directory
+whose *.txt files are read in sorted order), or an iterable mixing both. Files are never
+read whole: they stream in blocks and are cut into segments at *safe cuts*.
+
+Safe cut: a position p with a letter (\\p{L}) just before it and whitespace (\\s) at p.
+The letter ends a letter-run pre-token under both split patterns (the run is possessive
+and stops at the first non-letter), no pre-token looks behind, and no special token
+contains whitespace, so splitting a document at p and pre-tokenizing the halves gives
+exactly the pre-tokens of the whole. Streaming therefore never changes what is counted,
+and the reference and the C++ core may pick different cuts (different block sizes) and
+still count identically. A stretch with no safe cut (e.g. megabytes of digits) is held
+in memory until one comes.
+
+Invalid UTF-8 (a file cut mid-character, a stray Latin-1 byte) is not fatal: each
+maximal invalid byte sequence becomes U+FFFD, exactly as `bytes.decode("utf-8",
+"replace")` does, and one warning names the file and the count.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import regex
+
+from ..errors import TinyLLMError
+
+BLOCK_SIZE = 1 << 20  # bytes read from a file at a time
+
+# The last safe cut in a string: searched backwards with the regex module's (?r) flag.
+_LAST_SAFE_CUT = regex.compile(r"(?r)\p{L}(?=\s)")
+
+# A decode error handler that replaces like "replace" and counts how often it fired.
+_replacements = [0]
+
+
+def _replace_and_count(err: UnicodeDecodeError):
+    _replacements[0] += 1
+    return "\ufffd", err.end
+
+
+codecs.register_error("tinyllm.replace_and_count", _replace_and_count)
+
+
+class CorpusWarning(UserWarning):
+    """Something in the corpus was handled but the user should know (invalid UTF-8, vocab not reached)."""
+
+
+def resolve_item(item) -> list[tuple[str, object]]:
+    """One element of `files_or_texts` as a list of ("text", str) / ("file", Path).
+
+    >>> resolve_item("hello")
+    [('text', 'hello')]
+    """
+    if isinstance(item, str):
+        return [("text", item)]
+    if isinstance(item, os.PathLike):
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not files:
+                raise TinyLLMError(f"corpus directory {path} contains no .txt files")
+            return [("file", p) for p in files]
+        if not path.exists():
+            raise TinyLLMError(f"corpus file {path} does not exist")
+        if not path.is_file():
+            raise TinyLLMError(f"corpus path {path} is not a regular file or a directory")
+        if not os.access(path, os.R_OK):
+            raise TinyLLMError(f"corpus file {path} is not readable (permission denied)")
+        return [("file", path)]
+    if isinstance(item, (bytes, bytearray)):
+        raise TinyLLMError("files_or_texts: got bytes; pass text as str, or a pathlib.Path for a file")
+    raise TinyLLMError(f"files_or_texts: expected str texts or pathlib.Path files/directories, got {type(item).__name__}")
+
+
+def iter_sources(files_or_texts) -> Iterator[tuple[str, object]]:
+    """Yield ("text", str) / ("file", Path) for everything to train on.
+
+    A list or tuple is checked completely before anything is yielded, so a missing
+    file fails in a second, not after an hour of counting; other iterables stream.
+    """
+    if isinstance(files_or_texts, (str, os.PathLike, bytes, bytearray)):
+        yield from resolve_item(files_or_texts)
+        return
+    if not isinstance(files_or_texts, Iterable):
+        raise TinyLLMError(
+            f"files_or_texts: expected a str, a path, or an iterable of them, got {type(files_or_texts).__name__}")
+    if isinstance(files_or_texts, (list, tuple)):
+        resolved = [src for item in files_or_texts for src in resolve_item(item)]
+        yield from resolved
+        return
+    for item in files_or_texts:
+        yield from resolve_item(item)
+
+
+def last_safe_cut(text: str) -> int:
+    """Index p of the last safe cut in text (0 if none): text[:p] and text[p:] pre-tokenize
+    independently to the same pieces as text.
+
+    >>> last_safe_cut("one two  three")
+    7
+    """
+    m = _LAST_SAFE_CUT.search(text)
+    return m.end() if m else 0
+
+
+def iter_file_segments(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[str]:
+    """Stream a file as text segments that end at safe cuts; warn once if it had invalid UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="tinyllm.replace_and_count")
+    before = _replacements[0]
+    carry = ""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise TinyLLMError(f"cannot read corpus file {path}: {e.strerror}") from None
+    with f:
+        while True:
+            try:
+                block = f.read(block_size)
+            except OSError as e:
+                raise TinyLLMError(f"cannot read corpus file {path}: {e.strerror}") from None
+            text = carry + decoder.decode(block, final=not block)
+            if not block:
+                if text:
+                    yield text
+                break
+            cut = last_safe_cut(text)
+            if cut:
+                yield text[:cut]
+            carry = text[cut:]
+    replaced = _replacements[0] - before
+    if replaced:
+        warn_invalid_utf8(path, replaced)
+
+
+def warn_invalid_utf8(path, replaced: int) -> None:
+    warnings.warn(f"corpus file {path} is not valid UTF-8: {replaced} invalid byte sequence(s) "
+                  f"read as U+FFFD", CorpusWarning, stacklevel=3)
+
+
+def source_size(kind: str, obj) -> int:
+    """Bytes a source will contribute, for the progress bar (UTF-8 length of a text)."""
+    if kind == "file":
+        return obj.stat().st_size
+    return len(obj.encode("utf-8", "surrogatepass"))
+
+
+def describe_sources(sources: list[tuple[str, object]]) -> str:
+    """'3 texts and 2 files (a.txt, b.txt)' for error messages."""
+    texts = sum(1 for k, _ in sources if k == "text")
+    files = [str(o) for k, o in sources if k == "file"]
+    parts = []
+    if texts:
+        parts.append(f"{texts} text{'s' if texts != 1 else ''}")
+    if files:
+        shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+        parts.append(f"{len(files)} file{'s' if len(files) != 1 else ''} ({shown})")
+    return " and ".join(parts) or "nothing"

@@ -1,0 +1,154 @@
+"""The C++-backed tokenizer: the reference API with the hot paths in tinyllm._bpe.
+
+Everything a user can get wrong is checked here, in Python, with the reference's
+messages; the C++ core (csrc/) only sees arguments that passed. Training, encoding and
+decoding run with the GIL released. Results are identical to the reference
+(tests/test_tokenizer_native.py checks merges and ids on random text).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from .. import _bpe
+from ..errors import TinyLLMError
+from . import corpus as corpus_mod
+from .patterns import MIN_VOCAB_SIZE, SPECIAL_TOKENS, check_pattern
+from .reference import Tokenizer as ReferenceTokenizer
+from .reference import _progress, check_train_args, finish_training
+
+_TEXT_BATCH_BYTES = 8 << 20  # texts are handed to C++ in batches of about this size
+_ALL_SPECIALS = (1 << len(SPECIAL_TOKENS)) - 1
+
+
+def default_threads() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run_with_progress(fn, counter, bar):
+    """Run fn() on a helper thread (the C++ releases the GIL) while this thread moves
+    the bar by counter(); re-raise whatever fn raised. Without a bar, just call fn()."""
+    if bar is None:
+        return fn()
+    result, error = [], []
+
+    def target():
+        try:
+            result.append(fn())
+        except BaseException as e:  # handed to the caller's thread
+            error.append(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    shown = 0
+    while t.is_alive():
+        t.join(0.1)
+        now = counter()
+        bar.update(now - shown)
+        shown = now
+    bar.close()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+class NativeTokenizer(ReferenceTokenizer):
+    """Byte-level BPE with the C++ core; same API and results as the reference."""
+
+    def __init__(self, merges=(), pattern: str = "gpt4"):
+        super().__init__(merges, pattern)
+        self._native = _bpe.Encoder(self._merges, self._pattern_name)
+
+    @classmethod
+    def train(cls, files_or_texts, vocab_size: int = 32000, pattern: str = "gpt4",
+              num_threads: int | None = None, show_progress: bool = True) -> "NativeTokenizer":
+        """Learn vocab_size - 260 merges; counting runs on num_threads threads (default: all cores)."""
+        check_train_args(vocab_size, num_threads)
+        pattern = check_pattern(pattern)
+        trainer = _bpe.Trainer(pattern, num_threads or default_threads())
+        seen: list = []
+        invalid: list = []  # (file, replaced): warned from this thread once counting is done
+
+        def count():
+            batch: list[str] = []
+            size = 0
+            for kind, obj in corpus_mod.iter_sources(files_or_texts):
+                seen.append((kind, obj if kind == "file" else None))
+                if kind == "text":
+                    batch.append(obj)
+                    size += len(obj)
+                    if size >= _TEXT_BATCH_BYTES:
+                        trainer.add_texts(batch)
+                        batch, size = [], 0
+                    continue
+                if batch:
+                    trainer.add_texts(batch)
+                    batch, size = [], 0
+                try:
+                    _, replaced = trainer.add_file(os.fspath(obj))
+                except RuntimeError as e:  # the C++ message names the file and the OS error
+                    raise TinyLLMError(str(e)) from None
+                if replaced:
+                    invalid.append((obj, replaced))
+            if batch:
+                trainer.add_texts(batch)
+            return trainer.num_pretokens()
+
+        bar = _progress(show_progress, unit="B", unit_scale=True, desc="reading corpus") if show_progress else None
+        try:
+            n_pretokens = _run_with_progress(count, lambda: trainer.bytes_read, bar)
+        finally:
+            for path, replaced in invalid:
+                corpus_mod.warn_invalid_utf8(path, replaced)
+        n_merges = vocab_size - MIN_VOCAB_SIZE
+        merges = []
+        if n_pretokens:
+            bar = _progress(show_progress, total=n_merges, desc="merging") if show_progress else None
+            merges = _run_with_progress(lambda: trainer.train(n_merges), lambda: trainer.merges_done, bar)
+        finish_training(merges, vocab_size, seen, n_pretokens)
+        return cls(merges, pattern)
+
+    def encode(self, text: str, allowed_special="all") -> list[int]:
+        if type(text) is not str:
+            self._check_text(text, "encode")
+        return self._native.encode(text, self._special_mask(allowed_special))
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        if type(text) is not str:
+            self._check_text(text, "encode_ordinary")
+        return self._native.encode(text, 0)
+
+    def encode_batch(self, texts, num_threads: int | None = None, allowed_special="all") -> list[list[int]]:
+        """Encode many texts on num_threads threads (default: all cores), GIL released."""
+        if isinstance(texts, (str, bytes)):
+            raise TinyLLMError("encode_batch: texts must be a list of str, got a single "
+                               f"{type(texts).__name__}; use encode() for one text")
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                        or num_threads < 1):
+            raise TinyLLMError(f"encode_batch: num_threads must be None or a positive int, got {num_threads!r}")
+        if not isinstance(texts, (list, tuple)):
+            texts = list(texts)
+        if not all(type(t) is str for t in texts):
+            i, t = next((i, t) for i, t in enumerate(texts) if not isinstance(t, str))
+            if not isinstance(t, str):
+                raise TinyLLMError(f"encode_batch: texts[{i}] must be str, got {type(t).__name__}")
+        return self._native.encode_batch(texts, self._special_mask(allowed_special), num_threads or default_threads())
+
+    def decode_bytes(self, ids) -> bytes:
+        try:
+            return self._native.decode_bytes(ids)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return super().decode_bytes(ids)  # raises the reference's message (or copes with odd int types)
+
+    def _special_mask(self, allowed_special) -> int:
+        if allowed_special == "all":
+            return _ALL_SPECIALS
+        mask = 0
+        for name in self._allowed_specials(allowed_special):
+            mask |= 1 << self._specials[name]
+        return mask
