@@ -1,0 +1,306 @@
+"""Fused GELU and bias+GELU in Triton, forward and backward, with their references.
+
+    y = gelu(x, approximate="tanh")            # or "none" (the erf form)
+    y = bias_gelu(x, bias, approximate="tanh")  # gelu(x + bias), x (..., N), bias (N,)
+
+Math (z = x, or x + bias):
+    exact:  gelu(z) = z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))
+            gelu'(z) = Phi(z) + z * phi(z),               phi(z) = exp(-z^2 / 2) / sqrt(2 pi)
+    tanh:   gelu(z) = 0.5 z (1 + tanh(u)) = z * sigmoid(2u),   u = sqrt(2/pi) (z + 0.044715 z^3)
+            gelu'(z) = s + z * s (1 - s) * 2 sqrt(2/pi) (1 + 3 * 0.044715 z^2),   s = sigmoid(2u)
+(0.5 (1 + tanh u) = sigmoid(2u) exactly; the sigmoid form needs no tanh, which neither the
+interpreter nor every backend provides.)
+
+One pass each way: the forward reads x (and bias) and writes y; the backward reads dy and x
+and writes dx, recomputing z and gelu'(z) instead of saving anything but x. For bias_gelu
+the backward also reduces dz over rows into a small (row blocks, N) float32 buffer in the
+same pass; dbias is its column sum (a few KB, not another pass over dx). Math is float32
+whatever the input dtype; the output has x's dtype and dbias has bias's dtype (so an fp32
+bias under bf16 autocast is fine).
+
+Interpreter (TRITON_INTERPRET=1): float32 and float16 are faithful; bf16 loads and stores
+are right but float32 -> bf16 casts truncate (the GPU rounds to nearest even), so bf16
+results there can be one bf16 ulp off instead of half an ulp. Tests allow for that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .dispatch import SUPPORTED_DTYPES, device_of, kernel_backend, launchable, tl, triton, use_interpreter
+
+__all__ = ["gelu", "gelu_ref", "GeluFunction", "bias_gelu", "bias_gelu_ref", "BiasGeluFunction"]
+
+_APPROXIMATIONS = ("tanh", "none")
+
+# Elementwise: 4096 elements per program (16 per thread at 8 warps: 16-byte vector accesses).
+_BLOCK_SIZE, _NUM_WARPS = 4096, 8
+_INTERPRET_BLOCK_SIZE = 1024
+# bias_gelu tiles: BLOCK_M rows x BLOCK_N columns (fwd one tile per program; bwd loops rows).
+_BLOCK_M, _BLOCK_N = 16, 256
+_INTERPRET_BLOCK_M, _INTERPRET_BLOCK_N = 8, 64
+_BWD_TARGET_PROGRAMS, _INTERPRET_BWD_TARGET_PROGRAMS = 1024, 4
+
+
+def _float_compute(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def gelu_ref(x: torch.Tensor, approximate: str = "tanh") -> torch.Tensor:
+    """GELU written out, computed in at least float32 and rounded once to x's dtype."""
+    z = _float_compute(x)
+    if approximate == "tanh":
+        y = 0.5 * z * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z * z * z)))
+    else:
+        y = 0.5 * z * (1.0 + torch.erf(z * (1.0 / math.sqrt(2.0))))
+    return y.to(x.dtype)
+
+
+def bias_gelu_ref(x: torch.Tensor, bias: torch.Tensor, approximate: str = "tanh") -> torch.Tensor:
+    """gelu(x + bias); the add is in float32 too (the fused kernel never rounds x + bias)."""
+    z = _float_compute(x) + _float_compute(bias)
+    return gelu_ref(z, approximate).to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------
+
+@triton.jit
+def _gelu_fwd_kernel(X, Y, n_elements, APPROXIMATE_TANH: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offs < n_elements
+    z = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    if APPROXIMATE_TANH:
+        u = 0.7978845608028654 * (z + 0.044715 * z * z * z)  # sqrt(2/pi) (z + 0.044715 z^3)
+        y = z * tl.sigmoid(2.0 * u)
+    else:
+        y = 0.5 * z * (1.0 + tl.erf(z * 0.7071067811865476))
+    tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gelu_bwd_kernel(DY, X, DX, n_elements, APPROXIMATE_TANH: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offs < n_elements
+    z = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+    if APPROXIMATE_TANH:  # recompute s = sigmoid(2u) rather than saving it
+        u = 0.7978845608028654 * (z + 0.044715 * z * z * z)
+        s = tl.sigmoid(2.0 * u)
+        one_minus_s = tl.sigmoid(-2.0 * u)  # not 1 - s: that cancels for large z
+        dgelu = s + z * s * one_minus_s * 1.5957691216057308 * (1.0 + 0.134145 * z * z)
+    else:
+        cdf = 0.5 * (1.0 + tl.erf(z * 0.7071067811865476))
+        pdf = tl.exp(-0.5 * z * z) * 0.3989422804014327  # 1/sqrt(2 pi)
+        dgelu = cdf + z * pdf
+    tl.store(DX + offs, (dy * dgelu).to(DX.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _bias_gelu_fwd_kernel(X, Bias, Y, M, N, APPROXIMATE_TANH: tl.constexpr,
+                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < N
+    mask = (offs_m[:, None] < M) & n_ok[None, :]
+    offs = offs_m.to(tl.int64)[:, None] * N + offs_n[None, :]  # x is (M, N) contiguous
+    b = tl.load(Bias + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+    z = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32) + b[None, :]
+    if APPROXIMATE_TANH:
+        u = 0.7978845608028654 * (z + 0.044715 * z * z * z)
+        y = z * tl.sigmoid(2.0 * u)
+    else:
+        y = 0.5 * z * (1.0 + tl.erf(z * 0.7071067811865476))
+    tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _bias_gelu_bwd_kernel(DY, X, Bias, DX, DBiasPartial, M, N, rows_per_program,
+                          APPROXIMATE_TANH: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    # Program (i, j): rows [i * rows_per_program, ...) x columns of tile j. dz goes to DX and,
+    # summed over this program's rows, to DBiasPartial[i, cols] (float32, stays in registers
+    # until the end).
+    pid_m = tl.program_id(0)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < N
+    b = tl.load(Bias + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+    db = tl.zeros([BLOCK_N], dtype=tl.float32)
+    row_start = pid_m * rows_per_program
+    row_end = tl.minimum(row_start + rows_per_program, M)
+    for start in range(row_start, row_end, BLOCK_M):
+        offs_m = start + tl.arange(0, BLOCK_M)
+        mask = (offs_m[:, None] < row_end) & n_ok[None, :]
+        offs = offs_m.to(tl.int64)[:, None] * N + offs_n[None, :]
+        z = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32) + b[None, :]
+        dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+        if APPROXIMATE_TANH:
+            u = 0.7978845608028654 * (z + 0.044715 * z * z * z)
+            s = tl.sigmoid(2.0 * u)
+            one_minus_s = tl.sigmoid(-2.0 * u)
+            dgelu = s + z * s * one_minus_s * 1.5957691216057308 * (1.0 + 0.134145 * z * z)
+        else:
+            cdf = 0.5 * (1.0 + tl.erf(z * 0.7071067811865476))
+            pdf = tl.exp(-0.5 * z * z) * 0.3989422804014327
+            dgelu = cdf + z * pdf
+        dz = dy * dgelu  # masked entries: dy = 0 -> dz = 0
+        tl.store(DX + offs, dz.to(DX.dtype.element_ty), mask=mask)
+        db += tl.sum(dz, axis=0)
+    tl.store(DBiasPartial + pid_m.to(tl.int64) * N + offs_n, db, mask=n_ok)
+
+
+# --------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------
+
+def _launch_1d(kernel, n: int, *args, **constexprs):
+    """One program per BLOCK_SIZE elements of the flattened (contiguous) tensors."""
+    interpret = use_interpreter()
+    block = _INTERPRET_BLOCK_SIZE if interpret else _BLOCK_SIZE
+    opts = {} if interpret else {"num_warps": _NUM_WARPS}
+    with device_of(args[0]):
+        launchable(kernel)[(triton.cdiv(n, block),)](*args, n, **constexprs, BLOCK_SIZE=block, **opts)
+
+
+def _tiles():
+    if use_interpreter():
+        return _INTERPRET_BLOCK_M, _INTERPRET_BLOCK_N, {}
+    return _BLOCK_M, _BLOCK_N, {"num_warps": _NUM_WARPS}
+
+
+@torch.library.custom_op("tinyllm::gelu_fwd", mutates_args=())
+def _gelu_fwd_op(x: torch.Tensor, approximate: str) -> torch.Tensor:
+    y = torch.empty_like(x)
+    _launch_1d(_gelu_fwd_kernel, x.numel(), x, y, APPROXIMATE_TANH=approximate == "tanh")
+    return y
+
+
+@_gelu_fwd_op.register_fake
+def _(x, approximate):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("tinyllm::gelu_bwd", mutates_args=())
+def _gelu_bwd_op(dy: torch.Tensor, x: torch.Tensor, approximate: str) -> torch.Tensor:
+    dx = torch.empty_like(x)
+    _launch_1d(_gelu_bwd_kernel, x.numel(), dy, x, dx, APPROXIMATE_TANH=approximate == "tanh")
+    return dx
+
+
+@_gelu_bwd_op.register_fake
+def _(dy, x, approximate):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("tinyllm::bias_gelu_fwd", mutates_args=())
+def _bias_gelu_fwd_op(x: torch.Tensor, bias: torch.Tensor, approximate: str) -> torch.Tensor:
+    N = bias.shape[0]
+    M = x.numel() // N
+    y = torch.empty_like(x)
+    block_m, block_n, opts = _tiles()
+    with device_of(x):
+        launchable(_bias_gelu_fwd_kernel)[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
+            x, bias, y, M, N, APPROXIMATE_TANH=approximate == "tanh", BLOCK_M=block_m, BLOCK_N=block_n, **opts)
+    return y
+
+
+@_bias_gelu_fwd_op.register_fake
+def _(x, bias, approximate):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("tinyllm::bias_gelu_bwd", mutates_args=())
+def _bias_gelu_bwd_op(dy: torch.Tensor, x: torch.Tensor, bias: torch.Tensor,
+                      approximate: str) -> tuple[torch.Tensor, torch.Tensor]:
+    N = bias.shape[0]
+    M = x.numel() // N
+    block_m, block_n, opts = _tiles()
+    target = _INTERPRET_BWD_TARGET_PROGRAMS if use_interpreter() else _BWD_TARGET_PROGRAMS
+    col_blocks = triton.cdiv(N, block_n)
+    row_blocks_wanted = max(1, target // col_blocks)
+    rows_per_program = block_m * triton.cdiv(triton.cdiv(M, block_m), row_blocks_wanted)
+    row_blocks = triton.cdiv(M, rows_per_program)
+    dx = torch.empty_like(x)
+    partial = torch.empty((row_blocks, N), dtype=torch.float32, device=x.device)
+    with device_of(x):
+        launchable(_bias_gelu_bwd_kernel)[(row_blocks, col_blocks)](
+            dy, x, bias, dx, partial, M, N, rows_per_program,
+            APPROXIMATE_TANH=approximate == "tanh", BLOCK_M=block_m, BLOCK_N=block_n, **opts)
+    return dx, partial.sum(0).to(bias.dtype)
+
+
+@_bias_gelu_bwd_op.register_fake
+def _(dy, x, bias, approximate):
+    return torch.empty_like(x), torch.empty_like(bias)
+
+
+class GeluFunction(torch.autograd.Function):
+    """Saves only x; the backward recomputes gelu'(x)."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        return torch.ops.tinyllm.gelu_fwd(x, approximate)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        return torch.ops.tinyllm.gelu_bwd(dy.contiguous(), x, ctx.approximate), None
+
+
+class BiasGeluFunction(torch.autograd.Function):
+    """Saves x and bias (not x + bias); the backward recomputes z and gelu'(z)."""
+
+    @staticmethod
+    def forward(ctx, x, bias, approximate):
+        ctx.save_for_backward(x, bias)
+        ctx.approximate = approximate
+        return torch.ops.tinyllm.bias_gelu_fwd(x, bias, approximate)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, bias = ctx.saved_tensors
+        dx, dbias = torch.ops.tinyllm.bias_gelu_bwd(dy.contiguous(), x, bias, ctx.approximate)
+        return dx, dbias, None
+
+
+def _check_tensor(op: str, name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"{op}: {name} dtype must be float32, float16 or bfloat16, got {t.dtype}")
+    if not t.is_contiguous():
+        raise ValueError(f"{op}: {name} must be contiguous, got shape {tuple(t.shape)} with strides "
+                         f"{t.stride()}; call .contiguous() first")
+
+
+def _check_approximate(op: str, approximate) -> None:
+    if approximate not in _APPROXIMATIONS:
+        raise ValueError(f"{op}: approximate must be 'tanh' or 'none', got {approximate!r}")
+
+
+def gelu(x: torch.Tensor, approximate: str = "tanh") -> torch.Tensor:
+    """GELU of a contiguous float tensor; differentiable. Triton or `gelu_ref` (see dispatch)."""
+    _check_tensor("gelu", "x", x)
+    _check_approximate("gelu", approximate)
+    if x.numel() == 0 or kernel_backend(x) == "reference":
+        return gelu_ref(x, approximate)
+    return GeluFunction.apply(x, approximate)
+
+
+def bias_gelu(x: torch.Tensor, bias: torch.Tensor, approximate: str = "tanh") -> torch.Tensor:
+    """gelu(x + bias) for x (..., N) and bias (N,), fused; differentiable in x and bias."""
+    _check_tensor("bias_gelu", "x", x)
+    _check_tensor("bias_gelu", "bias", bias)
+    _check_approximate("bias_gelu", approximate)
+    if bias.dim() != 1 or x.dim() < 1 or x.shape[-1] != bias.shape[0]:
+        raise ValueError(f"bias_gelu: expected x (..., N) and bias (N,), got x {tuple(x.shape)} "
+                         f"and bias {tuple(bias.shape)}")
+    if x.device != bias.device:
+        raise ValueError(f"bias_gelu: x and bias must be on one device, got {x.device} and {bias.device}")
+    if x.numel() == 0 or kernel_backend(x) == "reference":
+        return bias_gelu_ref(x, bias, approximate)
+    return BiasGeluFunction.apply(x, bias, approximate)

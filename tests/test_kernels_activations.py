@@ -1,0 +1,168 @@
+"""gelu, bias_gelu, swiglu (Triton, run by the interpreter on CPU) against float64 references.
+
+Error rules, per output and gradient:
+- float32, float16: max |kernel - ref64| <= 2 * max |torch - ref64| + ATOL * max(1, max |ref64|),
+  `torch` being PyTorch's own op (F.gelu, F.silu(g) * u) in the same dtype, with autograd.
+- bfloat16 elementwise outputs: |kernel - ref64| <= 2^-7 |ref64| + ATOL, i.e. under one bf16
+  ulp: the kernel computes in float32 and rounds once, but the interpreter's float32 -> bf16
+  cast truncates (the GPU rounds to nearest even, half an ulp). Reductions (dbias) use the
+  first rule with factor 4.
+
+See test_kernels_flash_attention.py for why TRITON_INTERPRET is set here and the re-run.
+"""
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+if "triton" not in sys.modules:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _import_kernels():
+    """tinyllm.kernels, installed (pip install -e .) or straight from a source checkout."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import tinyllm
+    try:
+        import tinyllm.kernels as kernels
+    except ModuleNotFoundError:  # not installed: setup.py maps kernels/ to tinyllm.kernels
+        spec = importlib.util.spec_from_file_location(
+            "tinyllm.kernels", ROOT / "kernels" / "__init__.py",
+            submodule_search_locations=[str(ROOT / "kernels")])
+        kernels = importlib.util.module_from_spec(spec)
+        sys.modules["tinyllm.kernels"] = kernels
+        spec.loader.exec_module(kernels)
+        tinyllm.kernels = kernels
+    return kernels
+
+
+K = _import_kernels()
+from tinyllm.kernels import dispatch  # noqa: E402
+
+IS_CHILD = os.environ.get("TINYLLM_KERNEL_TESTS_CHILD") == "1"
+RERUN = dispatch.HAS_TRITON and not dispatch.INTERPRETED and not IS_CHILD
+# tl.sigmoid(x) = 1 / (1 + exp(-x)): numpy warns when exp(-x) overflows to inf; the result, 0, is right.
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
+needs_interpreter = pytest.mark.skipif(
+    not dispatch.HAS_TRITON or RERUN,
+    reason="triton not installed" if not dispatch.HAS_TRITON else
+    "triton was imported before TRITON_INTERPRET=1; covered by test_rerun_in_subprocess")
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+DTYPE_IDS = ["fp32", "fp16", "bf16"]
+ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
+# Odd sizes: one element, a ragged tail, more than one interpreter block (1024), rows that do
+# not fill a tile (8 x 64 in the interpreter) and several row blocks in the bias_gelu backward.
+SHAPES = [(1,), (9, 41), (3, 7, 300), (4097,)]
+BIAS_SHAPES = [(1, 1), (9, 41), (3, 17, 130), (70, 257)]
+
+
+def _inputs(shape, dtype, seed, n, spread=3.0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(shape, generator=g) * spread).to(dtype) for _ in range(n)]
+
+
+def _check(name, dtype, got, torch_, ref, elementwise=True):
+    err = (got.double() - ref).abs()
+    if dtype == torch.bfloat16 and elementwise:
+        bound = 2.0 ** -7 * ref.abs() + ATOL[dtype]
+        assert (err <= bound).all(), f"{name}: {(err - bound).max().item():.3g} above one bf16 ulp"
+        return
+    err_torch = (torch_.double() - ref).abs().max().item()
+    factor = 4.0 if dtype == torch.bfloat16 else 2.0
+    bound = factor * err_torch + ATOL[dtype] * max(1.0, ref.abs().max().item())
+    assert err.max().item() <= bound, f"{name}: error {err.max().item():.3g} > bound {bound:.3g} (torch {err_torch:.3g})"
+
+
+def _run(fn, tensors, dy):
+    leaves = [t.detach().clone().requires_grad_() for t in tensors]
+    y = fn(*leaves)
+    y.backward(dy.to(y.dtype))
+    return (y, *[t.grad for t in leaves])
+
+
+@needs_interpreter
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_gelu(shape, dtype, approximate):
+    (x,) = _inputs(shape, dtype, seed=len(shape) * 100 + shape[-1], n=1)
+    (dy,) = _inputs(shape, dtype, seed=1, n=1, spread=1.0)
+    got = _run(lambda a: K.gelu(a, approximate=approximate), [x], dy)
+    torch_ = _run(lambda a: F.gelu(a, approximate=approximate), [x], dy)
+    ref = _run(lambda a: K.gelu_ref(a, approximate), [x.double()], dy.double())
+    for name, a, b, r in zip(("y", "dx"), got, torch_, ref):
+        assert a.dtype == dtype and a.shape == x.shape
+        _check(f"gelu {name}", dtype, a, b, r)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", BIAS_SHAPES, ids=str)
+def test_bias_gelu(shape, dtype, approximate):
+    x, dy = _inputs(shape, dtype, seed=shape[-1], n=2)
+    (b,) = _inputs(shape[-1:], dtype, seed=2, n=1, spread=1.0)
+    got = _run(lambda a, c: K.bias_gelu(a, c, approximate=approximate), [x, b], dy)
+    torch_ = _run(lambda a, c: F.gelu(a + c, approximate=approximate), [x, b], dy)
+    ref = _run(lambda a, c: K.bias_gelu_ref(a, c, approximate), [x.double(), b.double()], dy.double())
+    for name, a, t, r in zip(("y", "dx", "dbias"), got, torch_, ref):
+        assert a.dtype == dtype and a.shape == r.shape
+        _check(f"bias_gelu {name}", dtype, a, t, r, elementwise=name != "dbias")
+
+
+@needs_interpreter
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_swiglu(shape, dtype):
+    gate, up = _inputs(shape, dtype, seed=shape[-1] + 7, n=2)
+    (dy,) = _inputs(shape, dtype, seed=3, n=1, spread=1.0)
+    got = _run(K.swiglu, [gate, up], dy)
+    torch_ = _run(lambda g, u: F.silu(g) * u, [gate, up], dy)
+    ref = _run(K.swiglu_ref, [gate.double(), up.double()], dy.double())
+    for name, a, t, r in zip(("y", "dgate", "dup"), got, torch_, ref):
+        assert a.dtype == dtype and a.shape == gate.shape
+        _check(f"swiglu {name}", dtype, a, t, r)
+
+
+@needs_interpreter
+def test_bias_gelu_fp32_bias_with_bf16_input():
+    """Under bf16 autocast F.linear gives bf16 while the bias stays float32: dbias keeps float32."""
+    x, dy = _inputs((5, 33), torch.bfloat16, seed=4, n=2)
+    b = torch.randn(33, requires_grad=True)
+    xx = x.clone().requires_grad_()
+    y = K.bias_gelu(xx, b)
+    y.backward(dy)
+    ref = K.bias_gelu_ref(x.double(), b.detach().double())
+    assert y.dtype == torch.bfloat16 and b.grad.dtype == torch.float32
+    assert ((y.double() - ref).abs() <= 2.0 ** -7 * ref.abs() + 1e-3).all()
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_references_match_pytorch(approximate):
+    """The written-out references compute what PyTorch's ops compute (float64, exact to rounding)."""
+    x, b, g = (torch.randn(1000, dtype=torch.float64) * 4 for _ in range(3))
+    assert torch.allclose(K.gelu_ref(x, approximate), F.gelu(x, approximate=approximate), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(K.bias_gelu_ref(x, b, approximate), F.gelu(x + b, approximate=approximate),
+                          rtol=1e-12, atol=1e-12)
+    assert torch.allclose(K.swiglu_ref(g, x), F.silu(g) * x, rtol=1e-12, atol=1e-12)
+    assert math.isclose(K.gelu_ref(torch.tensor(1.0, dtype=torch.float64), approximate).item(),
+                        F.gelu(torch.tensor(1.0, dtype=torch.float64), approximate=approximate).item())
+
+
+@pytest.mark.skipif(not RERUN, reason="the interpreter is active in this process")
+def test_rerun_in_subprocess():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "TINYLLM_KERNEL_TESTS_CHILD": "1"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
