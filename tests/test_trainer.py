@@ -1,0 +1,156 @@
+"""End to end on CPU: `tinyllm train` -> metrics, plot, checkpoints -> load -> generate."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+import tinyllm
+from tinyllm.generate import generate_ids
+from tinyllm.train.schedule import lr_at
+
+# A model small enough to train in seconds; every flag spelled as TinyLLM's users type them.
+TINY = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "32",
+        "--vocab_size", "300", "--batch_size", "8", "--max_iters", "40", "--warmup_iters", "5",
+        "--max_lr", "3e-3", "--eval_interval", "10", "--eval_iters", "2", "--checkpoint_interval", "20",
+        "--sample_tokens", "16", "--seed", "0", "--device", "cpu", "--progress", "false"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A 120 kB slice of the Bible as a plain text file (the --data PATH route)."""
+    from tinyllm.data.corpus import bible_verses
+    path = tmp_path_factory.mktemp("corpus") / "kjv.txt"
+    path.write_text("\n".join(bible_verses()[:1200]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus):
+    """One tiny training run shared by the tests below: -> (out_dir, CompletedProcess)."""
+    import os
+    import subprocess
+    out = tmp_path_factory.mktemp("run") / "out"
+    proc = subprocess.run([sys.executable, "-m", "tinyllm", "train", "--data", str(corpus), "--out_dir", str(out),
+                           *TINY], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_run_writes_metrics_plot_and_checkpoints(trained):
+    out, proc = trained
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 10, 20, 30, 40]
+    for r in rows:
+        for key in ("step", "train_loss", "val_loss", "lr", "tokens_per_sec"):
+            assert key in r, (key, r)
+    assert all(r["tokens_per_sec"] > 0 for r in rows[1:])
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 0.5, "training did not lower the val loss"
+    png = (out / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    for name in ("latest.pt", "best.pt"):
+        assert (out / name).stat().st_size > 0
+    assert not list(out.glob("*.tmp*")), "a temp file was left behind"
+    # status goes to stderr; stdout carries only the sample
+    assert "unigram entropy" in proc.stderr
+    assert "step" not in proc.stdout and proc.stdout.strip()
+
+
+def test_lr_follows_warmup_then_cosine(trained):
+    out, _ = trained
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:  # a row's lr is the one its last step used
+        assert r["lr"] == pytest.approx(lr_at(max(r["step"] - 1, 0), 3e-3, 3e-4, 5, 40), rel=1e-6)
+    assert lr_at(0, 1.0, 0.1, 10, 100) == pytest.approx(0.1)      # warmup starts at max_lr/warmup
+    assert lr_at(9, 1.0, 0.1, 10, 100) == pytest.approx(1.0)      # reaches max_lr at the end of warmup
+    assert lr_at(100, 1.0, 0.1, 10, 100) == pytest.approx(0.1)    # cosine ends at min_lr
+    assert lr_at(55, 1.0, 0.1, 10, 100) == pytest.approx(0.55, abs=0.01)  # halfway down
+
+
+def test_checkpoint_carries_everything_and_reloads_identically(trained):
+    out, _ = trained
+    ckpt = torch.load(out / "latest.pt", weights_only=True)
+    for key in ("model", "optimizer", "model_config", "step", "tokenizer", "rng", "train_config"):
+        assert key in ckpt, key
+    assert ckpt["step"] == 40
+    m1, tok1, info1 = tinyllm.load_checkpoint(out / "latest.pt")
+    m2, tok2, _ = tinyllm.load_checkpoint(out / "latest.pt")
+    assert not m1.training and info1["step"] == 40
+    idx = torch.tensor([tok1.encode("In the beginning God created")])
+    with torch.no_grad():
+        a, _ = m1(idx)
+        b, _ = m2(idx)
+    assert torch.equal(a, b)
+    # the reloaded weights are the trained ones, bit for bit
+    for k, v in m1.state_dict().items():
+        assert torch.equal(v, ckpt["model"][k]), k
+    assert tok1.encode("And God said") == tok2.encode("And God said")
+
+
+def test_best_checkpoint_has_the_lowest_val_loss(trained):
+    out, _ = trained
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in rows[1:]))
+
+
+def test_cached_and_uncached_greedy_generation_agree(trained):
+    out, _ = trained
+    model, tok, _ = tinyllm.load_checkpoint(out / "best.pt")
+    for prompt in ["And the LORD", "In the", "x"]:
+        ids = tok.encode(prompt)
+        fast = list(generate_ids(model, ids, 60, temperature=0.0, use_cache=True))
+        slow = list(generate_ids(model, ids, 60, temperature=0.0, use_cache=False))
+        assert fast == slow and len(fast) > 0
+
+
+def test_generation_runs_past_the_context_window(trained):
+    out, _ = trained
+    model, tok, _ = tinyllm.load_checkpoint(out / "best.pt")
+    ids = list(generate_ids(model, tok.encode("And"), 3 * model.config.context_length, temperature=0.0))
+    assert len(ids) == 3 * model.config.context_length
+
+
+def test_generate_cli_prints_only_text_and_is_seeded(trained, run_cli):
+    out, _ = trained
+    args = ["generate", "--checkpoint", out / "best.pt", "--prompt", "And God", "--max_tokens", "30",
+            "--temperature", "0.9", "--top_k", "20", "--top_p", "0.95", "--seed", "7", "--device", "cpu"]
+    a, b = run_cli(*args), run_cli(*args)
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout and a.stdout.strip()
+    greedy = run_cli("generate", "--checkpoint", out / "best.pt", "--prompt", "And God", "--max_tokens", "30",
+                     "--temperature", "0")
+    model, tok, _ = tinyllm.load_checkpoint(out / "best.pt")
+    want = tok.decode(list(generate_ids(model, tok.encode("And God"), 30, temperature=0.0)))
+    assert greedy.stdout == want + "\n"
+
+
+def test_generation_stops_at_eos(trained):
+    out, _ = trained
+    model, tok, _ = tinyllm.load_checkpoint(out / "best.pt")
+    ids = tok.encode("And")
+    free = list(generate_ids(model, ids, 40, temperature=0.0, eos_id=None))
+    for stop in set(free[1:6]):  # pretend a token the model does emit is EOS: output ends just before it
+        cut = list(generate_ids(model, ids, 40, temperature=0.0, eos_id=stop))
+        assert cut == free[:free.index(stop)]
+
+
+@pytest.mark.parametrize("extra", [["--use_learned_pos_emb", "True"], ["--pos_emb", "rope", "--activation", "swiglu"]])
+def test_model_flags_reach_the_checkpoint(tmp_path, corpus, run_cli, extra):
+    out = tmp_path / "o"
+    flags = [f for f in TINY]
+    flags[flags.index("--max_iters") + 1] = "4"
+    r = run_cli("train", "--data", corpus, "--out_dir", out, *flags, "--sample_tokens", "0", *extra)
+    assert r.returncode == 0, r.stderr
+    cfg = torch.load(out / "latest.pt", weights_only=True)["model_config"]
+    if extra[0] == "--use_learned_pos_emb":
+        assert cfg["pos_emb"] == "learned"
+    else:
+        assert (cfg["pos_emb"], cfg["activation"]) == ("rope", "swiglu")
+
+
+def test_parameter_count_is_printed(trained):
+    _, proc = trained
+    assert "parameters" in proc.stderr.lower()
