@@ -108,7 +108,8 @@ setup(
         "triton>=3.0; platform_system == 'Linux'",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pybind11>=2.12", "tiktoken>=0.7"],
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pybind11>=2.12", "tiktoken>=0.7",
+                "transformers>=4.40"],
         "bench": ["tiktoken>=0.7", "tokenizers>=0.15", "sentencepiece>=0.2", "rustbpe>=0.1", "transformers>=4.40"],
     },
     entry_points={"console_scripts": ["tinyllm=tinyllm.cli:main"]},
