@@ -7,7 +7,6 @@ torch.cuda.synchronize() so the time is the GPU's. The full sweep with TFLOP/s, 
 correctness checks and CSV rows is benchmarks/gpu.py; this file is the quick regression view.
 """
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -15,27 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="kernel benchmarks need a CUDA device")
 
 
-def _import_kernels():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import tinyllm
-    try:
-        import tinyllm.kernels as kernels
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location(
-            "tinyllm.kernels", ROOT / "kernels" / "__init__.py",
-            submodule_search_locations=[str(ROOT / "kernels")])
-        kernels = importlib.util.module_from_spec(spec)
-        sys.modules["tinyllm.kernels"] = kernels
-        spec.loader.exec_module(kernels)
-        tinyllm.kernels = kernels
-    return kernels
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu import _import_kernels  # noqa: E402  (works from a checkout that was never pip-installed)
 
 K = _import_kernels()
 

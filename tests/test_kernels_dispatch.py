@@ -6,64 +6,19 @@ See test_kernels_flash_attention.py for why TRITON_INTERPRET is set here and the
 """
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
+import pytest
+import torch
 
-if "triton" not in sys.modules:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_env import ROOT, K, dispatch, needs_interpreter, needs_rerun, rerun_in_subprocess
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import_kernels():
-    """tinyllm.kernels, installed (pip install -e .) or straight from a source checkout."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import tinyllm
-    try:
-        import tinyllm.kernels as kernels
-    except ModuleNotFoundError:  # not installed: setup.py maps kernels/ to tinyllm.kernels
-        spec = importlib.util.spec_from_file_location(
-            "tinyllm.kernels", ROOT / "kernels" / "__init__.py",
-            submodule_search_locations=[str(ROOT / "kernels")])
-        kernels = importlib.util.module_from_spec(spec)
-        sys.modules["tinyllm.kernels"] = kernels
-        spec.loader.exec_module(kernels)
-        tinyllm.kernels = kernels
-    return kernels
-
-
-K = _import_kernels()
-from tinyllm.kernels import dispatch  # noqa: E402
-
-IS_CHILD = os.environ.get("TINYLLM_KERNEL_TESTS_CHILD") == "1"
-RERUN = dispatch.HAS_TRITON and not dispatch.INTERPRETED and not IS_CHILD
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
-needs_interpreter = pytest.mark.skipif(
-    not dispatch.HAS_TRITON or RERUN,
-    reason="triton not installed" if not dispatch.HAS_TRITON else
-    "triton was imported before TRITON_INTERPRET=1; covered by test_rerun_in_subprocess")
 
 # Prepended to subprocess snippets: import tinyllm.kernels the way this file does.
-_PRELUDE = textwrap.dedent(f"""
-    import importlib.util, sys
-    sys.path.insert(0, {str(ROOT)!r})
-    import tinyllm
-    try:
-        import tinyllm.kernels as K
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location("tinyllm.kernels", {str(ROOT / "kernels" / "__init__.py")!r},
-                                                      submodule_search_locations=[{str(ROOT / "kernels")!r}])
-        K = importlib.util.module_from_spec(spec); sys.modules["tinyllm.kernels"] = K; spec.loader.exec_module(K)
-        tinyllm.kernels = K
-""")
+_PRELUDE = "import tinyllm\nimport tinyllm.kernels as K\n"
 
 
 def _python(code: str, env_extra: dict | None = None, drop=("TRITON_INTERPRET", "TINYLLM_KERNELS")):
@@ -351,9 +306,6 @@ def test_gpu_benchmark_script_cli(tmp_path):
     assert not [row for row in rows if row["status"] == "FAIL"]
 
 
-@pytest.mark.skipif(not RERUN, reason="the interpreter is active in this process")
+@needs_rerun
 def test_rerun_in_subprocess():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "TINYLLM_KERNEL_TESTS_CHILD": "1"}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    rerun_in_subprocess(__file__)

@@ -9,50 +9,13 @@ triton is not imported yet. If it already was (another module imported torch._dy
 interpreter cannot be switched on here and this file re-runs itself in a subprocess.
 """
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
+import pytest
+import torch
 
-if "triton" not in sys.modules:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_env import K, needs_interpreter, needs_rerun, rerun_in_subprocess
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import_kernels():
-    """tinyllm.kernels, installed (pip install -e .) or straight from a source checkout."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import tinyllm
-    try:
-        import tinyllm.kernels as kernels
-    except ModuleNotFoundError:  # not installed: setup.py maps kernels/ to tinyllm.kernels
-        spec = importlib.util.spec_from_file_location(
-            "tinyllm.kernels", ROOT / "kernels" / "__init__.py",
-            submodule_search_locations=[str(ROOT / "kernels")])
-        kernels = importlib.util.module_from_spec(spec)
-        sys.modules["tinyllm.kernels"] = kernels
-        spec.loader.exec_module(kernels)
-        tinyllm.kernels = kernels
-    return kernels
-
-
-K = _import_kernels()
-from tinyllm.kernels import dispatch  # noqa: E402
-
-IS_CHILD = os.environ.get("TINYLLM_KERNEL_TESTS_CHILD") == "1"
-RERUN = dispatch.HAS_TRITON and not dispatch.INTERPRETED and not IS_CHILD
 # tl.sigmoid(x) = 1 / (1 + exp(-x)): numpy warns when exp(-x) overflows to inf; the result, 0, is right.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
-needs_interpreter = pytest.mark.skipif(
-    not dispatch.HAS_TRITON or RERUN,
-    reason="triton not installed" if not dispatch.HAS_TRITON else
-    "triton was imported before TRITON_INTERPRET=1; covered by test_rerun_in_subprocess")
 
 # bf16 in the interpreter: float32 -> bf16 casts truncate (biased, one ulp) instead of rounding to
 # nearest even, so P and dS in bf16 carry twice the rounding error, all of one sign; measured up to
@@ -134,9 +97,6 @@ def test_flash_attention_large_scores_are_stable():
     assert (out.double() - ref).abs().max() < 1e-4
 
 
-@pytest.mark.skipif(not RERUN, reason="the interpreter is active in this process")
+@needs_rerun
 def test_rerun_in_subprocess():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "TINYLLM_KERNEL_TESTS_CHILD": "1"}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    rerun_in_subprocess(__file__)

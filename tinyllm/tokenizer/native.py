@@ -16,7 +16,7 @@ from ..errors import TinyLLMError
 from . import corpus as corpus_mod
 from .patterns import MIN_VOCAB_SIZE, SPECIAL_TOKENS, check_pattern
 from .reference import Tokenizer as ReferenceTokenizer
-from .reference import _progress, check_train_args, finish_training
+from .reference import _progress, check_batch_args, check_train_args, finish_training
 
 _TEXT_BATCH_BYTES = 8 << 20  # texts are handed to C++ in batches of about this size
 _ALL_SPECIALS = (1 << len(SPECIAL_TOKENS)) - 1
@@ -125,18 +125,7 @@ class NativeTokenizer(ReferenceTokenizer):
 
     def encode_batch(self, texts, num_threads: int | None = None, allowed_special="all") -> list[list[int]]:
         """Encode many texts on num_threads threads (default: all cores), GIL released."""
-        if isinstance(texts, (str, bytes)):
-            raise TinyLLMError("encode_batch: texts must be a list of str, got a single "
-                               f"{type(texts).__name__}; use encode() for one text")
-        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                        or num_threads < 1):
-            raise TinyLLMError(f"encode_batch: num_threads must be None or a positive int, got {num_threads!r}")
-        if not isinstance(texts, (list, tuple)):
-            texts = list(texts)
-        if not all(type(t) is str for t in texts):
-            i, t = next((i, t) for i, t in enumerate(texts) if not isinstance(t, str))
-            if not isinstance(t, str):
-                raise TinyLLMError(f"encode_batch: texts[{i}] must be str, got {type(t).__name__}")
+        texts = check_batch_args(texts, num_threads)
         return self._native.encode_batch(texts, self._special_mask(allowed_special), num_threads or default_threads())
 
     def decode_bytes(self, ids) -> bytes:

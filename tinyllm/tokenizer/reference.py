@@ -280,6 +280,22 @@ def finish_training(merges, vocab_size: int, sources_seen, n_pretokens: int) -> 
 # --------------------------------------------------------------------------------------
 # the tokenizer
 # --------------------------------------------------------------------------------------
+
+def check_batch_args(texts, num_threads) -> list[str]:
+    """encode_batch's contract (both implementations): a list of str, num_threads None or >= 1."""
+    if isinstance(texts, (str, bytes)):
+        raise TinyLLMError("encode_batch: texts must be a list of str, got a single "
+                           f"{type(texts).__name__}; use encode() for one text")
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise TinyLLMError(f"encode_batch: num_threads must be None or a positive int, got {num_threads!r}")
+    texts = texts if isinstance(texts, list) else list(texts)
+    if not all(type(t) is str for t in texts):
+        i, t = next((i, t) for i, t in enumerate(texts) if not isinstance(t, str))
+        raise TinyLLMError(f"encode_batch: texts[{i}] must be str, got {type(t).__name__}")
+    return texts
+
+
 class Tokenizer:
     """Byte-level BPE tokenizer (pure Python). See the module docstring for the rules."""
 
@@ -342,16 +358,7 @@ class Tokenizer:
 
     def encode_batch(self, texts, num_threads: int | None = None, allowed_special="all") -> list[list[int]]:
         """Encode many texts (the reference runs them one after another)."""
-        if isinstance(texts, (str, bytes)):
-            raise TinyLLMError("encode_batch: texts must be a list of str, got a single "
-                               f"{type(texts).__name__}; use encode() for one text")
-        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                        or num_threads < 1):
-            raise TinyLLMError(f"encode_batch: num_threads must be None or a positive int, got {num_threads!r}")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TinyLLMError(f"encode_batch: texts[{i}] must be str, got {type(t).__name__}")
+        texts = check_batch_args(texts, num_threads)
         return [self.encode(t, allowed_special) for t in texts]
 
     def _encode_piece(self, piece: bytes) -> list[int]:
