@@ -69,7 +69,7 @@ def cmd_train(args) -> int:
             prompt = format_prompt("Who are you?")
         else:
             prompt = trainer.sample_prompt or "\n"
-        print(f"--- sample (temperature 0.8, top_k 40) ---", file=sys.stderr)
+        print("--- sample (temperature 0.8, top_k 40) ---", file=sys.stderr)
         text = generate(trainer.model, trainer.tokenizer, prompt, cfg.sample_tokens, temperature=0.8,
                         top_k=40, seed=cfg.seed)
         print(prompt + text)

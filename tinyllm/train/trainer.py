@@ -318,7 +318,7 @@ class Trainer:
                 steps_since += 1
                 result.step = step
                 now = time.perf_counter()
-                if now - t_last > 0.5 or step == cfg.max_iters:
+                if now - t_last > 0.5 or step == cfg.max_iters or step % cfg.eval_interval == 0:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
                         now = time.perf_counter()
@@ -332,6 +332,7 @@ class Trainer:
                 result.tokens_per_sec = tps
                 if step % cfg.eval_interval == 0 or step == cfg.max_iters:
                     evaluate(step, step_loss, lr, tps)
+                    t_last = time.perf_counter()  # eval time is not training throughput
                 if step % cfg.checkpoint_interval == 0 or step == cfg.max_iters:
                     save_latest(step)
                 if dist_utils.broadcast_flag(stop.requested, self.dist, self.device):
