@@ -35,7 +35,7 @@ class ModelConfig:
     activation: str = "gelu"
     """Feed-forward activation: 'gelu', 'relu', 'silu' or 'swiglu'."""
     attention: str = "auto"
-    """Attention backend: 'reference' (explicit softmax, the spec), 'sdpa' (torch), 'triton' (tinyllm.kernels), or 'auto' (sdpa; triton is opt-in until measured on a GPU)."""
+    """Attention backend: 'reference' (explicit softmax, the spec), 'sdpa' (torch), 'triton' (tinyllm.kernels), or 'auto' (triton on CUDA, sdpa elsewhere)."""
     bias: bool = True
     """Biases in Linear layers and LayerNorms."""
 

@@ -17,13 +17,16 @@ IGNORE_INDEX = -100  # targets with this value are not scored (padding, Q&A prom
 
 
 def resolve_attention(attention: str, device: torch.device | str | None = None) -> str:
-    """'auto' -> 'sdpa' on every device.
-
-    Our Triton flash attention is opt-in (`--attention triton`) until benchmarks/gpu.py has
-    measured it on a GPU against sdpa (FlashAttention-2 on Hopper); so far it has only run
-    in Triton's CPU interpreter.
-    """
-    return "sdpa" if attention == "auto" else attention
+    """'auto' -> 'triton' on CUDA (when triton imports), 'sdpa' elsewhere."""
+    if attention != "auto":
+        return attention
+    if device is not None and torch.device(device).type == "cuda":
+        try:
+            import triton  # noqa: F401
+            return "triton"
+        except ImportError:
+            pass
+    return "sdpa"
 
 
 class Block(nn.Module):
