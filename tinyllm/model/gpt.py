@@ -11,6 +11,7 @@ from torch import nn
 from .attention import CausalSelfAttention, KVCache
 from .config import ModelConfig
 from .ffn import FeedForward
+from .loss import linear_cross_entropy
 from .positions import Rotary, sinusoidal_table
 
 IGNORE_INDEX = -100  # targets with this value are not scored (padding, Q&A prompts)
@@ -94,11 +95,13 @@ class TinyLLM(nn.Module):
             + 12 * cfg.n_layers * cfg.d_model * cfg.context_length
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                cache: KVCache | None = None, return_logits: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """idx: (B, T) token ids -> logits (B, T, V), and the mean cross-entropy over
         targets != IGNORE_INDEX when targets (B, T) are given.
 
         With a KV cache, idx holds only the new tokens; they sit at positions cache.length...
+        With targets and return_logits=False (training), the logits are never formed: the head
+        and the loss run as one chunked op (model/loss.py) and logits come back as None.
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
@@ -115,6 +118,10 @@ class TinyLLM(nn.Module):
         if cache is not None:
             cache.length += T
         x = self.ln_f(x)
+        if targets is not None and not return_logits:
+            loss = linear_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1),
+                                        ignore_index=IGNORE_INDEX)
+            return None, loss
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
@@ -135,5 +142,7 @@ class TinyLLM(nn.Module):
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        extra = {"fused": True} if device_type == "cuda" else {}
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, **extra)
+        try:  # fused: one kernel for all parameters (CUDA, and CPU since torch 2.4), ~5x faster than foreach on CPU
+            return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
+        except (RuntimeError, TypeError):  # this device or torch has no fused AdamW
+            return torch.optim.AdamW(groups, lr=lr, betas=betas)

@@ -45,12 +45,22 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, **fields) -> None:
+    """Write through a temp file and a rename: a crash mid-write leaves the previous file intact."""
     atomic_save_torch({"format": FORMAT, "version": VERSION, **fields}, path)
+
+
+def clean_stale_temp(out_dir: Path) -> list[Path]:
+    """Remove temp files a killed run left behind (`.latest.pt.XXXX.tmp`, ...); -> what was removed."""
+    stale = [*Path(out_dir).glob(".*.pt.*.tmp"), *Path(out_dir).glob("checkpoints/*.tmp")]
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return stale
 
 
 def keep_history(latest: Path, history_dir: Path, step: int, keep: int) -> None:
     """Keep a copy of `latest` as history_dir/step_XXXXXXX.pt (a hard link when possible)
-    and delete all but the newest `keep` of them."""
+    and delete all but the newest `keep` of them. The copy is renamed into place, so a
+    history file is always whole."""
     history_dir.mkdir(parents=True, exist_ok=True)
     dst = history_dir / f"step_{step:07d}.pt"
     tmp = dst.with_suffix(".pt.tmp")
@@ -114,9 +124,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", attent
     return model, tokenizer, info
 
 
-def config_mismatch(saved: dict, current: dict) -> list[str]:
-    """Fields whose values differ between two model-config dicts (ignoring the attention backend and dropout,
-    which do not change the weights)."""
+def config_mismatch(saved: dict, current: dict, fields=None) -> list[str]:
+    """Fields (all, or those named in `fields`) whose values differ between two model-config
+    dicts, ignoring the attention backend and dropout, which do not change the weights."""
     skip = {"attention", "dropout"}
+    keys = sorted(set(saved) | set(current)) if fields is None else sorted(fields)
     return [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
-            for k in sorted(set(saved) | set(current)) if k not in skip and saved.get(k) != current.get(k)]
+            for k in keys if k not in skip and saved.get(k) != current.get(k)]

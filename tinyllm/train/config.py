@@ -13,7 +13,7 @@ class TrainConfig:
     """How to train. Flag names are TinyLLM's where it had them."""
 
     data: str = "bible"
-    """'bible' (the KJV from pybible, offline), a text file, a folder of .txt files, a Q&A .json/.jsonl file, or a folder of shards from `tinyllm prepare`."""
+    """'bible' (the KJV from pybible, offline), 'qa' (the demo Q&A set shipped in the package), a text file, a folder of .txt files, a Q&A .json/.jsonl file, or a folder of shards from `tinyllm prepare`."""
     out_dir: str = "out"
     """Where checkpoints, metrics.jsonl, loss.png, the tokenizer and the tokenized data go."""
     tokenizer: str | None = None

@@ -1,5 +1,11 @@
 """torchrun integration: read RANK / LOCAL_RANK / WORLD_SIZE, pick NCCL on CUDA and
-gloo on CPU, and tear the process group down cleanly."""
+gloo on CPU, and tear the process group down cleanly.
+
+One machine:    torchrun --standalone --nproc_per_node=N -m tinyllm train ...
+Several:        torchrun --nnodes=M --nproc_per_node=N --rdzv_backend=c10d \
+                    --rdzv_endpoint=HOST:PORT --rdzv_id=JOB -m tinyllm train ...
+Without torchrun (no WORLD_SIZE in the environment) everything here is a no-op.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ class DistInfo:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    local_world_size: int = 1
 
     @property
     def enabled(self) -> bool:
@@ -25,16 +32,48 @@ class DistInfo:
         return self.rank == 0
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from ..errors import TinyLLMError
+        raise TinyLLMError(f"environment variable {name}={raw!r} is not an integer (is this a torchrun launch?)") \
+            from None
+
+
+def dist_info() -> DistInfo:
+    """This process's place in the job, from torchrun's environment (1 process when absent)."""
+    world = _env_int("WORLD_SIZE", 1)
+    info = DistInfo(_env_int("RANK", 0), _env_int("LOCAL_RANK", 0), world, _env_int("LOCAL_WORLD_SIZE", world))
+    if not (0 <= info.rank < world and 0 <= info.local_rank < max(1, info.local_world_size)):
+        from ..errors import TinyLLMError
+        raise TinyLLMError(f"inconsistent torchrun environment: RANK={info.rank}, LOCAL_RANK={info.local_rank}, "
+                           f"WORLD_SIZE={world}")
+    return info
+
+
 def setup(device_pref: str) -> tuple[DistInfo, torch.device]:
     """Initialise the process group when launched by torchrun; return (info, this rank's device)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    info = DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
+    info = dist_info()
     device = resolve_device(device_pref)
     if device.type == "cuda" and info.enabled:
+        if info.local_rank >= torch.cuda.device_count():
+            from ..errors import TinyLLMError
+            raise TinyLLMError(f"LOCAL_RANK {info.local_rank} but this machine has {torch.cuda.device_count()} "
+                               f"CUDA devices: use --nproc_per_node <= {torch.cuda.device_count()}")
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
+    if device.type == "cpu" and info.local_world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # N ranks on one machine share its cores: without this each would start one thread per core
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.local_world_size))
     if info.enabled and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
     return info, device
 
 
@@ -71,6 +110,24 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def gather_objects(obj, info: DistInfo) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank (pickled; for small things like RNG states)."""
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's obj on every rank (pickled; for small things like a tokenizer's text)."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def teardown(info: DistInfo) -> None:

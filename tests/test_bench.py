@@ -1,0 +1,35 @@
+"""`tinyllm bench train` runs at a toy size and reports both rates and their ratio (no timing asserts)."""
+
+import csv
+
+import pytest
+
+pytest.importorskip("transformers")
+
+TOY = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "16",
+       "--vocab_size", "97", "--batch_size", "2", "--steps", "3", "--warmup", "1", "--device", "cpu", "--threads", "1"]
+
+
+def test_bench_train_prints_both_rates_and_the_ratio_and_appends_a_row(run_cli, tmp_path):
+    r = run_cli("bench", "train", *TOY, "--out", tmp_path / "results")
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("tinyllm bench train: tiny with vocab_size, context_length, d_model, n_layers, "
+                               "n_heads, d_ff changed (") and "batch 2 x context 16" in lines[0]
+    rows = {ln.split()[0]: ln.split() for ln in lines if ln.strip().startswith(("tinyllm ", "transformers "))}
+    for name in ("tinyllm", "transformers"):
+        assert float(rows[name][1].replace(",", "")) > 0  # tokens/s
+    ratio = [ln for ln in lines if "ratio tinyllm / transformers:" in ln]
+    assert len(ratio) == 1 and ratio[0].strip().split(": ")[1].split("x")[0].replace(".", "").isdigit()
+    # the GPT-2 shape: both models have exactly the same parameters
+    with open(tmp_path / "results" / "train.csv") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["ours"] == "tinyllm" and row["against"] == "transformers-gpt2" and row["unit"] == "tokens/s"
+    assert float(row["ratio"]) == pytest.approx(float(row["ours_value"]) / float(row["their_value"]), rel=1e-2)
+    assert row["date"] and row["commit"] and row["machine"]
+
+
+def test_bench_train_bad_flag_is_one_line(run_cli):
+    r = run_cli("bench", "train", *TOY[:-2], "--steps", "0")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: --steps must be a positive integer, got 0"

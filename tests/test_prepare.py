@@ -1,0 +1,152 @@
+"""`tinyllm prepare`: streamed documents, parallel encoding into shards, memmapped training."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import tinyllm.prepare as P
+from tinyllm.data.corpus import load_documents
+from tinyllm.data.pipeline import build_token_files, load_corpus
+from tinyllm.data.tokens import token_dtype
+from tinyllm.errors import TinyLLMError
+from tinyllm.tokenizer import Tokenizer
+
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A folder of two files (paragraphs between blank lines) and a tokenizer trained on it."""
+    from tinyllm.data.corpus import bible_verses
+    d = tmp_path_factory.mktemp("corpus")
+    v = bible_verses()
+    (d / "docs").mkdir()
+    (d / "docs" / "a.txt").write_text("\n\n".join(v[:700]) + "\n", encoding="utf-8")
+    (d / "docs" / "b.txt").write_text("\n  \n".join(v[700:1300]) + "\n", encoding="utf-8")
+    tok = Tokenizer.train([d / "docs"], vocab_size=300, show_progress=False)
+    tok.save(d / "tok.txt")
+    return d
+
+
+def shard_ids(out, split):
+    meta = json.loads((out / "meta.json").read_text())
+    return np.concatenate([np.fromfile(out / f, dtype=meta["dtype"]) for f in meta[f"{split}_shards"]])
+
+
+def test_shards_hold_exactly_the_tokens_train_would_build(corpus, tmp_path, run_cli):
+    out = tmp_path / "shards"
+    r = run_cli("prepare", "--data", corpus / "docs", "--tokenizer", corpus / "tok.txt", "--out", out,
+                "--shard_tokens", "20000", env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "tinyllm train --data" in r.stderr and "tokens/s" in r.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["format"] == "tinyllm-shards" and meta["dtype"] == "uint16" and meta["vocab_size"] == 300
+    assert len(meta["train_shards"]) > 2  # --shard_tokens cut it up
+    assert all(os.path.getsize(out / f) <= 2 * (20000 + 2000) for f in meta["train_shards"])
+    # the same split and ids as `tinyllm train --data DIR` tokenizes into out/data/
+    tok = Tokenizer.load(corpus / "tok.txt")
+    _, _, ref = build_token_files(load_corpus(corpus / "docs"), tok, tmp_path / "ref", 32)
+    for split in ("train", "val"):
+        want = np.fromfile(tmp_path / "ref" / f"{split}.bin", dtype=np.uint16)
+        assert np.array_equal(shard_ids(out, split), want), split
+        assert meta[f"{split}_tokens"] == len(want)
+    assert Tokenizer.load(out / "tokenizer.txt") == tok
+
+
+def test_pure_python_process_pool_writes_the_same_shards(corpus, tmp_path, run_cli):
+    native, pure = tmp_path / "native", tmp_path / "pure"
+    for out, env in ((native, {}), (pure, {"TINYLLM_PURE_PYTHON": "1"})):
+        r = run_cli("prepare", "--data", corpus / "docs", "--tokenizer", corpus / "tok.txt", "--out", out,
+                    "--num_workers", "2", "--progress", "false", env={**ENV, **env})
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert "Python encoder x 2 processes" in json.loads((pure / "meta.json").read_text())["encoder"]
+    for split in ("train", "val"):
+        assert np.array_equal(shard_ids(native, split), shard_ids(pure, split))
+
+
+def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch):
+    text = ("first para\nline two\n\n \n\nsecond — with ünïcödé\r\n\r\nthird\n\n\n\n" * 5
+            + "tail without break").encode() + b"\xff\xfe bad bytes\n\n  \n"
+    f = tmp_path / "t.txt"
+    f.write_bytes(text)
+    want = load_documents(f)
+    for block in (1, 2, 3, 7, 64, 1 << 20):  # cuts inside breaks and inside multi-byte characters
+        monkeypatch.setattr(P, "READ_BLOCK", block)
+        got = list(P.file_documents(f))
+        assert [d for d, _ in got if d] == want, block
+        assert sum(n for _, n in got) == len(text)
+
+
+def test_big_corpus_split_sends_every_tenth_block_of_50_documents_to_val():
+    flags = P.split_flags(False, 0, 1000)
+    assert [i for i, f in enumerate(flags) if f == "val"] == list(range(450, 500)) + list(range(950, 1000))
+    assert P.split_flags(False, 450, 3) == ["val"] * 3
+    assert P.split_flags(True, 0, 5) == ["train"] * 4 + ["both"]  # split_documents: last doc also validates
+    assert P.split_flags(True, 0, 1) == ["both"]
+
+
+def test_train_memmaps_the_shards(corpus, tmp_path, run_cli):
+    out = tmp_path / "shards"
+    r = run_cli("prepare", "--data", corpus / "docs", "--tokenizer", corpus / "tok.txt", "--out", out,
+                "--progress", "false", env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    train_ds, val_ds, meta, tok = P.load_prepared(out, 32)
+    assert all(isinstance(a, np.memmap) for a in train_ds.arrays + val_ds.arrays)
+    assert train_ds.num_tokens == meta["train_tokens"] and tok.vocab_size == 300
+    run = tmp_path / "run"
+    r = run_cli("train", "--data", out, "--out_dir", run, "--d_model", "32", "--n_layers", "1", "--n_heads", "2",
+                "--d_ff", "64", "--context_length", "32", "--batch_size", "4", "--max_iters", "3",
+                "--eval_interval", "3", "--eval_iters", "1", "--sample_tokens", "0", "--device", "cpu",
+                "--progress", "false", env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"data: {meta['train_tokens']:,} train tokens" in r.stderr
+    assert not (run / "data").exists()  # nothing re-tokenized
+    assert (run / "tokenizer.txt").read_text() == (out / "tokenizer.txt").read_text()
+
+
+def test_uint32_shards_when_the_vocab_needs_them(tmp_path):
+    assert token_dtype(65536) == np.uint16 and token_dtype(65537) == np.uint32
+    w = P.ShardWriter(tmp_path, "train", token_dtype(100_000), shard_tokens=3)
+    for ids in ([1, 70000], [99_999, 5], [7]):
+        w.write(ids)
+    w.close()
+    assert w.shards == ["train_000000.bin", "train_000001.bin"]  # a new shard between documents
+    got = np.concatenate([np.fromfile(tmp_path / f, dtype=np.uint32) for f in w.shards])
+    assert got.tolist() == [1, 70000, 99_999, 5, 7]
+
+
+@pytest.mark.parametrize("case", ["no data", "no tokenizer", "qa json", "empty"])
+def test_bad_input_is_one_line_naming_it(corpus, tmp_path, run_cli, case):
+    tok, data = corpus / "tok.txt", corpus / "docs"
+    if case == "no data":
+        data = tmp_path / "missing"
+        want = f"error: {data}: no such file or directory"
+    elif case == "no tokenizer":
+        tok = tmp_path / "nope.txt"
+        want = f"error: tokenizer file {tok} does not exist"
+    elif case == "qa json":
+        data = tmp_path / "qa.json"
+        data.write_text('[{"question": "q", "answer": "a"}]')
+        want = f"error: {data}: Q&A data is small; train on it directly with `tinyllm train --data {data}`"
+    else:
+        data = tmp_path / "blank.txt"
+        data.write_text("\n\n   \n")
+        want = f"error: {data}: corpus is empty (no non-blank text)"
+    r = run_cli("prepare", "--data", data, "--tokenizer", tok, "--out", tmp_path / "o", env=ENV)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == want
+
+
+def test_train_refuses_a_foreign_tokenizer_and_a_truncated_shard(corpus, tmp_path):
+    out = tmp_path / "shards"
+    P.prepare([str(corpus / "docs")], corpus / "tok.txt", out, progress=False)
+    other = Tokenizer.train(["some other text entirely"], vocab_size=270, show_progress=False)
+    other.save(tmp_path / "other.txt")
+    with pytest.raises(TinyLLMError, match="not the tokenizer .* was encoded with"):
+        P.load_prepared(out, 32, tmp_path / "other.txt")
+    shard = out / json.loads((out / "meta.json").read_text())["train_shards"][0]
+    shard.write_bytes(shard.read_bytes()[:-1])
+    with pytest.raises(TinyLLMError, match="is not a whole number of uint16 ids"):
+        P.load_prepared(out, 32)
