@@ -1,81 +1,113 @@
 """`tinyllm chat`: ask a Q&A checkpoint questions; answers stream token by token.
 
-Commands at the prompt: /temp X, /top_k N (0 = off), /top_p P (1 = off), /settings,
-/help, /quit. Ctrl-D or Ctrl-C exits cleanly.
+Each line is a question, wrapped in the training template (`format_prompt`); the
+answer is printed as it is generated and ends at <EOS> (or --max_tokens). Lines that
+start with "/" change the sampling settings:
+
+    /temp X     temperature (0 = greedy)     /top_k N    k most likely tokens (0 = off)
+    /top_p P    nucleus mass (1 = off)        /max_tokens N
+    /settings   show them                     /help       this list      /quit
+
+Ctrl-D (end of input) or Ctrl-C exits with status 0. Answers go to stdout; the
+banner, acknowledgements and notes go to stderr, so piped input gives piped answers.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from .data.qa import format_prompt
-from .generate import generate_ids, stream_text
+from .generate import stream_answer
 
-HELP = "commands: /temp X  /top_k N (0 = off)  /top_p P (1 = off)  /settings  /help  /quit"
+HELP = ("commands: /temp X (0 = greedy), /top_k N (0 = off), /top_p P (1 = off), /max_tokens N, "
+        "/settings, /help, /quit")
+
+# command -> (setting, type, valid?, what a valid value is)
+COMMANDS = {
+    "/temp": ("temperature", float, lambda v: v >= 0, "a number >= 0"),
+    "/temperature": ("temperature", float, lambda v: v >= 0, "a number >= 0"),
+    "/top_k": ("top_k", int, lambda v: v >= 0, "an integer >= 0 (0 = off)"),
+    "/top_p": ("top_p", float, lambda v: 0 < v <= 1, "a number in (0, 1] (1 = off)"),
+    "/max_tokens": ("max_tokens", int, lambda v: v > 0, "a positive integer"),
+}
 
 
-def _apply_command(line: str, settings: dict) -> str:
+def describe(settings: dict) -> str:
+    shown = dict(settings)
+    shown["top_k"] = shown["top_k"] or "off"
+    shown["top_p"] = shown["top_p"] if shown["top_p"] < 1 else "off"
+    return ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+def apply_command(line: str, settings: dict) -> str:
+    """Run one /command against settings (changed in place); -> the message to show."""
     parts = line.split()
-    cmd, arg = parts[0], parts[1] if len(parts) > 1 else None
+    cmd, args = parts[0].lower(), parts[1:]
     if cmd in ("/help", "/?"):
         return HELP
     if cmd == "/settings":
-        return ", ".join(f"{k}={v}" for k, v in settings.items())
-    specs = {"/temp": ("temperature", float, lambda v: v >= 0),
-             "/top_k": ("top_k", int, lambda v: v >= 0),
-             "/top_p": ("top_p", float, lambda v: 0 < v <= 1)}
-    if cmd not in specs:
+        return describe(settings)
+    if cmd not in COMMANDS:
         return f"unknown command {cmd}; {HELP}"
-    key, typ, ok = specs[cmd]
+    key, typ, ok, wanted = COMMANDS[cmd]
     try:
-        value = typ(arg)
-    except (TypeError, ValueError):
-        return f"{cmd} needs a {typ.__name__} value"
+        if len(args) != 1:
+            raise ValueError
+        value = typ(args[0])
+    except ValueError:
+        return f"{cmd} needs one value: {wanted}"
     if not ok(value):
-        return f"{cmd}: {value} is out of range"
+        return f"{cmd} {args[0]}: must be {wanted}"
     settings[key] = value
-    return f"{key} = {value}"
+    return f"{key} set to {value}" + (" (off)" if (key, value) in (("top_k", 0), ("top_p", 1.0)) else "")
 
 
-def chat_loop(model, tokenizer, info: dict, args, stdin=None, stdout=None) -> int:
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stdout
-    settings = {"temperature": args.temperature, "top_k": args.top_k or 0, "top_p": args.top_p or 1.0,
-                "max_tokens": args.max_tokens}
+def _read_line(interactive: bool, stdin) -> str | None:
+    """One line of input, or None at end of input (Ctrl-D)."""
+    if interactive:
+        try:
+            return input("you> ")  # line editing and history when readline is present
+        except EOFError:
+            return None
+    line = stdin.readline()
+    return line or None
+
+
+def chat_loop(model, tokenizer, info: dict, args, stdin=None, stdout=None, stderr=None) -> int:
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    settings = {"temperature": args.temperature, "top_k": args.top_k or 0,
+                "top_p": args.top_p if args.top_p is not None else 1.0, "max_tokens": args.max_tokens}
+    interactive = stdin is sys.stdin and stdin.isatty() and stdout.isatty()
+    if interactive:
+        try:  # importing readline is what gives input() line editing and history
+            importlib.import_module("readline")
+        except ImportError:
+            pass
     if not info.get("is_qa"):
         print("note: this checkpoint was not trained on Q&A data; questions are wrapped in the Q&A template anyway",
-              file=sys.stderr)
-    interactive = stdin.isatty()
-    if interactive:
-        print(f"tinyllm chat. {HELP}. Ctrl-D to quit.", file=sys.stderr)
+              file=stderr)
+    print(f"tinyllm chat ({describe(settings)}). {HELP}. Ctrl-D or Ctrl-C to quit.", file=stderr, flush=True)
     try:
         while True:
-            if interactive:
-                stdout.write("you> ")
-                stdout.flush()
-            line = stdin.readline()
-            if not line:  # EOF (Ctrl-D)
+            line = _read_line(interactive, stdin)
+            if line is None:
                 break
             line = line.strip()
             if not line:
                 continue
             if line.startswith("/"):
-                if line.split()[0] in ("/quit", "/exit"):
+                if line.split()[0].lower() in ("/quit", "/exit", "/q"):
                     break
-                print(_apply_command(line, settings), file=stdout, flush=True)
+                print(apply_command(line, settings), file=stderr, flush=True)
                 continue
-            ids = tokenizer.encode(format_prompt(line))
-            out = generate_ids(model, ids, settings["max_tokens"], settings["temperature"],
-                               settings["top_k"] or None,
-                               settings["top_p"] if settings["top_p"] < 1 else None,
-                               tokenizer.eos_id, args.seed)
-            if interactive:
-                stdout.write("bot> ")
-            for piece in stream_text(tokenizer, out):
+            for piece in stream_answer(model, tokenizer, line, settings["max_tokens"], settings["temperature"],
+                                       settings["top_k"] or None,
+                                       settings["top_p"] if settings["top_p"] < 1 else None, args.seed):
                 stdout.write(piece)
                 stdout.flush()
             stdout.write("\n")
             stdout.flush()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, at the prompt or mid-answer: leave quietly
         stdout.write("\n")
+        stdout.flush()
     return 0

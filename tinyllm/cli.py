@@ -33,26 +33,28 @@ def _model_config(args, qa_pairs: int | None = None):
 def cmd_train(args) -> int:
     import dataclasses
 
-    from .data.qa import is_qa_file
+    from .data.qa import is_qa_file, resolve_qa_source
     from .train import TrainConfig, Trainer
 
+    args.data = resolve_qa_source(args.data)  # 'qa': the demo Q&A set shipped in the package
     qa_pairs = None
     if args.data and is_qa_file(args.data) and os.path.isfile(args.data):
         from .data.auto import qa_train_defaults
         from .data.qa import load_qa
-        qa_pairs = len(load_qa(args.data))
-        for k, v in qa_train_defaults(qa_pairs).items():  # fill only what the user left unset
+        pairs = load_qa(args.data)
+        qa_pairs = len(pairs)
+        for k, v in qa_train_defaults(pairs, args.preset).items():  # fill only what the user left unset
             if getattr(args, k, None) is None:
                 setattr(args, k, v)
     model_cfg, overrides, preset_name = _model_config(args, qa_pairs)
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if getattr(args, f.name, None) is not None}
     from .model.config import PRESETS
-    fields.setdefault("out_dir", os.path.join("out", preset_name))
+    fields.setdefault("out_dir", os.path.join("out", "qa" if qa_pairs is not None else preset_name))
     for k, v in PRESETS.get(preset_name, {}).get("train", {}).items():
         fields.setdefault(k, v)
     cfg = TrainConfig(**fields)
-    trainer = Trainer(cfg, model_cfg, overrides)
+    trainer = Trainer(cfg, model_cfg, overrides, preset_explicit=args.preset is not None)
     result = trainer.run()
     if not trainer.dist.is_main:
         return 0
@@ -72,7 +74,10 @@ def cmd_train(args) -> int:
         print("--- sample (temperature 0.8, top_k 40) ---", file=sys.stderr)
         text = generate(trainer.model, trainer.tokenizer, prompt, cfg.sample_tokens, temperature=0.8,
                         top_k=40, seed=cfg.seed)
-        print(prompt + text)
+        if trainer.is_qa:  # the question as asked; the answer without the template's spaces
+            print(f"Question: Who are you?\nAnswer: {text.strip()}")
+        else:
+            print(prompt + text)
     return 0
 
 
@@ -98,17 +103,19 @@ def _check_sampling(args):
 
 def cmd_generate(args) -> int:
     from .data.qa import format_prompt
-    from .generate import generate_ids, stream_text
+    from .generate import generate_ids, stream_text, trim_stream
 
     _check_sampling(args)
     model, tok, info = _load_for_inference(args)
     prompt = args.prompt
-    if info.get("is_qa") and not args.raw:
+    ask = info.get("is_qa") and not args.raw
+    if ask:  # a question: wrap it in the training template, print only the answer
         prompt = format_prompt(prompt)
     ids = tok.encode(prompt) or [tok.bos_id]
     ids = generate_ids(model, ids, args.max_tokens, args.temperature, args.top_k, args.top_p,
                        tok.eos_id, args.seed)
-    for piece in stream_text(tok, ids):
+    pieces = stream_text(tok, ids)
+    for piece in trim_stream(pieces) if ask else pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -196,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("tokenizer", help="train or use a BPE tokenizer")
     ksub = k.add_subparsers(dest="tok_cmd", required=True, metavar="ACTION")
     kt = ksub.add_parser("train", help="train a byte-level BPE tokenizer on a corpus")
-    kt.add_argument("--data", default="bible", help="'bible', a text file, a folder of .txt files or Q&A JSON")
+    kt.add_argument("--data", default="bible",
+                    help="'bible', 'qa' (the demo Q&A set), a text file, a folder of .txt files or Q&A JSON")
     kt.add_argument("--vocab_size", type=int, default=10000, help="tokens in total, special tokens included")
     kt.add_argument("--pattern", default="gpt4", help="pre-tokenization split pattern: gpt4 or gpt2")
     kt.add_argument("--num_threads", type=int, default=None, help="threads for counting (default: all cores)")

@@ -9,36 +9,45 @@ import torch
 from .corpus import bible_verses, load_documents
 from .packed import PackedQADataset
 from .pipeline import build_token_files, load_corpus, split_documents
-from .qa import QAPair, format_prompt, load_qa
+from .qa import DEMO_QA, QAPair, demo_qa_path, format_prompt, load_qa
 from .tokens import TokenDataset, unigram_entropy
 
-__all__ = ["prepare_custom_data", "create_dataloader", "load_qa", "QAPair", "format_prompt", "TokenDataset",
-           "PackedQADataset", "load_corpus", "load_documents", "bible_verses", "build_token_files",
-           "split_documents", "unigram_entropy"]
+__all__ = ["prepare_custom_data", "create_dataloader", "load_qa", "QAPair", "format_prompt", "demo_qa_path",
+           "DEMO_QA", "TokenDataset", "PackedQADataset", "load_corpus", "load_documents", "bible_verses",
+           "build_token_files", "split_documents", "unigram_entropy"]
 
 
 def prepare_custom_data(json_path: str | Path, vocab_size: int = 2000, context_length: int = 128,
                         force_retrain_tokenizer: bool = False, loss_on: str = "answer",
                         tokenizer_path: str | Path | None = None):
-    """TinyLLM's entry point: Q&A JSON -> (train_ds, val_ds, tokenizer).
+    """TinyLLM's entry point: Q&A JSON (or 'qa', the shipped demo set) -> (train_ds, val_ds, tokenizer).
 
     The tokenizer is trained on the pairs and cached next to the data as
-    `<json stem>.tokenizer.txt` (or at tokenizer_path); force_retrain_tokenizer retrains it.
-    Datasets yield (x, y) with y = x shifted by one, prompt positions of y set to -100
-    when loss_on='answer'.
+    `<json stem>.tokenizer.txt` (or at tokenizer_path), and reused on the next call
+    unless force_retrain_tokenizer is set or vocab_size changed. One pair in ten is
+    held out for validation. The datasets yield (x, y): (T,) int64 with y = x shifted
+    by one; positions that are not scored hold -100 (padding always; the question too
+    when loss_on='answer'), which F.cross_entropy ignores by default.
     """
     from ..tokenizer import Tokenizer
+    from .pipeline import Corpus
+    from .qa import resolve_qa_source
 
-    json_path = Path(json_path)
+    json_path = Path(resolve_qa_source(str(json_path)))
     pairs = load_qa(json_path)
-    tok_path = Path(tokenizer_path) if tokenizer_path else json_path.with_name(json_path.stem + ".tokenizer.txt")
+    if tokenizer_path is not None:
+        tok_path = Path(tokenizer_path)
+    elif json_path == demo_qa_path():  # never write into the installed package
+        tok_path = Path(DEMO_QA + ".tokenizer.txt")
+    else:
+        tok_path = json_path.with_name(json_path.stem + ".tokenizer.txt")
     tok = None
     if tok_path.exists() and not force_retrain_tokenizer:
         tok = Tokenizer.load(tok_path)
         if tok.vocab_size != vocab_size:
             tok = None  # asked for another size: retrain
     if tok is None:
-        corpus = load_corpus(json_path)
+        corpus = Corpus(str(json_path), [p.text() for p in pairs], is_qa=True)
         tok = Tokenizer.train(corpus.tokenizer_texts(), vocab_size=vocab_size, show_progress=False)
         tok.save(tok_path)
     train_pairs, val_pairs = split_documents(pairs)

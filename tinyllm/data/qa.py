@@ -1,9 +1,18 @@
-"""Question-answer JSON in TinyLLM's format.
+"""Question-answer data in TinyLLM's format.
 
 A JSON array of objects with required string fields `question` and `answer` and
-optional `id` and `category` (ignored for training). JSON Lines with the same
-fields is accepted too. Each pair is trained as
+optional `id` (string or integer, unique) and `category` (string); `id` and
+`category` are ignored for training. JSON Lines (.jsonl, one object per line) with
+the same fields is accepted too. Each pair is trained as
+
     <BOS> Question: {question}\nAnswer: {answer} <EOS>
+
+and a question is asked by feeding the text up to "Answer:" (`format_prompt`).
+
+`qa` names the demo set that ships in the package (tinyllm/assets/qa.json: questions
+about tinyllm itself), as `bible` names the default text corpus. Its every tenth
+record, the ones the train/val split holds out, rephrases an earlier question with
+the same answer: every answer is trained, and the val loss measures rephrasings.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from ..errors import TinyLLMError
 
 PROMPT_TEMPLATE = "<BOS> Question: {question}\nAnswer:"
 PAIR_TEMPLATE = PROMPT_TEMPLATE + " {answer} <EOS>"
+SPECIALS = ("<PAD>", "<UNK>", "<BOS>", "<EOS>")  # text that would be read as a special token
+DEMO_QA = "qa"
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,7 @@ class QAPair:
     answer: str
     id: object = None
     category: str | None = None
+    index: int | None = None  # the record's position in its file, for messages
 
     def text(self) -> str:
         return PAIR_TEMPLATE.format(question=self.question, answer=self.answer)
@@ -34,16 +46,30 @@ class QAPair:
 
 def format_prompt(question: str) -> str:
     """The prompt a Q&A model continues with an answer."""
-    return PROMPT_TEMPLATE.format(question=question)
+    return PROMPT_TEMPLATE.format(question=question.strip())
+
+
+def demo_qa_path() -> Path:
+    """The shipped demo set: questions and answers about tinyllm itself."""
+    return Path(__file__).resolve().parent.parent / "assets" / "qa.json"
+
+
+def resolve_qa_source(source):
+    """'qa' -> the shipped demo set's path, unless a file or folder named 'qa' exists
+    (the user's data is never shadowed); anything else unchanged."""
+    if source is not None and str(source) == DEMO_QA and not Path(DEMO_QA).exists():
+        return str(demo_qa_path())
+    return source
 
 
 def is_qa_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in (".json", ".jsonl")
+    return Path(resolve_qa_source(str(path))).suffix.lower() in (".json", ".jsonl")
 
 
-def _parse(path: Path, text: str) -> list:
+def _parse(path: Path, text: str) -> tuple[list, list[str]]:
+    """-> (records, where) with where[i] naming record i for messages."""
     if path.suffix.lower() == ".jsonl":
-        records = []
+        records, where = [], []
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -51,50 +77,74 @@ def _parse(path: Path, text: str) -> list:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise TinyLLMError(f"{path}: line {lineno}: malformed JSON ({e.msg})") from None
-        return records
+            where.append(f"record {len(records) - 1} (line {lineno})")
+        return records, where
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise TinyLLMError(f"{path}: malformed JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
     if not isinstance(data, list):
-        raise TinyLLMError(f"{path}: expected a JSON array of question/answer objects, got {type(data).__name__}")
-    return data
+        raise TinyLLMError(f"{path}: expected a JSON array of question/answer objects, got {_kind(data)}")
+    return data, [f"record {i}" for i in range(len(data))]
 
 
 def load_qa(path: str | Path) -> list[QAPair]:
-    """Read and validate a Q&A file; every problem names the record index and field."""
-    path = Path(path)
+    """Read and validate a Q&A file (or 'qa', the demo set); every problem is a
+    TinyLLMError naming the file, the record index and the field."""
+    path = Path(resolve_qa_source(str(path)))
     if not path.exists():
         raise TinyLLMError(f"{path}: no such file")
+    if path.is_dir():
+        raise TinyLLMError(f"{path}: is a directory, expected a Q&A .json or .jsonl file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is fine
     except UnicodeDecodeError as e:
         raise TinyLLMError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from None
-    records = _parse(path, text)
+    records, names = _parse(path, text)
     if not records:
         raise TinyLLMError(f"{path}: no question/answer records")
     pairs, seen_ids = [], {}
-    for i, rec in enumerate(records):
-        where = f"{path}: record {i}"
+    for i, (rec, name) in enumerate(zip(records, names)):
+        where = f"{path}: {name}"
         if not isinstance(rec, dict):
-            raise TinyLLMError(f"{where}: expected an object with 'question' and 'answer', got {type(rec).__name__}")
+            raise TinyLLMError(f"{where}: expected an object with 'question' and 'answer', got {_kind(rec)}")
         for field in ("question", "answer"):
             if field not in rec:
                 raise TinyLLMError(f"{where}: missing field '{field}'")
             if not isinstance(rec[field], str):
-                raise TinyLLMError(f"{where}: field '{field}' must be a string, got {type(rec[field]).__name__}")
+                raise TinyLLMError(f"{where}: field '{field}' must be a string, got {_kind(rec[field])}")
             if not rec[field].strip():
                 raise TinyLLMError(f"{where}: field '{field}' is empty")
-        if "category" in rec and rec["category"] is not None and not isinstance(rec["category"], str):
-            raise TinyLLMError(f"{where}: field 'category' must be a string, got {type(rec['category']).__name__}")
+            special = next((s for s in SPECIALS if s in rec[field]), None)
+            if special:  # it would be encoded as the special token and break the template
+                raise TinyLLMError(f"{where}: field '{field}' contains the special token {special}")
+        if rec.get("category") is not None and not isinstance(rec["category"], str):
+            raise TinyLLMError(f"{where}: field 'category' must be a string, got {_kind(rec['category'])}")
         rid = rec.get("id")
         if rid is not None:
             if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-                raise TinyLLMError(f"{where}: field 'id' must be a string or integer, got {type(rid).__name__}")
+                raise TinyLLMError(f"{where}: field 'id' must be a string or an integer, got {_kind(rid)}")
             if rid in seen_ids:
-                raise TinyLLMError(f"{where}: duplicate id {rid!r} (first used by record {seen_ids[rid]})")
+                raise TinyLLMError(f"{where}: field 'id': duplicate id {rid!r} (first used by {names[seen_ids[rid]]})")
             seen_ids[rid] = i
-        pairs.append(QAPair(rec["question"].strip(), rec["answer"].strip(), rid, rec.get("category")))
+        pairs.append(QAPair(rec["question"].strip(), rec["answer"].strip(), rid, rec.get("category"), i))
     return pairs
+
+
+def _kind(v) -> str:
+    """A JSON type name for messages: 'a number', not Python's 'int'."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
