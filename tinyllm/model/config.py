@@ -73,7 +73,7 @@ class ModelConfig:
 # `train` holds training defaults the preset brings (flags still override them).
 PRESETS: dict[str, dict] = {
     "demo": dict(vocab_size=2048, context_length=128, d_model=192, n_layers=4, n_heads=6, d_ff=512, dropout=0.0,
-                 train=dict(batch_size=16, max_iters=1000, warmup_iters=50, max_lr=2e-3, eval_interval=100,
+                 train=dict(batch_size=16, max_iters=800, warmup_iters=50, max_lr=2e-3, eval_interval=100,
                             eval_iters=10, checkpoint_interval=200)),
     "tiny": dict(vocab_size=10000, context_length=256, d_model=384, n_layers=6, n_heads=6, d_ff=512, params=10e6),
     "small": dict(vocab_size=10000, context_length=512, d_model=512, n_layers=8, n_heads=8, d_ff=1024, params=22e6),
