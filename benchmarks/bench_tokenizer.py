@@ -32,7 +32,6 @@ import csv
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -44,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from tokenizer_corpus import DEFAULT_OUT, ensure_corpus, load_documents  # noqa: E402
+from tinyllm import provenance  # noqa: E402
 
 RESULTS = HERE / "results" / "tokenizer.csv"
 GPT4 = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
@@ -249,26 +249,11 @@ def run_encode(tok_path: Path, corpus: Path, megabytes: float, threads: int, voc
 # report
 # ---------------------------------------------------------------------------------------
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    return provenance.machine()
 
 
 def commit() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "csrc", "tinyllm/tokenizer"], cwd=ROOT,
-                               capture_output=True, text=True)
-        sha = rev.stdout.strip() if rev.returncode == 0 else "no-commit"
-        return sha + ("+dirty" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
+    return provenance.git_commit("csrc", "tinyllm/tokenizer")
 
 
 def main() -> None:

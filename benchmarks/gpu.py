@@ -89,14 +89,8 @@ def _import_kernels():
 
 
 def _git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha or "uncommitted") + ("+dirty" if dirty and sha else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from tinyllm.provenance import git_commit
+    return git_commit()
 
 
 @dataclasses.dataclass

@@ -33,3 +33,12 @@ def run_cli(tmp_path):
                               capture_output=True, timeout=timeout, env=e, cwd=cwd or tmp_path)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """600 KJV verses as a text file, one paragraph (document) each: the small corpus of the trainer tests."""
+    from tinyllm.data.corpus import bible_verses
+    path = tmp_path_factory.mktemp("corpus") / "kjv.txt"
+    path.write_text("\n\n".join(bible_verses()[:600]) + "\n", encoding="utf-8")
+    return path

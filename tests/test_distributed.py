@@ -46,14 +46,6 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from tinyllm.data.corpus import bible_verses
-    path = tmp_path_factory.mktemp("corpus") / "kjv.txt"
-    path.write_text("\n\n".join(bible_verses()[:600]) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
 def one_rank(tmp_path_factory, corpus):
     """1 process, 2 micro-batches per step: the reference for the 2-rank runs."""
     out = tmp_path_factory.mktemp("one") / "out"

@@ -58,14 +58,6 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout=120.0):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from tinyllm.data.corpus import bible_verses
-    path = tmp_path_factory.mktemp("corpus") / "kjv.txt"
-    path.write_text("\n\n".join(bible_verses()[:600]) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
 def baseline(tmp_path_factory, corpus):
     """The uninterrupted run every interrupted one must reproduce."""
     out = tmp_path_factory.mktemp("baseline") / "out"

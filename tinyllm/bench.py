@@ -19,9 +19,7 @@ import argparse
 import csv
 import datetime
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .errors import TinyLLMError
+from .provenance import cpu_name, git_commit
 
 # Shapes only the benchmark knows: GPT-2 small (124M), the size of the GPU goal.
 BENCH_SIZES = {"gpt2": dict(vocab_size=50257, context_length=1024, d_model=768, n_layers=12, n_heads=12, d_ff=3072)}
@@ -96,27 +95,11 @@ def timed(step, device) -> float:
 def device_name(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def commit() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "tinyllm", "kernels"], cwd=ROOT,
-                               capture_output=True, text=True)
-        if rev.returncode != 0:
-            return "unknown"
-        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
+    return git_commit("tinyllm", "kernels")
 
 
 def bench_train(args) -> dict:
