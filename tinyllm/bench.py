@@ -247,7 +247,7 @@ def add_bench_parser(sub) -> None:
                    help="auto (bfloat16 autocast on CUDA, float32 on CPU), float32 or bfloat16")
     t.add_argument("--compile", action="store_true", help="torch.compile both models")
     t.add_argument("--attention", default="auto", choices=["auto", "sdpa", "triton", "reference"],
-                   help="our attention backend (default: auto = triton on CUDA, sdpa elsewhere)")
+                   help="our attention backend (default: auto = sdpa)")
     t.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--seed", type=int, default=0, help="seed for weights and the batch")
     t.add_argument("--out", default=None,
