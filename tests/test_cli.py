@@ -151,7 +151,9 @@ def test_foreign_checkpoints(tmp_path, run_cli):
 
 def test_bad_sampling_flags(run_cli, good_checkpoint):
     for flags, needle in ((["--temperature", "-1"], "--temperature"), (["--top_k", "0"], "--top_k"),
-                          (["--top_p", "1.5"], "--top_p"), (["--max_tokens", "0"], "--max_tokens")):
+                          (["--top_p", "1.5"], "--top_p"), (["--max_tokens", "0"], "--max_tokens"),
+                          (["--temperature", "nan"], "--temperature"), (["--seed", str(2 ** 70)], "--seed"),
+                          (["--device", "mps"], "--device"), (["--device", "cuda:7"], "--device")):
         assert_clean_error(run_cli("generate", "--checkpoint", good_checkpoint, *flags), needle)
 
 
@@ -163,6 +165,9 @@ def test_bad_model_flags(tmp_path, run_cli):
     assert_clean_error(r, "d_model", "n_heads")
     r = run_cli("train", "--data", tmp_path / "t.txt", "--out_dir", tmp_path / "o", *SMALL, "--batch_size", "0")
     assert_clean_error(r, "batch_size")
+    for flags, needle in ((["--min_lr", "-1"], "--min_lr"), (["--max_lr", "inf"], "--max_lr")):
+        assert_clean_error(run_cli("train", "--data", tmp_path / "t.txt", "--out_dir", tmp_path / "o", *SMALL,
+                                   *flags), needle)
 
 
 def test_tokenizer_cli_roundtrip_and_view(tmp_path, run_cli):

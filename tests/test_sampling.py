@@ -62,3 +62,8 @@ def test_sampling_follows_the_distribution():
 def test_negative_temperature_rejected():
     with pytest.raises(ValueError, match="temperature"):
         sample_next(_fresh_logits(), temperature=-1)
+
+
+def test_tiny_temperature_is_greedy_not_nan():
+    logits = torch.randn(3, 50) * 10
+    assert torch.equal(sample_next(logits, 1e-45), logits.argmax(-1))

@@ -109,8 +109,21 @@ def test_cached_and_uncached_greedy_generation_agree(trained):
 def test_generation_runs_past_the_context_window(trained):
     out, _ = trained
     model, tok, _ = tinyllm.load_checkpoint(out / "best.pt")
-    ids = list(generate_ids(model, tok.encode("And"), 3 * model.config.context_length, temperature=0.0))
-    assert len(ids) == 3 * model.config.context_length
+    n = 3 * model.config.context_length
+    ids = list(generate_ids(model, tok.encode("And"), n, temperature=0.0))
+    assert len(ids) == n
+    assert ids == list(generate_ids(model, tok.encode("And"), n, temperature=0.0, use_cache=False))
+
+
+@pytest.mark.parametrize("pos_emb", ["learned", "sinusoidal", "rope"])
+def test_cache_matches_uncached_past_the_window_and_for_long_prompts(pos_emb):
+    cfg = tinyllm.ModelConfig(vocab_size=300, context_length=8, d_model=32, n_layers=2, n_heads=2, d_ff=64,
+                              pos_emb=pos_emb)
+    model = tinyllm.TinyLLM(cfg).eval()
+    for prompt in ([5, 6, 7], list(range(10, 22))):  # shorter and longer than the context
+        fast = list(generate_ids(model, prompt, 30, temperature=0.0))
+        slow = list(generate_ids(model, prompt, 30, temperature=0.0, use_cache=False))
+        assert fast == slow
 
 
 def test_generate_cli_prints_only_text_and_is_seeded(trained, run_cli):
@@ -154,3 +167,38 @@ def test_model_flags_reach_the_checkpoint(tmp_path, corpus, run_cli, extra):
 def test_parameter_count_is_printed(trained):
     _, proc = trained
     assert "parameters" in proc.stderr.lower()
+
+
+def test_written_files_follow_the_umask(trained):
+    import os
+    import stat
+    out, _ = trained
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("latest.pt", "best.pt", "metrics.jsonl"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~mask, name
+
+
+def test_fine_tuning_refuses_to_overwrite_its_source_and_other_shapes(trained, corpus, run_cli, tmp_path):
+    out, _ = trained
+    flags = [f for f in TINY]
+    flags[flags.index("--max_iters") + 1] = "2"
+    before = (out / "best.pt").read_bytes()
+    r = run_cli("train", "--data", corpus, "--out_dir", out, "--init_from", out / "best.pt", *flags)
+    assert r.returncode == 2 and "overwrite" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "best.pt").read_bytes() == before
+    r = run_cli("train", "--data", corpus, "--out_dir", tmp_path / "ft", "--init_from", out / "best.pt",
+                *flags, "--d_model", "64")
+    assert r.returncode == 2 and "d_model: checkpoint 32 vs now 64" in r.stderr, r.stderr[-500:]
+
+
+def test_a_fresh_run_keeps_its_own_history_not_an_older_runs(corpus, run_cli, tmp_path):
+    out = tmp_path / "o"
+    flags = [f for f in TINY if f not in ()]
+    for k, v in (("--max_iters", "4"), ("--checkpoint_interval", "1"), ("--eval_interval", "2"),
+                 ("--sample_tokens", "0")):
+        flags[flags.index(k) + 1] = v
+    assert run_cli("train", "--data", corpus, "--out_dir", out, *flags, "--keep_checkpoints", "2").returncode == 0
+    flags[flags.index("--max_iters") + 1] = "2"
+    assert run_cli("train", "--data", corpus, "--out_dir", out, *flags, "--keep_checkpoints", "2").returncode == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000001.pt", "step_0000002.pt"]

@@ -43,7 +43,10 @@ def cmd_train(args) -> int:
         from .data.qa import load_qa
         pairs = load_qa(args.data)
         qa_pairs = len(pairs)
+        model_fields = {"vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff", "dropout"}
         for k, v in qa_train_defaults(pairs, args.preset).items():  # fill only what the user left unset
+            if args.init_from and k in model_fields:
+                continue  # fine-tuning: the model's shape comes from the checkpoint
             if getattr(args, k, None) is None:
                 setattr(args, k, v)
     model_cfg, overrides, preset_name = _model_config(args, qa_pairs)
@@ -91,8 +94,10 @@ def _load_for_inference(args):
 
 
 def _check_sampling(args):
-    if args.temperature < 0:
-        raise TinyLLMError(f"--temperature must be >= 0, got {args.temperature}")
+    if not 0 <= args.temperature < float("inf"):
+        raise TinyLLMError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.seed is not None and not 0 <= args.seed < 2 ** 63:
+        raise TinyLLMError(f"--seed must be in [0, 2**63), got {args.seed}")
     if args.top_k is not None and args.top_k <= 0:
         raise TinyLLMError(f"--top_k must be a positive integer, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:

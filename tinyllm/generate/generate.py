@@ -19,8 +19,9 @@ def generate_ids(model: TinyLLM, prompt_ids: list[int], max_tokens: int, tempera
 
     With use_cache the prompt is run once and each new token costs one position;
     without it every step re-runs the whole window (the slow, obvious twin for tests).
-    When the sequence outgrows context_length the cache is rebuilt over the last
-    context_length - 1 tokens (a sliding window).
+    Past context_length the model sees the last context_length tokens, as the uncached
+    twin does: positions shift with the window, so each such step rebuilds the cache
+    over the whole window (exact, and no cheaper than the uncached step).
     """
     if not prompt_ids:
         raise ValueError("generation needs at least one prompt token")
@@ -35,7 +36,7 @@ def generate_ids(model: TinyLLM, prompt_ids: list[int], max_tokens: int, tempera
         if use_cache:
             if cache is None or cache.length + len(pending) > ctx:
                 cache = model.new_cache(1)
-                pending = seq[-(ctx - 1):] if len(seq) >= ctx else seq
+                pending = seq[-ctx:]
             logits, _ = model(torch.tensor([pending], device=device), cache=cache)
         else:
             logits, _ = model(torch.tensor([seq[-ctx:]], device=device))

@@ -33,6 +33,9 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = filter_logits(logits.float() / temperature, top_k, top_p)
+    scaled = logits.float() / temperature
+    if not torch.isfinite(scaled[torch.isfinite(logits)]).all():  # temperature so small it overflows: the limit
+        return logits.argmax(dim=-1)
+    logits = filter_logits(scaled, top_k, top_p)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -29,7 +29,7 @@ def rng_state() -> dict:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()  # this rank's device only: restarts may see fewer GPUs
     return state
 
 
@@ -41,7 +41,8 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        torch.cuda.set_rng_state(cuda if isinstance(cuda, torch.Tensor) else cuda[0])
 
 
 def save_checkpoint(path: str | Path, **fields) -> None:
@@ -70,7 +71,11 @@ def keep_history(latest: Path, history_dir: Path, step: int, keep: int) -> None:
     except OSError:
         shutil.copyfile(latest, tmp)
     os.replace(tmp, dst)
-    for old in sorted(history_dir.glob("step_*.pt"))[:-keep]:
+    history = sorted(history_dir.glob("step_*.pt"))
+    # a later step than this one is left from an earlier, longer run in the same out_dir:
+    # it must not outlive (and push out) this run's checkpoints
+    stale = [p for p in history if p.name > dst.name]
+    for old in stale + [p for p in history if p not in stale][:-keep]:
         old.unlink(missing_ok=True)
 
 

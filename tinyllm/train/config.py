@@ -69,10 +69,12 @@ class TrainConfig:
                 raise TinyLLMError(f"--{name} must be a positive integer, got {v!r}")
         if self.warmup_iters < 0:
             raise TinyLLMError(f"--warmup_iters must be >= 0, got {self.warmup_iters}")
-        if not self.max_lr > 0:
-            raise TinyLLMError(f"--max_lr must be positive, got {self.max_lr}")
+        if not 0 < self.max_lr < float("inf"):
+            raise TinyLLMError(f"--max_lr must be positive and finite, got {self.max_lr}")
         if self.min_lr is None:
             self.min_lr = self.max_lr / 10
+        if not 0 <= self.min_lr <= self.max_lr:
+            raise TinyLLMError(f"--min_lr must be in [0, max_lr={self.max_lr}], got {self.min_lr}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise TinyLLMError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.loss_on not in ("answer", "all"):

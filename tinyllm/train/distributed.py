@@ -85,9 +85,13 @@ def resolve_device(pref: str) -> torch.device:
     except RuntimeError:
         from ..errors import TinyLLMError
         raise TinyLLMError(f"--device: unknown device {pref!r} (use auto, cpu, cuda or cuda:N)") from None
+    from ..errors import TinyLLMError
+    if device.type not in ("cpu", "cuda"):
+        raise TinyLLMError(f"--device {pref}: tinyllm runs on cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import TinyLLMError
         raise TinyLLMError("--device cuda: no CUDA device is available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TinyLLMError(f"--device {pref}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

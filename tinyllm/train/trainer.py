@@ -154,6 +154,18 @@ class Trainer:
             raise TinyLLMError(f"cannot resume from {ckpt['_path']}: it holds a different model "
                                f"({'; '.join(diff)}); use another --out_dir or drop --resume")
 
+    def _check_init(self, init: dict) -> None:
+        """--init_from: never write over the checkpoint we start from; model flags must agree with it."""
+        src = Path(self.cfg.init_from).resolve()
+        if src.parent == self.out.resolve() or src.parent == (self.out / "checkpoints").resolve():
+            raise TinyLLMError(f"--init_from {self.cfg.init_from} is inside --out_dir {self.out}: fine-tuning would "
+                               "overwrite it; pass another --out_dir")
+        fields = set(self.model_overrides) - {"attention", "dropout"}
+        diff = config_mismatch(init["model_config"], self.requested_model, fields)
+        if diff:
+            raise TinyLLMError(f"--init_from {self.cfg.init_from}: its model differs from the flags given "
+                               f"({'; '.join(diff)}); drop those flags, the shape comes from the checkpoint")
+
     def _setup_data(self, ckpt: dict | None, init: dict | None):
         from ..data.pipeline import build_token_files, load_corpus, split_documents, train_tokenizer
         from ..prepare import is_prepared_dir, load_prepared
@@ -164,7 +176,12 @@ class Trainer:
             tok_src = ckpt or init
             train_ds, val_ds, meta, tok = load_prepared(cfg.data, self.model_cfg.context_length, cfg.tokenizer)
             if tok_src:
+                from ..prepare import tokenizer_hash
                 tok = Tokenizer.from_str(tok_src["tokenizer"])
+                if meta.get("tokenizer_hash") and tokenizer_hash(tok) != meta["tokenizer_hash"]:
+                    src = "the checkpoint being resumed" if ckpt else f"--init_from {cfg.init_from}"
+                    raise TinyLLMError(f"{cfg.data} was encoded with another tokenizer than {src}'s; run "
+                                       "`tinyllm prepare` again with that tokenizer")
             if self.main:
                 tok.save(out / "tokenizer.txt")
             return tok, train_ds, val_ds, False, meta.get("sample_prompt", "")
@@ -290,6 +307,8 @@ class Trainer:
                 self.log(f"removed {f}, left by an interrupted checkpoint write")
         ckpt = self._resume_checkpoint()
         init = read_checkpoint(cfg.init_from) if cfg.init_from and not ckpt else None
+        if init:
+            self._check_init(init)
 
         # the model's shape comes from the checkpoint when resuming or fine-tuning
         if ckpt or init:
