@@ -77,6 +77,53 @@ def test_split_is_deterministic_disjoint_and_complete():
     assert int(val[0].split()[1]) < len(docs) // 4 and int(val[-1].split()[1]) > len(docs) // 2
 
 
+
+@pytest.mark.parametrize("n", range(2, 13))
+def test_small_corpus_split_holds_out_a_document(n):
+    docs = [f"doc {i}\n" for i in range(n)]
+    train, val = split_documents(docs)
+    assert val and set(train).isdisjoint(val) and sorted(train + val) == sorted(docs)
+
+
+def test_split_of_one_document_validates_on_it():
+    assert split_documents(["only\n"]) == (["only\n"], ["only\n"])
+
+
+def test_bom_and_crlf_files_give_the_same_documents_as_lf(tmp_path):
+    lf = "first para\nline two\n\n \n\nsecond — ünïcödé\n\n\nthird\nend\n"
+    (tmp_path / "lf.txt").write_bytes(lf.encode())
+    (tmp_path / "crlf.txt").write_bytes(b"\xef\xbb\xbf" + lf.replace("\n", "\r\n").encode())
+    (tmp_path / "cr.txt").write_bytes(lf.replace("\n", "\r").encode())
+    want = load_documents(tmp_path / "lf.txt")
+    assert want == ["first para\nline two\n\n", "second — ünïcödé\n\n", "third\nend\n\n\n"]
+    assert load_documents(tmp_path / "crlf.txt") == want
+    assert load_documents(tmp_path / "cr.txt") == want
+
+
+def test_prepare_streams_bom_and_crlf_files_like_load_documents(tmp_path, monkeypatch):
+    from tinyllm import prepare as P
+    lf = "first para\nline two\n\n \n\nsecond — ünïcödé\n\n\nthird\nend\n" * 3 + "tail"
+    f = tmp_path / "crlf.txt"
+    raw = b"\xef\xbb\xbf" + lf.replace("\n", "\r\n").encode() + b"\rlone cr\r\r\n"
+    f.write_bytes(raw)
+    want = load_documents(f)
+    assert want[0] == "first para\nline two\n\n" and not any("\r" in d or "\ufeff" in d for d in want)
+    for block in (1, 2, 3, 5, 7, 64, 1 << 20):  # cuts inside the BOM and between "\r" and "\n"
+        monkeypatch.setattr(P, "READ_BLOCK", block)
+        got = list(P.file_documents(f))
+        assert [d for d, _ in got if d] == want, block
+        assert sum(n for _, n in got) == len(raw)
+
+
+def test_prepare_splits_a_small_corpus_as_split_documents():
+    from tinyllm import prepare as P
+    for n in range(1, 13):
+        docs = [f"doc {i}\n" for i in range(n)]
+        train, val = split_documents(docs)
+        flags = P.split_flags(True, 0, n)
+        assert [d for d, s in zip(docs, flags) if s in ("train", "both")] == train, n
+        assert [d for d, s in zip(docs, flags) if s in ("val", "both")] == val, n
+
 def test_text_folder_and_bad_utf8(tmp_path):
     (tmp_path / "a.txt").write_text("first paragraph\n\nsecond paragraph\n")
     (tmp_path / "sub").mkdir()

@@ -83,7 +83,7 @@ def test_big_corpus_split_sends_every_tenth_block_of_50_documents_to_val():
     flags = P.split_flags(False, 0, 1000)
     assert [i for i, f in enumerate(flags) if f == "val"] == list(range(450, 500)) + list(range(950, 1000))
     assert P.split_flags(False, 450, 3) == ["val"] * 3
-    assert P.split_flags(True, 0, 5) == ["train"] * 4 + ["both"]  # split_documents: last doc also validates
+    assert P.split_flags(True, 0, 5) == ["train"] * 4 + ["val"]  # as split_documents: the last document is held out
     assert P.split_flags(True, 0, 1) == ["both"]
 
 

@@ -96,6 +96,16 @@ def test_jsonl_errors_name_record_and_line(tmp_path):
         load_qa(write(tmp_path, json.dumps(PAIRS[0]) + "\n{oops\n", "qa.jsonl"))
 
 
+def test_jsonl_splits_records_on_newlines_only(tmp_path):
+    # json.dumps(ensure_ascii=False) writes U+2028 and U+0085 raw; str.splitlines() would cut there
+    rec = {"question": "Line separators?", "answer": "one\u2028two\x85three"}
+    line = json.dumps(rec, ensure_ascii=False)
+    assert "\u2028" in line and "\x85" in line
+    pairs = load_qa(write(tmp_path, line + "\r\n" + json.dumps(PAIRS[1]) + "\n", "qa.jsonl"))
+    assert [p.answer for p in pairs] == [rec["answer"], PAIRS[1]["answer"]]
+    with pytest.raises(TinyLLMError, match=r"line 3: malformed JSON"):
+        load_qa(write(tmp_path, line + "\n" + line + "\n{oops\n", "qa.jsonl"))
+
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(TinyLLMError, match="no such file"):
         load_qa(tmp_path / "nope.json")

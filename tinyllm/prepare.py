@@ -61,14 +61,18 @@ def file_documents(path: Path) -> Iterator[tuple[str, int]]:
     U+FFFD); the file is read READ_BLOCK bytes at a time. A final ("", n) carries bytes read
     after the last document.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    text, unread = "", 0
+    from .data.corpus import normalize_newlines
+
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")  # as read_text: BOM dropped
+    text, unread, cr = "", 0, ""
     try:
         with open(path, "rb") as f:
             while True:
                 block = f.read(READ_BLOCK)
                 unread += len(block)
-                text += decoder.decode(block, final=not block)
+                chunk = cr + decoder.decode(block, final=not block)
+                cr = "\r" if block and chunk.endswith("\r") else ""  # its "\n" may be in the next block
+                text += normalize_newlines(chunk[:len(chunk) - len(cr)])
                 if not block:
                     break
                 # cut before the last break that more text cannot lengthen (non-space follows it)
@@ -140,7 +144,7 @@ def split_flags(whole: bool, start: int, n: int) -> list[str]:
     block = BLOCK if n >= 2 * BLOCK * VAL_EVERY else 1
     flags = ["val" if (i // block) % VAL_EVERY == VAL_EVERY - 1 else "train" for i in range(n)]
     if "val" not in flags:
-        flags[-1] = "both"  # split_documents: the last training document also validates
+        flags[-1] = "val"  # split_documents: the last document is held out
     return flags
 
 

@@ -34,14 +34,20 @@ def text_files(path: str | Path) -> list[Path]:
     return [p]
 
 
+def normalize_newlines(text: str) -> str:
+    """"\r\n" and lone "\r" -> "\n", so CRLF (and old-Mac) files split like LF files."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def read_text(path: Path) -> str:
-    """A file's text. Bytes that are not UTF-8 become U+FFFD (a file cut mid-character
-    still trains); unreadable files are an error naming the file."""
+    """A file's text: a leading UTF-8 BOM dropped, newlines normalised to "\n". Bytes that
+    are not UTF-8 become U+FFFD (a file cut mid-character still trains); unreadable files
+    are an error naming the file."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from e
-    return data.decode("utf-8", errors="replace")
+    return normalize_newlines(data.decode("utf-8-sig", errors="replace"))
 
 
 def load_documents(source: str | Path) -> list[str]:

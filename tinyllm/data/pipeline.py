@@ -52,7 +52,8 @@ def load_corpus(source: str | Path | None) -> Corpus:
 def split_documents(docs: list[str], val_every: int = VAL_EVERY, block: int = BLOCK):
     """Deterministic train/val split by blocks of documents (every val_every-th block is val).
 
-    Small corpora (fewer than 2 blocks' worth) use single documents as blocks.
+    Small corpora (fewer than 2 blocks' worth) use single documents as blocks; one too small
+    for that to give a val document (2 .. val_every-1 documents) holds out its last document.
     """
     if len(docs) < 2:
         return docs, docs  # nothing to hold out: validate on the training text
@@ -62,7 +63,7 @@ def split_documents(docs: list[str], val_every: int = VAL_EVERY, block: int = BL
     for i, d in enumerate(docs):
         (val if (i // block) % val_every == val_every - 1 else train).append(d)
     if not val:
-        val = train[-1:]
+        train, val = docs[:-1], docs[-1:]  # never overlapping: val must not measure memorisation
     return train, val
 
 

@@ -70,7 +70,10 @@ def _parse(path: Path, text: str) -> tuple[list, list[str]]:
     """-> (records, where) with where[i] naming record i for messages."""
     if path.suffix.lower() == ".jsonl":
         records, where = [], []
-        for lineno, line in enumerate(text.splitlines(), 1):
+        # split on "\n" only: str.splitlines() also splits on U+2028/U+2029/U+0085/\x0b/\x0c/\x1c-\x1e,
+        # which json.dumps(ensure_ascii=False) writes raw inside strings
+        for lineno, line in enumerate(text.split("\n"), 1):
+            line = line.removesuffix("\r")
             if not line.strip():
                 continue
             try:
