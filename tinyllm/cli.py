@@ -43,7 +43,7 @@ def cmd_train(args) -> int:
         from .data.qa import load_qa
         pairs = load_qa(args.data)
         qa_pairs = len(pairs)
-        model_fields = {"vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff", "dropout"}
+        model_fields = {"vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff"}  # shape
         for k, v in qa_train_defaults(pairs, args.preset).items():  # fill only what the user left unset
             if args.init_from and k in model_fields:
                 continue  # fine-tuning: the model's shape comes from the checkpoint

@@ -50,7 +50,7 @@ def prepare_custom_data(json_path: str | Path, vocab_size: int = 2000, context_l
         corpus = Corpus(str(json_path), [p.text() for p in pairs], is_qa=True)
         tok = Tokenizer.train(corpus.tokenizer_texts(), vocab_size=vocab_size, show_progress=False)
         tok.save(tok_path)
-    train_pairs, val_pairs = split_documents(pairs)
+    train_pairs, val_pairs = split_documents(pairs, keep_all=True)
     train_ds = PackedQADataset(train_pairs, tok, context_length, loss_on, f"{json_path} (train)")
     val_ds = PackedQADataset(val_pairs, tok, context_length, loss_on, f"{json_path} (val)")
     return train_ds, val_ds, tok

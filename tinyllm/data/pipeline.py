@@ -49,11 +49,13 @@ def load_corpus(source: str | Path | None) -> Corpus:
     return Corpus(str(source), load_documents(source))
 
 
-def split_documents(docs: list[str], val_every: int = VAL_EVERY, block: int = BLOCK):
+def split_documents(docs: list, val_every: int = VAL_EVERY, block: int = BLOCK, keep_all: bool = False):
     """Deterministic train/val split by blocks of documents (every val_every-th block is val).
 
     Small corpora (fewer than 2 blocks' worth) use single documents as blocks; one too small
-    for that to give a val document (2 .. val_every-1 documents) holds out its last document.
+    for that to give a val document (2 .. val_every-1 documents) holds out its last document,
+    unless keep_all (Q&A: every pair of a tiny set must be learned), which validates on it
+    while training on it too.
     """
     if len(docs) < 2:
         return docs, docs  # nothing to hold out: validate on the training text
@@ -63,6 +65,8 @@ def split_documents(docs: list[str], val_every: int = VAL_EVERY, block: int = BL
     for i, d in enumerate(docs):
         (val if (i // block) % val_every == val_every - 1 else train).append(d)
     if not val:
+        if keep_all:
+            return list(docs), list(docs[-1:])
         train, val = docs[:-1], docs[-1:]  # never overlapping: val must not measure memorisation
     return train, val
 

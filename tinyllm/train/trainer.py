@@ -215,7 +215,7 @@ class Trainer:
             from ..data.packed import PackedQADataset
             from ..data.qa import load_qa
             pairs = load_qa(cfg.data)
-            train_pairs, val_pairs = split_documents(pairs)
+            train_pairs, val_pairs = split_documents(pairs, keep_all=True)
             T = self.model_cfg.context_length
             train_ds = PackedQADataset(train_pairs, tok, T, cfg.loss_on, f"{cfg.data} (train)")
             val_ds = PackedQADataset(val_pairs, tok, T, cfg.loss_on, f"{cfg.data} (val)")
@@ -293,11 +293,14 @@ class Trainer:
 
     # ---- the run -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        clean = False
         try:
             with StopRequest(self.log) as stop:
-                return self._run(stop)
+                result = self._run(stop)
+            clean = True
+            return result
         finally:
-            dist_utils.teardown(self.dist)
+            dist_utils.teardown(self.dist, clean)
 
     def _run(self, stop: StopRequest) -> TrainResult:
         cfg = self.cfg
