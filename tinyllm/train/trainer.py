@@ -427,9 +427,11 @@ class Trainer:
                         loss = loss / accum
                     loss.backward()
                 loss_sum += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip).item() \
-                if cfg.grad_clip > 0 else 0.0
-            step_loss = dist_utils.all_reduce_mean(loss_sum, self.dist).item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip) \
+                if cfg.grad_clip > 0 else torch.zeros((), device=self.device)
+            mean_loss = dist_utils.all_reduce_mean(loss_sum, self.dist)
+            # one host sync per step for both numbers (each .item() on CUDA is a sync of its own)
+            step_loss, grad_norm = torch.stack([mean_loss.float(), grad_norm.float()]).tolist()
             bad = f"loss became {step_loss}" if not math.isfinite(step_loss) else \
                 f"gradient norm became {grad_norm}" if not math.isfinite(grad_norm) else None
             if bad:  # stop before the optimizer spreads it into the weights (and into a checkpoint)
