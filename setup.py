@@ -103,7 +103,9 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "pybible>=0.0.2",
-        "regex>=2023.0",
+        # exact: csrc/unicode_tables.h is generated from this regex (its Unicode version); the C++ splitter
+        # and the Python reference agree only on the same one. Bump both together (csrc/gen_unicode_tables.py).
+        "regex==2026.11.19",
         "safetensors>=0.4",
         "triton>=3.0; platform_system == 'Linux'",
     ],
