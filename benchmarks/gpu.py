@@ -35,6 +35,7 @@ import datetime
 import importlib.util
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -452,19 +453,46 @@ def _signature(jit_fn, dtype: str, constexprs: dict) -> dict:
     return sig
 
 
-def _resource_usage(cubin: bytes) -> tuple[str, str]:
-    import tempfile
-    import re
+def _aligned(jit_fn, constexprs: dict) -> dict:
+    """What triton's launcher specialises in the common case: 16-byte aligned tensors and
+    sizes/strides that are multiples of 16 (so loads vectorise as they do on the GPU)."""
+    return {(i,): [["tt.divisibility", 16]] for i, name in enumerate(jit_fn.arg_names)
+            if name not in constexprs and name != "softmax_scale"}
+
+
+_SASS_OP = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+_SASS_LABEL = re.compile(r"^(\.L_x_\d+):")
+_SASS_BRANCH = re.compile(r"\bBRA\s+`\((\.L_x_\d+)\)")
+
+
+def _cubin_tool(name: str) -> Path | None:
     import triton
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    if not tool.exists():
-        return "?", "?"
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+    return tool if tool.exists() else None
+
+
+def _resource_usage(cubin: bytes) -> dict:
+    """Registers and spills (cuobjdump), and the SASS instruction mix (nvdisasm): the total
+    per thread, MUFU (exp2, reciprocal, ...) ops, barriers and barriers inside loops."""
+    import tempfile
+    usage = dict(regs="?", local="?", sass=None, mufu=None, bar=None, loop_bar=None)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True, text=True).stdout
-    regs, local = re.search(r"REG:(\d+)", out), re.search(r"LOCAL:(\d+)", out)
-    return (regs.group(1) if regs else "?"), (local.group(1) if local else "?")
+        if (tool := _cubin_tool("cuobjdump")) is not None:
+            out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True, text=True).stdout
+            regs, local = re.search(r"REG:(\d+)", out), re.search(r"LOCAL:(\d+)", out)
+            usage.update(regs=regs.group(1) if regs else "?", local=local.group(1) if local else "?")
+        if (tool := _cubin_tool("nvdisasm")) is not None:
+            lines = subprocess.run([str(tool), "-c", f.name], capture_output=True, text=True).stdout.splitlines()
+            ops = [m.group(1) for m in map(_SASS_OP.search, lines) if m]
+            # a loop is a branch back to a label above it: count the barriers in between
+            labels = {m.group(1): i for i, m in enumerate(map(_SASS_LABEL.match, lines)) if m}
+            loop_bar = sum(sum("BAR." in x for x in lines[labels[m.group(1)]:i])
+                           for i, m in enumerate(map(_SASS_BRANCH.search, lines))
+                           if m and labels.get(m.group(1), i) < i)
+            usage.update(sass=len(ops), mufu=ops.count("MUFU"), bar=ops.count("BAR"), loop_bar=loop_bar)
+    return usage
 
 
 def compile_only(args, K) -> int:
@@ -482,7 +510,7 @@ def compile_only(args, K) -> int:
     target = GPUTarget("cuda", args.arch, 32)
     dtypes = ["bf16", "fp16", "fp32"] if args.all_configs else ["bf16"]
     head_dims = [64, 80, 128] if args.all_configs else [80, 128]
-    jobs = []  # (jit function, dtype, constexprs, num_warps, num_stages)
+    jobs = []  # (jit function, dtype, constexprs, num_warps, num_stages[, elements per thread])
     for kernel, configs in ((fa._attn_fwd, fa._fwd_configs()), (fa._attn_bwd_dkdv, fa._dkdv_configs()),
                             (fa._attn_bwd_dq, fa._dq_configs())):
         for dt in dtypes:
@@ -494,28 +522,35 @@ def compile_only(args, K) -> int:
                     jobs.append((kernel.fn, dt, cx, c.num_warps, c.num_stages))
     for dt in dtypes:
         jobs.append((fa._attn_bwd_preprocess, dt, dict(HEAD_DIM=80, BLOCK_D=128, BLOCK_M=fa._PREPROCESS_BLOCK_M), 4, 3))
+        flat, tile = dict(BLOCK_SIZE=ge._BLOCK_SIZE), dict(BLOCK_M=ge._BLOCK_M, BLOCK_N=ge._BLOCK_N)
+        threads = 32 * ge._NUM_WARPS
         for approx in (True, False):
-            jobs.append((ge._gelu_fwd_kernel, dt, dict(APPROXIMATE_TANH=approx, BLOCK_SIZE=ge._BLOCK_SIZE), ge._NUM_WARPS, 3))
-            jobs.append((ge._gelu_bwd_kernel, dt, dict(APPROXIMATE_TANH=approx, BLOCK_SIZE=ge._BLOCK_SIZE), ge._NUM_WARPS, 3))
-            jobs.append((ge._bias_gelu_fwd_kernel, dt, dict(APPROXIMATE_TANH=approx, BLOCK_M=ge._BLOCK_M, BLOCK_N=ge._BLOCK_N), ge._NUM_WARPS, 3))
-            jobs.append((ge._bias_gelu_bwd_kernel, dt, dict(APPROXIMATE_TANH=approx, BLOCK_M=ge._BLOCK_M, BLOCK_N=ge._BLOCK_N), ge._NUM_WARPS, 3))
-        jobs.append((sw._swiglu_fwd_kernel, dt, dict(BLOCK_SIZE=sw._BLOCK_SIZE), sw._NUM_WARPS, 3))
-        jobs.append((sw._swiglu_bwd_kernel, dt, dict(BLOCK_SIZE=sw._BLOCK_SIZE), sw._NUM_WARPS, 3))
+            for kernel, blocks in ((ge._gelu_fwd_kernel, flat), (ge._gelu_bwd_kernel, flat),
+                                   (ge._bias_gelu_fwd_kernel, tile), (ge._bias_gelu_bwd_kernel, tile)):
+                per_thread = math.prod(blocks.values()) // threads
+                jobs.append((kernel, dt, dict(APPROXIMATE_TANH=approx, **blocks), ge._NUM_WARPS, 3, per_thread))
+        for kernel in (sw._swiglu_fwd_kernel, sw._swiglu_bwd_kernel):
+            jobs.append((kernel, dt, dict(BLOCK_SIZE=sw._BLOCK_SIZE), sw._NUM_WARPS, 3,
+                         sw._BLOCK_SIZE // (32 * sw._NUM_WARPS)))
     print(f"compiling {len(jobs)} kernels for sm_{args.arch} (triton {triton.__version__}, no GPU needed)")
     failures = 0
-    for fn, dt, cx, warps, stages in jobs:
+    for fn, dt, cx, warps, stages, *per_thread in jobs:
         blocks = {k: v for k, v in cx.items() if k.startswith("BLOCK") or k in ("HEAD_DIM", "APPROXIMATE_TANH")}
         t0 = time.time()
         try:
-            compiled = triton.compile(ASTSource(fn, _signature(fn, dt, cx), cx), target=target,
+            compiled = triton.compile(ASTSource(fn, _signature(fn, dt, cx), cx, _aligned(fn, cx)), target=target,
                                       options=dict(num_warps=warps, num_stages=stages))
         except Exception as e:  # noqa: BLE001 - report every failing kernel, then fail
             failures += 1
             print(f"FAIL {fn.__name__:<24} {dt:<5} {blocks}: {type(e).__name__}: {str(e)[-400:]}")
             continue
-        regs, local = _resource_usage(compiled.asm["cubin"])
+        u = _resource_usage(compiled.asm["cubin"])
+        mix = "" if u["sass"] is None else (
+            f" sass {u['sass']:>5} mufu {u['mufu']:>3} bar {u['bar']:>2} (in loops {u['loop_bar']})"
+            + (f" = {u['sass'] / per_thread[0]:.1f} instr, {u['mufu'] / per_thread[0]:.1f} mufu per element"
+               if per_thread else ""))
         print(f"ok   {fn.__name__:<24} {dt:<5} warps {warps} stages {stages} smem {compiled.metadata.shared:>6} "
-              f"regs {regs:>3} spill(local) {local:>4}  {blocks}  {time.time() - t0:.1f}s")
+              f"regs {u['regs']:>3} spill(local) {u['local']:>4}{mix}  {blocks}  {time.time() - t0:.1f}s")
     print(f"{len(jobs) - failures}/{len(jobs)} compiled")
     return 1 if failures else 0
 

@@ -111,6 +111,28 @@ def test_bias_gelu_fp32_bias_with_bf16_input():
     assert ((y.double() - ref).abs() <= 2.0 ** -7 * ref.abs() + 1e-3).all()
 
 
+@needs_interpreter
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gelu_extreme_inputs(approximate):
+    """Far tails, zero and tiny values: the one-exp sigmoid form must not overflow, cancel or
+    lose the sign of 2u (float32 kernel against the float64 reference)."""
+    x = torch.tensor([-1e4, -100.0, -30.0, -9.5, -4.0, -1.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3,
+                      1.0, 4.0, 9.5, 30.0, 100.0, 1e4])
+    bias = torch.full((x.shape[0],), 0.25)
+    dy = torch.ones_like(x)
+    cases = {
+        "gelu": (_run(lambda a: K.gelu(a, approximate), [x], dy),
+                 _run(lambda a: K.gelu_ref(a, approximate), [x.double()], dy.double())),
+        "bias_gelu": (_run(lambda a, c: K.bias_gelu(a[None], c, approximate)[0], [x, bias], dy),
+                      _run(lambda a, c: K.bias_gelu_ref(a, c, approximate), [x.double(), bias.double()],
+                           dy.double())),
+    }
+    for op, (got, ref) in cases.items():
+        for name, a, r in zip(("y", "dx", "dbias"), got, ref):
+            assert torch.isfinite(a).all(), f"{op} {name}: {a}"
+            assert torch.allclose(a.double(), r, rtol=1e-5, atol=1e-6), f"{op} {name}: {a} vs {r}"
+
+
 @pytest.mark.parametrize("approximate", ["tanh", "none"])
 def test_references_match_pytorch(approximate):
     """The written-out references compute what PyTorch's ops compute (float64, exact to rounding)."""
