@@ -343,6 +343,40 @@ def stage_attention(s: Session, K, dry: bool):
                             torch.cuda.empty_cache()
                 _add_group(s, group, "tflops", first_vs="sdpa_flash")
             del q, k, v, do
+    stage_attention_model_layout(s, K, dry, providers)
+
+
+def stage_attention_model_layout(s: Session, K, dry: bool, providers: dict):
+    """GPT-2 small's attention as the model calls it: q, k, v are strided (B, H, T, D) views
+    of one (B, T, 3C) projection output, and the gradients flow back into that tensor (the
+    benchmark above uses contiguous q, k, v). B 8, H 12, T 1024, D 64."""
+    import torch
+    dev = s.device
+    B, H, T, D = (2, 2, 33, 16) if dry else (8, 12, 1024, 64)
+    C = H * D
+    qkv = torch.randn(B, T, 3 * C, device=dev, dtype=torch.bfloat16)
+    do = torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16)
+
+    def split(t):  # what CausalSelfAttention.forward does
+        return (x.view(B, T, H, D).transpose(1, 2) for x in t.split(C, dim=2))
+
+    for mode in ("fwd", "fwd_bwd"):
+        group = []
+        for name in ("tinyllm", "sdpa_flash"):
+            fn = providers[name]
+            row = Row(f"attention_{mode}_model_layout", name, "bfloat16", f"{B},{H},{T},{D}", "True")
+            group.append(row)
+            if s.over_budget():
+                row.status = "skipped: time budget"
+                continue
+            if mode == "fwd":
+                with torch.no_grad():
+                    row.ms = bench_ms(lambda: fn(*split(qkv)), dev)
+            else:
+                leaf = qkv.clone().requires_grad_()
+                row.ms = bench_ms(lambda: fn(*split(leaf)).backward(do), dev, grad_to_none=[leaf])
+            row.tflops = attention_flops(B, H, T, D, True, mode) / (row.ms * 1e-3) / 1e12
+        _add_group(s, group, "tflops", first_vs="sdpa_flash")
 
 
 # --------------------------------------------------------------------------------------

@@ -33,3 +33,22 @@ def test_bench_train_bad_flag_is_one_line(run_cli):
     r = run_cli("bench", "train", *TOY[:-2], "--steps", "0")
     assert r.returncode == 2
     assert r.stderr.strip() == "error: --steps must be a positive integer, got 0"
+
+
+def test_bench_train_profile_shows_where_each_steps_time_goes(run_cli):
+    r = run_cli("bench", "train", *TOY, "--profile", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    for name in ("tinyllm", "transformers"):
+        header = [ln for ln in out.splitlines() if ln.strip().startswith(f"profile {name}:")]
+        assert len(header) == 1 and "CPU self time of aten ops" in header[0]
+    # both models spend most of a step in matmuls at this size; the rollup names them
+    cats = [ln for ln in out.splitlines() if ln.strip().startswith("by category:")]
+    assert len(cats) == 2 and all("matmul" in c for c in cats)
+    assert "aten::mm" in out or "aten::addmm" in out
+
+
+def test_bench_train_negative_profile_is_one_line(run_cli):
+    r = run_cli("bench", "train", *TOY[:-2], "--profile", "-1")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: --profile must be >= 0, got -1"

@@ -110,8 +110,9 @@ def bench_train(args) -> dict:
     for name in ("batch_size", "steps"):
         if getattr(args, name) <= 0:
             raise TinyLLMError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if args.warmup < 0:
-        raise TinyLLMError(f"--warmup must be >= 0, got {args.warmup}")
+    for name in ("warmup", "profile"):
+        if getattr(args, name) < 0:
+            raise TinyLLMError(f"--{name} must be >= 0, got {getattr(args, name)}")
     if args.threads is not None:
         if args.threads <= 0:
             raise TinyLLMError(f"--threads must be a positive integer, got {args.threads}")
@@ -153,6 +154,7 @@ def bench_train(args) -> dict:
             times[j].append(timed(steps[j], device))
 
     tps = [B * T / statistics.median(t) for t in times]
+    profiles = [profile_step(s, device, args.profile) for s in steps] if args.profile else None
     changed = [k for k in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff")
                if getattr(args, k) is not None]
     size = args.preset + (f" with {', '.join(changed)} changed" if changed else "")
@@ -165,7 +167,71 @@ def bench_train(args) -> dict:
         "warmup": args.warmup, "backend": ours.backend, "times": times, "tokens_per_sec": tps,
         "ratio": tps[0] / tps[1], "mfu": [mfu(fpt, t, peak) for t in tps], "load": load,
         "goal": None if changed else GOALS.get((device.type, args.preset)),
+        "profiles": profiles,
     }
+
+
+# Kernel / op name fragments -> what a share of the step is spent on (first match wins).
+_CATEGORIES = (
+    ("attention", ("flash", "attn", "attention", "fmha")),
+    ("matmul", ("gemm", "matmul", "addmm", "aten::mm", "aten::bmm", "nvjet", "cutlass", "xmma", "sm90_", "sm80_")),
+    ("gelu/activation", ("gelu", "silu", "swiglu")),
+    ("layer norm", ("layer_norm", "layernorm")),
+    ("loss/softmax", ("cross_entropy", "crossentropy", "log_softmax", "nll", "softmax", "linear_cross_entropy")),
+    ("optimizer", ("adam", "foreach", "multi_tensor")),
+    ("embedding", ("embedding", "index_select", "gather", "scatter")),
+)
+
+
+def _category(name: str) -> str:
+    low = name.lower()
+    return next((cat for cat, keys in _CATEGORIES if any(k in low for k in keys)), "other")
+
+
+def profile_step(step, device, n: int) -> dict:
+    """Run `step` n times under torch.profiler: where one step's time goes.
+
+    On CUDA it counts GPU kernel time (self device time of each kernel); on CPU, each
+    aten op's self CPU time. Returns {"total_ms", "top": [(name, ms per step)], "categories"}.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            step()
+        if cuda:
+            torch.cuda.synchronize(device)
+    from torch.autograd import DeviceType
+
+    rows = []
+    for e in prof.key_averages():
+        # On CUDA count the kernel (and memcpy) events themselves: an aten op's self device
+        # time is its kernels' time again. On CPU self time does not double-count nesting.
+        if cuda and e.device_type != DeviceType.CUDA:
+            continue
+        us = e.self_device_time_total if cuda else e.self_cpu_time_total
+        if us > 0:
+            rows.append((e.key, us / 1e3 / n))
+    rows.sort(key=lambda r: -r[1])
+    categories: dict[str, float] = {}
+    for name, ms in rows:
+        categories[_category(name)] = categories.get(_category(name), 0.0) + ms
+    return {"total_ms": sum(ms for _, ms in rows), "top": rows[:12],
+            "categories": sorted(categories.items(), key=lambda kv: -kv[1]),
+            "what": "GPU kernel time" if cuda else "CPU self time of aten ops"}
+
+
+def profile_report(profiles) -> list[str]:
+    lines = []
+    for name, p in zip(("tinyllm", "transformers"), profiles):
+        lines.append(f"  profile {name}: {p['total_ms']:.2f} ms per step of {p['what']}")
+        lines.append("    by category: " + ", ".join(f"{c} {ms:.2f} ms ({ms / p['total_ms']:.0%})"
+                                                    for c, ms in p["categories"]))
+        for op, ms in p["top"]:
+            lines.append(f"    {ms:8.3f} ms  {ms / p['total_ms']:4.0%}  {op[:110]}")
+    return lines
 
 
 def report(r: dict) -> str:
@@ -187,6 +253,8 @@ def report(r: dict) -> str:
     if r["goal"]:
         verdict = f" (goal {r['goal']}x: {'met' if r['ratio'] >= r['goal'] else 'NOT met'})"
     lines.append(f"  ratio tinyllm / transformers: {r['ratio']:.2f}x{verdict}")
+    if r.get("profiles"):
+        lines += profile_report(r["profiles"])
     if r["goal"] and r["ratio"] < r["goal"] and r["device"].type == "cpu":
         lines.append("  (on CPU about 80% of both steps is the same float32 matmuls, already at the cores' peak: "
                      "the same arithmetic cannot run 1.3x faster; see benchmarks/README.md)")
@@ -249,6 +317,9 @@ def add_bench_parser(sub) -> None:
     t.add_argument("--attention", default="auto", choices=["auto", "sdpa", "triton", "reference"],
                    help="our attention backend (default: auto = sdpa)")
     t.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile N more steps of each model and print where the time goes "
+                        "(GPU kernels on CUDA, aten ops on CPU), by category and top ops (default: 0, off)")
     t.add_argument("--seed", type=int, default=0, help="seed for weights and the batch")
     t.add_argument("--out", default=None,
                    help="append a CSV row to this file, or to train.csv in this folder (e.g. benchmarks/results)")
