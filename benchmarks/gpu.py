@@ -181,6 +181,23 @@ def bench_ms(fn, device: str, grad_to_none=None) -> float:
     return sorted(times)[1]
 
 
+def time_row(s: "Session", row: "Row", mode: str, fn, inputs, grad_out) -> bool:
+    """row.ms of fn(*inputs) without autograd (mode "fwd") or of fn(*leaves).backward(grad_out)
+    ("fwd_bwd", fresh leaves, their grads reset between calls). False, and the row marked
+    skipped, once the time budget is spent."""
+    import torch
+    if s.over_budget():
+        row.status = "skipped: time budget"
+        return False
+    if mode == "fwd":
+        with torch.no_grad():
+            row.ms = bench_ms(lambda: fn(*inputs), s.device)
+    else:
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        row.ms = bench_ms(lambda: fn(*leaves).backward(grad_out), s.device, grad_to_none=leaves)
+    return True
+
+
 def _is_oom(e: BaseException) -> bool:
     import torch
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
@@ -321,20 +338,12 @@ def stage_attention(s: Session, K, dry: bool):
                 for name, fn in providers.items():
                     row = Row(f"attention_{mode}", name, "bfloat16", shape, "True")
                     group.append(row)
-                    if s.over_budget():
-                        row.status = "skipped: time budget"
-                        continue
                     if name == "reference" and 20.0 * B * H * T * T > 0.5 * total_mem:
                         row.status = "skipped: T x T would not fit"
                         continue
                     try:
-                        if mode == "fwd":
-                            with torch.no_grad():
-                                row.ms = bench_ms(lambda: fn(q, k, v), dev)
-                        else:
-                            qq, kk, vv = (t.clone().requires_grad_() for t in (q, k, v))
-                            row.ms = bench_ms(lambda: fn(qq, kk, vv).backward(do), dev, grad_to_none=[qq, kk, vv])
-                        row.tflops = attention_flops(B, H, T, D, True, mode) / (row.ms * 1e-3) / 1e12
+                        if time_row(s, row, mode, fn, (q, k, v), do):
+                            row.tflops = attention_flops(B, H, T, D, True, mode) / (row.ms * 1e-3) / 1e12
                     except Exception as e:  # noqa: BLE001 - an OOM is a result (a row); anything else is a bug
                         if not _is_oom(e):
                             raise
@@ -364,18 +373,10 @@ def stage_attention_model_layout(s: Session, K, dry: bool, providers: dict):
         group = []
         for name in ("tinyllm", "sdpa_flash"):
             fn = providers[name]
-            row = Row(f"attention_{mode}_model_layout", name, "bfloat16", f"{B},{H},{T},{D}", "True")
+            row = Row(f"model_attn_{mode}", name, "bfloat16", f"{B},{H},{T},{D}", "True")
             group.append(row)
-            if s.over_budget():
-                row.status = "skipped: time budget"
-                continue
-            if mode == "fwd":
-                with torch.no_grad():
-                    row.ms = bench_ms(lambda: fn(*split(qkv)), dev)
-            else:
-                leaf = qkv.clone().requires_grad_()
-                row.ms = bench_ms(lambda: fn(*split(leaf)).backward(do), dev, grad_to_none=[leaf])
-            row.tflops = attention_flops(B, H, T, D, True, mode) / (row.ms * 1e-3) / 1e12
+            if time_row(s, row, mode, lambda t, fn=fn: fn(*split(t)), (qkv,), do):
+                row.tflops = attention_flops(B, H, T, D, True, mode) / (row.ms * 1e-3) / 1e12
         _add_group(s, group, "tflops", first_vs="sdpa_flash")
 
 
@@ -419,16 +420,8 @@ def stage_activations(s: Session, K, dry: bool):
             for name, fn in providers.items():
                 row = Row(f"{op}_{mode}", name, "bfloat16", f"{M},{N}")
                 group.append(row)
-                if s.over_budget():
-                    row.status = "skipped: time budget"
-                    continue
-                if mode == "fwd":
-                    with torch.no_grad():
-                        row.ms = bench_ms(lambda: fn(*inputs), dev)
-                else:
-                    leaves = [t.clone().requires_grad_() for t in inputs]
-                    row.ms = bench_ms(lambda: fn(*leaves).backward(dy), dev, grad_to_none=leaves)
-                row.gbps = elems * e / (row.ms * 1e-3) / 1e9
+                if time_row(s, row, mode, fn, inputs, dy):
+                    row.gbps = elems * e / (row.ms * 1e-3) / 1e9
             _add_group(s, group, "gbps", first_vs="copy", first_vs_value=ceiling)
 
 
