@@ -22,8 +22,9 @@ def resolve_attention(attention: str, device: torch.device | str | None = None) 
 
     On an H200 (benchmarks/results, 2026-11-26) our flash attention alone beats sdpa's flash
     backend 1.23-1.38x (fwd+bwd, T >= 2048), yet GPT-2-small training steps ran 0.72x as fast
-    with `triton` (it also switches on the fused activations, whose backward is slow) as with
-    sdpa. `--attention triton` stays one flag away until the whole model is faster with it.
+    with `triton` (which also switches on the fused activations) as with sdpa, a gap the
+    activations' backward explains only in small part. `--attention triton` stays one flag
+    away until the whole model is measured faster with it.
     """
     return "sdpa" if attention == "auto" else attention
 
