@@ -29,6 +29,14 @@ def test_bench_train_prints_both_rates_and_the_ratio_and_appends_a_row(run_cli, 
     assert row["date"] and row["commit"] and row["machine"]
 
 
+def test_bench_train_row_records_the_commit_it_is_told(run_cli, tmp_path):
+    """A copy of the tree on a lent GPU machine has another .git: TINYLLM_COMMIT names the source."""
+    r = run_cli("bench", "train", *TOY, "--steps", "1", "--out", tmp_path / "r.csv", env={"TINYLLM_COMMIT": "abc1234"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    with open(tmp_path / "r.csv") as f:
+        assert list(csv.DictReader(f))[-1]["commit"] == "abc1234"
+
+
 def test_bench_train_bad_flag_is_one_line(run_cli):
     r = run_cli("bench", "train", *TOY[:-2], "--steps", "0")
     assert r.returncode == 2

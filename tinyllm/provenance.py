@@ -26,7 +26,14 @@ def machine() -> str:
 
 
 def git_commit(*paths: str) -> str:
-    """Short HEAD sha, '+dirty' when tracked files under `paths` (default: all) have changes."""
+    """Short HEAD sha, '+dirty' when tracked files under `paths` (default: all) have changes.
+
+    $TINYLLM_COMMIT, when set, wins: a copy of the tree whose .git is not the source's (a
+    benchmark run on a lent GPU machine) must record the commit it was copied from.
+    """
+    named = os.environ.get("TINYLLM_COMMIT", "").strip()
+    if named:
+        return named
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                              timeout=10)
