@@ -116,10 +116,10 @@ CSV_FIELDS = ["date", "commit", "gpu", "torch", "triton", "cuda"] + [f.name for 
 
 
 class Session:
-    def __init__(self, args, device):
+    def __init__(self, args, device, out: Path | None = None):
         import torch
         import triton
-        self.args, self.device = args, device
+        self.args, self.device, self.out = args, device, out
         self.started = time.time()
         self.rows: list[Row] = []
         self.meta = dict(
@@ -133,20 +133,19 @@ class Session:
         return time.time() - self.started > self.args.budget_s
 
     def add(self, row: Row) -> Row:
+        """Print the row and append it to the CSV at once: a run cut off by a time limit keeps
+        what it measured."""
         self.rows.append(row)
         print(_fmt(row), flush=True)
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.out.exists() or self.out.stat().st_size == 0
+            with self.out.open("a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+                if new:
+                    w.writeheader()
+                w.writerow({**self.meta, **{k: _csv_value(v) for k, v in dataclasses.asdict(row).items()}})
         return row
-
-    def write_csv(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists() or path.stat().st_size == 0
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            if new:
-                w.writeheader()
-            for r in self.rows:
-                w.writerow({**self.meta, **{k: _csv_value(v) for k, v in dataclasses.asdict(r).items()}})
-        print(f"appended {len(self.rows)} rows to {path}")
 
 
 def _csv_value(v):
@@ -308,14 +307,9 @@ def attention_flops(B, H, T, D, causal, mode) -> float:
     return fwd * (3.5 if mode == "fwd_bwd" else 1.0)
 
 
-def stage_attention(s: Session, K, dry: bool):
-    import torch
+def attention_providers(K, dev: str) -> dict:
+    """Causal attention (q, k, v) -> out: ours, SDPA's flash backend, the written-out reference."""
     import torch.nn.functional as F
-    dev = s.device
-    dtype = torch.bfloat16
-    seq_lens = [16, 33] if dry else s.args.seq_lens
-    head_dims = [16, 48] if dry else s.args.head_dims
-    total_mem = torch.cuda.get_device_properties(0).total_memory if dev == "cuda" else 2 ** 31
 
     def sdpa_flash(q, k, v):
         if dev != "cuda":  # the dry run has no flash backend: PyTorch picks (math on CPU)
@@ -324,9 +318,20 @@ def stage_attention(s: Session, K, dry: bool):
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
-    providers = {"tinyllm": lambda q, k, v: K.flash_attention(q, k, v, causal=True),
-                 "sdpa_flash": sdpa_flash,
-                 "reference": lambda q, k, v: K.flash_attention_ref(q, k, v, causal=True)}
+    return {"tinyllm": lambda q, k, v: K.flash_attention(q, k, v, causal=True),
+            "sdpa_flash": sdpa_flash,
+            "reference": lambda q, k, v: K.flash_attention_ref(q, k, v, causal=True)}
+
+
+def stage_attention(s: Session, K, dry: bool):
+    import torch
+    import torch.nn.functional as F
+    dev = s.device
+    dtype = torch.bfloat16
+    seq_lens = [16, 33] if dry else s.args.seq_lens
+    head_dims = [16, 48] if dry else s.args.head_dims
+    total_mem = torch.cuda.get_device_properties(0).total_memory if dev == "cuda" else 2 ** 31
+    providers = attention_providers(K, dev)
     for D in head_dims:
         H = max(1, (128 if dry else 2048) // D)
         for T in seq_lens:
@@ -352,15 +357,15 @@ def stage_attention(s: Session, K, dry: bool):
                             torch.cuda.empty_cache()
                 _add_group(s, group, "tflops", first_vs="sdpa_flash")
             del q, k, v, do
-    stage_attention_model_layout(s, K, dry, providers)
 
 
-def stage_attention_model_layout(s: Session, K, dry: bool, providers: dict):
+def stage_attention_model_layout(s: Session, K, dry: bool):
     """GPT-2 small's attention as the model calls it: q, k, v are strided (B, H, T, D) views
     of one (B, T, 3C) projection output, and the gradients flow back into that tensor (the
     benchmark above uses contiguous q, k, v). B 8, H 12, T 1024, D 64."""
     import torch
     dev = s.device
+    providers = attention_providers(K, dev)
     B, H, T, D = (2, 2, 33, 16) if dry else (8, 12, 1024, 64)
     C = H * D
     qkv = torch.randn(B, T, 3 * C, device=dev, dtype=torch.bfloat16)
@@ -445,6 +450,8 @@ def print_targets(s: Session):
     for r in s.rows:
         if r.provider != "tinyllm" or r.ratio is None:
             continue
+        if r.bench.startswith("model_attn"):  # T 1024, no target: there to explain the model's speed
+            continue
         if r.bench.startswith("attention"):
             if r.bench != "attention_fwd_bwd" or int(r.shape.split(",")[2]) < 2048:
                 continue
@@ -512,12 +519,16 @@ def _resource_usage(cubin: bytes) -> dict:
             usage.update(regs=regs.group(1) if regs else "?", local=local.group(1) if local else "?")
         if (tool := _cubin_tool("nvdisasm")) is not None:
             lines = subprocess.run([str(tool), "-c", f.name], capture_output=True, text=True).stdout.splitlines()
-            ops = [m.group(1) for m in map(_SASS_OP.search, lines) if m]
-            # a loop is a branch back to a label above it: count the barriers in between
+            opcode = [m.group(1) if (m := _SASS_OP.search(x)) else None for x in lines]
+            ops = [o for o in opcode if o]
+            # a loop is a branch back to a label above it; a barrier counts once however many
+            # (nested) loops hold it
             labels = {m.group(1): i for i, m in enumerate(map(_SASS_LABEL.match, lines)) if m}
-            loop_bar = sum(sum("BAR." in x for x in lines[labels[m.group(1)]:i])
-                           for i, m in enumerate(map(_SASS_BRANCH.search, lines))
-                           if m and labels.get(m.group(1), i) < i)
+            in_loop = set()
+            for i, m in enumerate(map(_SASS_BRANCH.search, lines)):
+                if m and labels.get(m.group(1), i) < i:
+                    in_loop.update(range(labels[m.group(1)], i + 1))
+            loop_bar = sum(1 for i in in_loop if opcode[i] == "BAR")
             usage.update(sass=len(ops), mufu=ops.count("MUFU"), bar=ops.count("BAR"), loop_bar=loop_bar)
     return usage
 
@@ -607,10 +618,10 @@ def main(argv=None) -> int:
         print("error: the Triton interpreter did not activate for the dry run", file=sys.stderr)
         return 2
     device = "cpu" if args.dry_run else "cuda"
-    s = Session(args, device)
+    out = None if args.no_csv else (args.out or (None if args.dry_run else DEFAULT_CSV))
+    s = Session(args, device, out)
     print(f"# {s.meta['gpu']} | torch {s.meta['torch']} | triton {s.meta['triton']} | cuda {s.meta['cuda']} "
           f"| commit {s.meta['commit']} | {s.meta['date']}")
-    out = None if args.no_csv else (args.out or (None if args.dry_run else DEFAULT_CSV))
     ok = True
     if not args.skip_checks:
         print("## correctness (vs float64 reference)")
@@ -620,9 +631,11 @@ def main(argv=None) -> int:
         stage_attention(s, K, args.dry_run)
         print("## activations, bf16")
         stage_activations(s, K, args.dry_run)
+        print("## attention as the model calls it (GPT-2 small: strided views of one qkv projection)")
+        stage_attention_model_layout(s, K, args.dry_run)
         print_targets(s)
     if out is not None:
-        s.write_csv(out)
+        print(f"appended {len(s.rows)} rows to {out}")
     print(f"# {'done' if ok else 'CORRECTNESS FAILED: no benchmarks run'} in {time.time() - s.started:.0f}s")
     return 0 if ok else 1
 

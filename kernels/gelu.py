@@ -18,14 +18,16 @@ into a small (row blocks, N) float32 buffer; dbias is its column sum (a few KB, 
 pass over dx).
 
 Cost: in bf16 the backward moves 6 bytes per element, so on an H100/H200 it has roughly 40
-instructions per element to spend before it stops being memory-bound. The tanh backward
-computes sigmoid(2u) and sigmoid(2u)(1 - sigmoid(2u)) from one exp and one approximate
-reciprocal (`_gelu_core`); compiled offline for sm_90 (`python benchmarks/gpu.py
---compile-only`) that is 26 SASS instructions per element, down from 42 with two tl.sigmoid
-calls, and the bias backward's loop no longer has 8 barriers per iteration. (Measured before this change on
-an H200: GELU fwd+bwd 0.60x and bias-GELU 0.40x copy bandwidth; not yet re-measured.) Math is float32
-whatever the input dtype; the output has x's dtype and dbias has bias's dtype (so an fp32
-bias under bf16 autocast is fine).
+instructions per element to spend before it stops being memory-bound (a static estimate).
+The tanh backward computes sigmoid(2u) and sigmoid(2u)(1 - sigmoid(2u)) from one exp and
+one division (`_gelu_core`); compiled offline for sm_90 (`python benchmarks/gpu.py
+--compile-only`) that is 26 SASS instructions per element, down from 42 with two
+tl.sigmoid calls (two exps, two divisions), and the bias backward's loop no longer has 8
+barriers per iteration. Measured before this change on an H200: GELU fwd+bwd 0.60x and
+bias-GELU 0.40x of copy bandwidth; not yet re-measured.
+
+Math is float32 whatever the input dtype; the output has x's dtype and dbias has bias's
+dtype (so an fp32 bias under bf16 autocast is fine).
 
 Interpreter (TRITON_INTERPRET=1): float32 and float16 are faithful; bf16 loads and stores
 are right but float32 -> bf16 casts truncate (the GPU rounds to nearest even), so bf16
@@ -81,11 +83,12 @@ def bias_gelu_ref(x: torch.Tensor, bias: torch.Tensor, approximate: str = "tanh"
 def _gelu_core(z, APPROXIMATE_TANH: tl.constexpr, GRAD: tl.constexpr):
     """gelu(z) (GRAD False) or gelu'(z) (GRAD True), float32.
 
-    tanh form with one exp and one fast reciprocal: e = exp(-2|u|) in (0, 1], r = 1 / (1 + e);
+    tanh form with one exp and one division: e = exp(-2|u|) in (0, 1], r = 1 / (1 + e);
     then sigmoid(2u) = r (u >= 0) or e r (u < 0), and sigmoid(2u) (1 - sigmoid(2u)) = e r^2 on
-    both sides: no cancellation, no overflow (1 + e is in (1, 2], so the approximate
-    reciprocal is within an ulp), and half the special-function work of two sigmoids, which
-    is what bounds the backward (it moves 6 bytes per element in bf16 and is compute-bound).
+    both sides: no cancellation, no overflow (1 + e is in (1, 2]; fdiv is div.full.f32, within
+    2 ulp, what tl.sigmoid's division compiles to as well), and half the exps and divisions of
+    two sigmoids, which likely bound the backward (6 bytes per element in bf16 leave few
+    instructions per element before it is compute-bound).
     """
     if APPROXIMATE_TANH:
         z2 = z * z

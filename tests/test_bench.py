@@ -60,3 +60,39 @@ def test_bench_train_negative_profile_is_one_line(run_cli):
     r = run_cli("bench", "train", *TOY[:-2], "--profile", "-1")
     assert r.returncode == 2
     assert r.stderr.strip() == "error: --profile must be >= 0, got -1"
+
+
+def test_profile_rows_count_each_gpu_kernel_once():
+    """On CUDA only kernel events count: not the aten op that launched them (its self device
+    time is the kernel's again) nor the GPU mirror of a record_function range."""
+    from types import SimpleNamespace as Ev
+
+    from torch.autograd import DeviceType
+
+    from tinyllm.bench import _step_rows
+
+    events = [
+        Ev(key="aten::mm", device_type=DeviceType.CPU, is_user_annotation=False,
+           self_cpu_time_total=50.0, self_device_time_total=900.0),
+        Ev(key="sm90_xmma_gemm_bf16", device_type=DeviceType.CUDA, is_user_annotation=False,
+           self_cpu_time_total=0.0, self_device_time_total=900.0),
+        Ev(key="Optimizer.step#AdamW.step", device_type=DeviceType.CUDA, is_user_annotation=True,
+           self_cpu_time_total=0.0, self_device_time_total=400.0),
+        Ev(key="multi_tensor_apply_kernel", device_type=DeviceType.CUDA, is_user_annotation=False,
+           self_cpu_time_total=0.0, self_device_time_total=300.0),
+    ]
+    assert _step_rows(events, cuda=True, n=2) == [("sm90_xmma_gemm_bf16", 0.45), ("multi_tensor_apply_kernel", 0.15)]
+    assert _step_rows(events, cuda=False, n=1) == [("aten::mm", 0.05)]
+
+
+def test_profile_categories():
+    from tinyllm.bench import _category
+
+    assert _category("triton_poi_fused_addmm_gelu_3") == "gelu/activation"  # inductor's bias + GELU
+    assert _category("triton_tem_fused_addmm_gelu_0") == "matmul"  # a matmul template with its epilogue
+    assert _category("_attn_bwd_dkdv") == "attention"
+    assert _category("aten::addmm") == "matmul"
+    assert _category("_bias_gelu_bwd_kernel") == "gelu/activation"
+    assert _category("multi_tensor_apply_kernel") == "optimizer"
+    assert _category("aten::_log_softmax_backward_data") == "loss/softmax"
+    assert _category("aten::copy_") == "other"

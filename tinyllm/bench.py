@@ -172,10 +172,12 @@ def bench_train(args) -> dict:
 
 
 # Kernel / op name fragments -> what a share of the step is spent on (first match wins).
+# Activations come before matmuls: inductor names a pointwise kernel after the ops it fused,
+# e.g. triton_poi_fused_addmm_gelu_* is the bias + GELU after a matmul, not a matmul.
 _CATEGORIES = (
     ("attention", ("flash", "attn", "attention", "fmha")),
-    ("matmul", ("gemm", "matmul", "addmm", "aten::mm", "aten::bmm", "nvjet", "cutlass", "xmma", "sm90_", "sm80_")),
     ("gelu/activation", ("gelu", "silu", "swiglu")),
+    ("matmul", ("gemm", "matmul", "addmm", "aten::mm", "aten::bmm", "nvjet", "cutlass", "xmma", "sm90_", "sm80_")),
     ("layer norm", ("layer_norm", "layernorm")),
     ("loss/softmax", ("cross_entropy", "crossentropy", "log_softmax", "nll", "softmax", "linear_cross_entropy")),
     ("optimizer", ("adam", "foreach", "multi_tensor")),
@@ -185,7 +187,27 @@ _CATEGORIES = (
 
 def _category(name: str) -> str:
     low = name.lower()
+    if low.startswith("triton_tem"):  # inductor's matmul templates, whatever epilogue they fused
+        return "matmul"
     return next((cat for cat, keys in _CATEGORIES if any(k in low for k in keys)), "other")
+
+
+def _step_rows(events, cuda: bool, n: int) -> list[tuple[str, float]]:
+    """(name, ms per step) from profiler key_averages over n steps."""
+    from torch.autograd import DeviceType
+
+    rows = []
+    for e in events:
+        # On CUDA count the kernel (and memcpy) events themselves: an aten op's self device
+        # time is its kernels' time again, and a record_function range (optimizer step,
+        # compiled region) is mirrored on the GPU as a user annotation spanning its kernels.
+        # On CPU self time does not double-count nesting.
+        if cuda and (e.device_type != DeviceType.CUDA or getattr(e, "is_user_annotation", False)):
+            continue
+        us = e.self_device_time_total if cuda else e.self_cpu_time_total
+        if us > 0:
+            rows.append((e.key, us / 1e3 / n))
+    return rows
 
 
 def profile_step(step, device, n: int) -> dict:
@@ -203,17 +225,7 @@ def profile_step(step, device, n: int) -> dict:
             step()
         if cuda:
             torch.cuda.synchronize(device)
-    from torch.autograd import DeviceType
-
-    rows = []
-    for e in prof.key_averages():
-        # On CUDA count the kernel (and memcpy) events themselves: an aten op's self device
-        # time is its kernels' time again. On CPU self time does not double-count nesting.
-        if cuda and e.device_type != DeviceType.CUDA:
-            continue
-        us = e.self_device_time_total if cuda else e.self_cpu_time_total
-        if us > 0:
-            rows.append((e.key, us / 1e3 / n))
+    rows = _step_rows(prof.key_averages(), cuda, n)
     rows.sort(key=lambda r: -r[1])
     categories: dict[str, float] = {}
     for name, ms in rows:
