@@ -18,22 +18,23 @@ cd "$(dirname "$0")/.."
 what="${1:-all}"
 case "$what" in kernels|train|all) ;; *) echo "usage: $0 [kernels|train|all]" >&2; exit 2 ;; esac
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+py="${PYTHON:-python3}"  # the lent machine's torch lives in its python3
 # setup.py installs kernels/ as tinyllm.kernels; uninstalled, a link stands in for that.
-if ! python -c "import tinyllm.kernels" 2>/dev/null; then
+if ! "$py" -c "import tinyllm.kernels" 2>/dev/null; then
     ln -sfn ../kernels tinyllm/kernels
 fi
 dest="${OUT:-benchmarks/results}"
 mkdir -p "$dest"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+"$py" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 echo "commit ${TINYLLM_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 
 status=0
 if [ "$what" != train ]; then
-    python benchmarks/gpu.py --budget-s "${GPU_BUDGET_S:-240}" --out "$dest/gpu.csv" 2>&1 \
+    "$py" benchmarks/gpu.py --budget-s "${GPU_BUDGET_S:-240}" --out "$dest/gpu.csv" 2>&1 \
         | tee "$dest/gpu.log" || status=1
 fi
 if [ "$what" != kernels ]; then
-    python benchmarks/bench_train.py --out "$dest" 2>&1 | tee "$dest/train.log" || status=1
+    "$py" benchmarks/bench_train.py --out "$dest" 2>&1 | tee "$dest/train.log" || status=1
 fi
 exit $status
