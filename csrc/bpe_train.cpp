@@ -200,15 +200,15 @@ Trainer::FileStats Trainer::add_file(const std::string& path) {
 
 BytesMap<int64_t>& Trainer::merged_counts() {
     wait_idle();
-    if (!merged_) {
-        for (size_t i = 1; i < counts_.size(); ++i) {
-            counts_[i].for_each([&](std::string_view k, int64_t v) {
-                bool inserted;
-                counts_[0].get_or_insert(k, inserted) += v;
-            });
-            counts_[i] = BytesMap<int64_t>(16);
-        }
-        merged_ = true;
+    // Fold every worker's table into counts_[0] and empty it, on every call: workers
+    // keep counting into their own tables after an earlier fold, and folding an empty
+    // table is a no-op.
+    for (size_t i = 1; i < counts_.size(); ++i) {
+        counts_[i].for_each([&](std::string_view k, int64_t v) {
+            bool inserted;
+            counts_[0].get_or_insert(k, inserted) += v;
+        });
+        counts_[i] = BytesMap<int64_t>(16);
     }
     return counts_[0];
 }
@@ -521,7 +521,6 @@ class MergeLearner {
 
 std::vector<Merge> Trainer::train(size_t n_merges) {
     MergeLearner learner(merged_counts(), merges_done_);
-    merged_ = false;
     return learner.run(n_merges);
 }
 

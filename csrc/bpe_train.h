@@ -65,12 +65,12 @@ class Trainer {
 
     Pattern pattern_;
     std::vector<std::thread> threads_;
-    std::vector<BytesMap<int64_t>> counts_;  // one per worker, merged into counts_[0] at the end
+    std::vector<BytesMap<int64_t>> counts_;  // one per worker, folded into counts_[0] when read
     std::deque<Chunk> queue_;
     std::mutex mu_;
     std::condition_variable work_ready_, work_taken_, idle_;
     size_t busy_ = 0, max_queue_;
-    bool stop_ = false, merged_ = false;
+    bool stop_ = false;
     std::exception_ptr error_;
     std::atomic<uint64_t> bytes_read_{0}, merges_done_{0};
 };

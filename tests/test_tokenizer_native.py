@@ -220,6 +220,25 @@ def test_pretoken_counts_match_reference(corpus):
     assert trainer.pretoken_counts() == want
 
 
+def test_counts_added_after_a_query_are_kept():
+    """num_pretokens()/pretoken_counts() fold the worker tables into one; texts added
+    afterwards, counted on several workers, must still be folded in on the next query."""
+    first = [_multilingual(s, words=30) for s in range(20)]
+    later = [_multilingual(s, words=30) for s in range(20, 140)]
+    trainer = _bpe.Trainer("gpt4", 4)
+    trainer.add_texts(first)
+    assert trainer.num_pretokens() == len(count_pretokens(first))
+    for i in range(0, len(later), 3):  # one chunk per call: the calls rotate over the workers
+        trainer.add_texts(later[i:i + 3])
+        if i == 30:
+            trainer.pretoken_counts()
+    want = count_pretokens(first + later)
+    assert trainer.pretoken_counts() == {to_utf8(k): v for k, v in want.items()}
+    assert trainer.num_pretokens() == len(want)
+    ref = ReferenceTokenizer.train(first + later, vocab_size=400, show_progress=False)
+    assert [tuple(m) for m in trainer.train(400 - 260)] == ref.merges
+
+
 def test_train_bible_identical(tmp_path):
     from pybible.Bible import Bible
 
