@@ -273,6 +273,40 @@ def test_train_file_streams_across_blocks(tmp_path):
     assert nat.merges == ref.merges
 
 
+def test_add_texts_cuts_long_texts(tmp_path):
+    """Single texts over 2 MiB are cut for the workers: at the last safe cut of the
+    first MiB, else at the first one after it (a long digit run), else not at all."""
+    from tinyllm.tokenizer.reference import train_merges
+
+    words = "naïve café 数据 x'll 123 ω\n" * (2_300_000 // 30)  # safe cuts everywhere
+    digits_then_words = "7" * 1_200_000 + "données 中文 " * 80_000  # none in the first MiB
+    no_cut = "9" * 2_200_000 + " é"  # none at all
+    texts = ["hi there", words, digits_then_words, no_cut, "<EOS> done"]
+    assert all(len(to_utf8(t)) > 2 << 20 for t in texts[1:4])
+    trainer = _bpe.Trainer("gpt4", 3)
+    trainer.add_texts(texts)
+    want = count_pretokens(texts)
+    assert trainer.pretoken_counts() == {to_utf8(k): v for k, v in want.items()}
+    assert [tuple(m) for m in trainer.train(60)] == train_merges(want, 60)
+
+
+def test_add_file_long_stretch_without_safe_cut(tmp_path):
+    """A file whose 2.5 MB digit run spans whole read blocks (1 MiB): the reader keeps
+    more than a block of text with no safe cut and goes on searching for one after it
+    (only the new bytes), and the counts come out whole."""
+    from tinyllm.tokenizer.reference import train_merges
+
+    text = "alpha beta ütf 数据\n" * 5_000 + "0123456789" * 250_000 + "xyz words after it " * 60_000
+    path = tmp_path / "digits.txt"
+    path.write_text(text, encoding="utf-8")
+    trainer = _bpe.Trainer("gpt4", 2)
+    nbytes, replaced = trainer.add_file(str(path))
+    assert (nbytes, replaced) == (len(to_utf8(text)), 0)
+    want = count_pretokens([text])
+    assert trainer.pretoken_counts() == {to_utf8(k): v for k, v in want.items()}
+    assert [tuple(m) for m in trainer.train(60)] == train_merges(want, 60)
+
+
 def test_trainer_file_error_message(tmp_path):
     with pytest.raises(RuntimeError, match=r"cannot read corpus file .*nope\.txt: No such file"):
         _bpe.Trainer("gpt4", 1).add_file(str(tmp_path / "nope.txt"))
