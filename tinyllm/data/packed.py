@@ -25,6 +25,7 @@ import torch
 
 from ..errors import TinyLLMError
 from .qa import QAPair
+from .tokens import part_bounds
 
 IGNORE_INDEX = -100
 LOOKAHEAD = 64  # pairs scanned for one that fills a row's leftover space
@@ -138,8 +139,7 @@ class PackedQADataset(torch.utils.data.Dataset):
         `part` of `parts` (micro-batch g of G under torchrun). The order comes from
         `gen` alone, so a batch depends only on the seed and (part, parts).
         """
-        lo = part * self.num_pairs // parts
-        hi = max(lo + 1, (part + 1) * self.num_pairs // parts)  # never empty, even with more parts than pairs
+        lo, hi = part_bounds(self.num_pairs, part, parts)  # never empty, even with more parts than pairs
         n = hi - lo
 
         def stream():

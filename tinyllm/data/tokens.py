@@ -41,6 +41,13 @@ def read_tokens(path: str | Path, dtype: np.dtype | str) -> np.memmap:
     return np.memmap(path, dtype=np.dtype(dtype), mode="r")
 
 
+def part_bounds(n: int, part: int, parts: int) -> tuple[int, int]:
+    """[lo, hi) of part `part` of `parts` near-equal slices of range(n); never empty when n >= 1
+    (tiny data with more parts than items: neighbouring parts share an item)."""
+    lo = part * n // parts
+    return lo, max(lo + 1, (part + 1) * n // parts)
+
+
 def write_meta(path: str | Path, meta: dict) -> None:
     with atomic_open(path, "w") as f:
         json.dump(meta, f, indent=2)
@@ -92,10 +99,12 @@ class TokenDataset(torch.utils.data.Dataset):
         local = i - (int(self._cum_windows[a - 1]) if a else 0)
         return self._window(a, local * self.T)
 
-    def sample(self, gen: torch.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """batch_size random windows -> x, y: (B, T) int64."""
-        total = int(self._cum_starts[-1])
-        picks = torch.randint(0, total, (batch_size,), generator=gen).numpy()
+    def sample(self, gen: torch.Generator, batch_size: int, part: int = 0,
+               parts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """batch_size random windows -> x, y: (B, T) int64; with parts > 1 only windows starting
+        in slice `part` of `parts` of the stream (micro-batch g of G under torchrun)."""
+        lo, hi = part_bounds(int(self._cum_starts[-1]), part, parts)
+        picks = torch.randint(lo, hi, (batch_size,), generator=gen).numpy()
         xs, ys = [], []
         for g in picks:
             a = int(np.searchsorted(self._cum_starts, g, side="right"))
