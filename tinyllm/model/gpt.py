@@ -141,7 +141,7 @@ class TinyLLM(nn.Module):
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        try:  # fused: one kernel for all parameters (CUDA, and CPU since torch 2.4), ~5x faster than foreach on CPU
+        try:  # fused: one kernel for all parameters (CUDA, and CPU since torch 2.4) instead of foreach's many
             return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
         except (RuntimeError, TypeError):  # this device or torch has no fused AdamW
             return torch.optim.AdamW(groups, lr=lr, betas=betas)

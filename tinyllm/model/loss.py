@@ -35,8 +35,9 @@ MAX_CHUNKS = 32  # torch.compile unrolls the loop: keep the graph small
 
 
 def default_chunk(n_rows: int, vocab_size: int, device_type: str = "cpu") -> int:
-    """Rows per chunk: ~4M logits (16 MB float32, about a CPU's L3) on CPU; ~64M on GPU, where
-    fewer, larger matmuls run nearer peak; never more than MAX_CHUNKS chunks."""
+    """Rows per chunk: ~4M logits (16 MB float32, about a CPU's L3) on CPU; ~64M on GPU, on the
+    reasoning (not measured for this op) that fewer, larger matmuls run nearer peak there; never
+    more than MAX_CHUNKS chunks."""
     budget = (1 << 26) if device_type == "cuda" else (1 << 22)
     return max(64, budget // vocab_size, -(-n_rows // MAX_CHUNKS))
 
