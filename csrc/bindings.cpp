@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -80,8 +81,22 @@ class PyEncoder {
         {
             py::gil_scoped_release release;
             ids.reserve(s.size() / 4 + 16);
-            Encoder::Cache cache;
-            enc_.encode(reinterpret_cast<const uint8_t*>(s.data()), s.size(), allowed, ids, cache);
+            const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+            // Reuse this encoder's memo across calls (a fresh one is a ~48 KB table to
+            // zero); a call that finds it in use by another thread takes a fresh one.
+            std::unique_lock<std::mutex> lock(cache_mu_, std::try_to_lock);
+            if (lock.owns_lock()) {
+                try {
+                    enc_.encode(p, s.size(), allowed, ids, cache_);
+                } catch (...) {  // the memo may be half-written: drop it (clear never allocates)
+                    cache_.index.clear();
+                    cache_.ids.clear();
+                    throw;
+                }
+            } else {
+                Encoder::Cache cache;
+                enc_.encode(p, s.size(), allowed, ids, cache);
+            }
         }
         return ints_.to_list(ids);
     }
@@ -122,6 +137,8 @@ class PyEncoder {
   private:
     Encoder enc_;
     IntCache ints_;
+    mutable std::mutex cache_mu_;  // guards cache_ (encode runs without the GIL)
+    mutable Encoder::Cache cache_;
 };
 
 class PyTrainer {

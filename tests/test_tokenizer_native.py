@@ -181,6 +181,19 @@ def test_encode_batch_threads(pair):
         assert nat.encode_batch(texts, num_threads=threads) == want
 
 
+def test_encode_from_many_threads(pair):
+    """encode() keeps a memo per encoder across calls; concurrent calls (GIL released)
+    must neither share it unsafely nor change the ids."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ref, nat = pair
+    texts = [_multilingual(s, words=80) for s in range(24)] * 4
+    want = [ref.encode(t) for t in texts]
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(nat.encode, texts)) == want
+    assert [nat.encode(t) for t in texts] == want
+
+
 def test_decode_matches_reference(pair):
     ref, nat = pair
     ids = list(range(nat.vocab_size)) * 2
