@@ -100,20 +100,15 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+def all_reduce_mean_and_flag(stats: torch.Tensor, flag: bool, info: DistInfo) -> torch.Tensor:
+    """stats = [a value to average over ranks, spare slot]: in one all-reduce, stats[0] becomes the
+    mean over ranks and stats[1] > 0 on every rank if `flag` is true on any (a stop request seen by
+    one rank stops all at the same step). Single process: stats[1] = flag, nothing else changes."""
+    stats[1] = 1.0 if flag else 0.0  # a device-side fill: no host sync
     if info.enabled:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        t /= info.world_size
-    return t
-
-
-def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True on every rank if it is true on any (a stop request seen by one rank stops all)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+        dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+        stats[0] /= info.world_size
+    return stats
 
 
 def gather_objects(obj, info: DistInfo) -> list:

@@ -410,11 +410,15 @@ class Trainer:
         if start_step == 0 and start_step < cfg.max_iters:
             evaluate(0, None, lr, None)
         step = start_step
+        # [loss summed over the micro-steps, stop flag]: both ride one all-reduce per step under DDP
+        stats = torch.zeros(2, device=self.device)
+        no_grad_norm = torch.zeros((), device=self.device)  # without clipping
         while step < cfg.max_iters:
             lr = lr_at(step, cfg.max_lr, cfg.min_lr, cfg.warmup_iters, cfg.max_iters)
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss_sum = torch.zeros((), device=self.device)
+            stats.zero_()
+            loss_sum = stats[0]
             for micro in range(accum):
                 g = self.dist.rank * accum + micro
                 x, y = self._micro_batch(train_ds, step, g, parts)
@@ -426,12 +430,13 @@ class Trainer:
                         _, loss = model(x, y, return_logits=False)  # fused head + loss: no (B, T, V) logits
                         loss = loss / accum
                     loss.backward()
-                loss_sum += loss.detach()
+                loss_sum += loss.detach()  # in place: into stats[0]
             grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip) \
-                if cfg.grad_clip > 0 else torch.zeros((), device=self.device)
-            mean_loss = dist_utils.all_reduce_mean(loss_sum, self.dist)
-            # one host sync per step for both numbers (each .item() on CUDA is a sync of its own)
-            step_loss, grad_norm = torch.stack([mean_loss.float(), grad_norm.float()]).tolist()
+                if cfg.grad_clip > 0 else no_grad_norm
+            # stats[0] becomes the mean loss over ranks, stats[1] > 0 if any rank was asked to stop
+            dist_utils.all_reduce_mean_and_flag(stats, stop.requested, self.dist)
+            # one host sync per step for all three numbers (each .item() on CUDA is a sync of its own)
+            step_loss, stop_flag, grad_norm = torch.cat([stats, grad_norm.float().reshape(1)]).tolist()
             bad = f"loss became {step_loss}" if not math.isfinite(step_loss) else \
                 f"gradient norm became {grad_norm}" if not math.isfinite(grad_norm) else None
             if bad:  # stop before the optimizer spreads it into the weights (and into a checkpoint)
@@ -466,7 +471,10 @@ class Trainer:
                 save_latest(step, lr)
             if saved or step % cfg.eval_interval == 0:
                 t_last = time.perf_counter()  # evaluation and checkpoint time is not training throughput
-            if dist_utils.broadcast_flag(stop.requested, self.dist, self.device):
+            # under DDP every rank acts on the reduced flag, so all stop at the same step; a single
+            # process also sees a signal that came during this step's evaluation or checkpoint
+            stop_now = stop_flag > 0 if self.dist.enabled else stop.requested
+            if stop_now:
                 if not saved:
                     save_latest(step, lr)
                 result.stopped_early = f"stopped by {stop.signal_name or 'a signal'} at step {step}; " \
