@@ -146,15 +146,18 @@ class PyTrainer {
     PyTrainer(const std::string& pattern, int num_threads) : trainer_(parse_pattern(pattern), num_threads) {}
 
     void add_texts(py::sequence texts) {
-        std::vector<std::string> copies;
-        copies.reserve(texts.size());
-        for (py::handle t : texts) {
-            std::string storage;
-            const std::string_view v = utf8_of(t.ptr(), storage);
-            copies.emplace_back(v);
+        // as in encode_batch: hold the strs, read their UTF-8 without the GIL (the
+        // trainer copies each text once, into its work chunks)
+        const size_t n = texts.size();
+        std::vector<py::object> keep(n);
+        std::vector<std::string> storage(n);
+        std::vector<std::string_view> views(n);
+        for (size_t i = 0; i < n; ++i) {
+            keep[i] = texts[i];
+            views[i] = utf8_of(keep[i].ptr(), storage[i]);
         }
         py::gil_scoped_release release;
-        trainer_.add_texts(std::move(copies));
+        trainer_.add_texts(views);
     }
 
     py::tuple add_file(const std::string& path) {

@@ -119,13 +119,13 @@ void Trainer::count_chunk(const Chunk& chunk, BytesMap<int64_t>& counts) const {
     }
 }
 
-void Trainer::add_texts(std::vector<std::string>&& texts) {
+void Trainer::add_texts(const std::vector<std::string_view>& texts) {
     Chunk chunk;
     auto flush = [&] {
         if (!chunk.ends.empty()) submit(std::move(chunk));
         chunk = Chunk();
     };
-    for (std::string& t : texts) {
+    for (const std::string_view t : texts) {
         bytes_read_.fetch_add(t.size(), std::memory_order_relaxed);
         const uint8_t* s = reinterpret_cast<const uint8_t*>(t.data());
         size_t pos = 0;
@@ -135,14 +135,13 @@ void Trainer::add_texts(std::vector<std::string>&& texts) {
             cut = cut ? pos + cut : next_safe_cut(s, t.size(), pos + kChunkBytes);
             if (cut >= t.size()) break;
             flush();
-            chunk.data.assign(t, pos, cut - pos);
+            chunk.data.assign(t.substr(pos, cut - pos));
             chunk.ends.push_back(chunk.data.size());
             flush();
             pos = cut;
         }
-        chunk.data.append(t, pos, std::string::npos);
+        chunk.data.append(t.substr(pos));
         chunk.ends.push_back(chunk.data.size());
-        std::string().swap(t);  // the copy is queued; free the original early
         if (chunk.data.size() >= kChunkBytes) flush();
     }
     flush();

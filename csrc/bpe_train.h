@@ -10,6 +10,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -30,7 +31,8 @@ class Trainer {
     Trainer& operator=(const Trainer&) = delete;
 
     // Count the pre-tokens of in-memory texts (UTF-8; each text is its own document).
-    void add_texts(std::vector<std::string>&& texts);
+    // The texts are copied into work chunks; they need to live only for the call.
+    void add_texts(const std::vector<std::string_view>& texts);
 
     struct FileStats {
         uint64_t bytes = 0;     // bytes read
