@@ -229,15 +229,13 @@ PYBIND11_MODULE(_bpe, m) {
             uint64_t replaced = 0;
             {
                 py::gil_scoped_release release;
-                // feed it in blocks, as add_file does, to test the carry across edges
+                // feed it in blocks through add_file's helper, to test the carry across edges
                 std::string pending;
                 const size_t step = block ? block : in.size() + 1;
                 for (size_t pos = 0;; pos += step) {
                     const bool final = pos + step >= in.size();
-                    pending.append(in, std::min(pos, in.size()), step);
-                    const size_t used = repair_utf8(reinterpret_cast<const uint8_t*>(pending.data()), pending.size(),
-                                                    final, out, replaced);
-                    pending.erase(0, used);
+                    const size_t at = std::min(pos, in.size());
+                    repair_utf8_block(pending, in.data() + at, std::min(step, in.size() - at), final, out, replaced);
                     if (final) break;
                 }
             }

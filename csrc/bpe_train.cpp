@@ -164,10 +164,7 @@ Trainer::FileStats Trainer::add_file(const std::string& path) {
             const bool eof = got < block.size();
             stats.bytes += got;
             bytes_read_.fetch_add(got, std::memory_order_relaxed);
-            pending.append(block.data(), got);
-            const size_t used = repair_utf8(reinterpret_cast<const uint8_t*>(pending.data()), pending.size(), eof, text,
-                                            stats.replaced);
-            pending.erase(0, used);
+            repair_utf8_block(pending, block.data(), got, eof, text, stats.replaced);
             if (eof) break;
             if (text.size() < kChunkBytes) continue;
             const size_t cut = last_safe_cut_from(reinterpret_cast<const uint8_t*>(text.data()), text.size(), searched);

@@ -99,4 +99,15 @@ inline size_t repair_utf8(const uint8_t* in, size_t n, bool final, std::string& 
     return n;
 }
 
+// Streaming repair_utf8: append the next block data[0..n) to out, repaired. `pending`
+// carries an incomplete sequence at a block's end over to the next call (start it
+// empty; pass final = true with the last block).
+inline void repair_utf8_block(std::string& pending, const char* data, size_t n, bool final, std::string& out,
+                              uint64_t& replaced) {
+    pending.append(data, n);
+    const size_t used = repair_utf8(reinterpret_cast<const uint8_t*>(pending.data()), pending.size(), final, out,
+                                    replaced);
+    pending.erase(0, used);
+}
+
 }  // namespace tinyllm
