@@ -57,24 +57,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _import_tinyllm_tokenizer(standalone: bool):
-    """`standalone`: load tinyllm.tokenizer without running tinyllm/__init__.py (which
-    may import torch), to see the tokenizer's own footprint."""
-    if standalone:
-        import types
-
-        pkg = types.ModuleType("tinyllm")
-        pkg.__path__ = [str(ROOT / "tinyllm")]
-        sys.modules["tinyllm"] = pkg
-    from tinyllm.tokenizer import Tokenizer
-
-    return Tokenizer
-
-
 def train_worker(tool: str, corpus: Path, vocab_size: int, threads: int, out: Path | None) -> dict:
     info = {"tool": tool}
-    if tool in ("ours", "ours-standalone"):
-        Tokenizer = _import_tinyllm_tokenizer(tool == "ours-standalone")
+    if tool == "ours":
+        from tinyllm.tokenizer import Tokenizer
+
         info["torch_imported"] = "torch" in sys.modules
         info["import_rss_mb"] = _rss_mb()
         t = time.perf_counter()
@@ -264,7 +251,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="threads for training and batch encoding")
     ap.add_argument("--encode-mb", type=float, default=20, help="MB of sampled documents to encode")
     ap.add_argument("--reps", type=int, default=3, help="encode repetitions (best is reported)")
-    ap.add_argument("--train-tools", default="ours,ours-standalone,hf-tokenizers,rustbpe,sentencepiece",
+    ap.add_argument("--train-tools", default="ours,hf-tokenizers,rustbpe,sentencepiece",
                     help="comma-separated training contestants")
     ap.add_argument("--no-csv", action="store_true", help="do not append rows to benchmarks/results/")
     ap.add_argument("--_train-worker", help=argparse.SUPPRESS)
@@ -295,28 +282,23 @@ def main() -> None:
             print(f"{tool:18s} failed: {r['error']}")
             continue
         note = "tinyllm/__init__ imports torch" if r.get("torch_imported") else ""
-        if tool == "ours-standalone":
-            note = "tinyllm.tokenizer alone (tinyllm/__init__.py not run)"
         print(f"{tool:18s} {r['seconds']:9.2f} {r['peak_rss_mb']:9.0f} {r['import_rss_mb']:10.0f} {r['vocab']:7d}   {note}")
-    anchors = {t: r for t, r in train.items() if t not in ("ours", "ours-standalone") and "error" not in r}
+    anchors = {t: r for t, r in train.items() if t != "ours" and "error" not in r}
     verdicts = []
-    for ours_name in ("ours", "ours-standalone"):
-        ours = train.get(ours_name)
-        if not ours or "error" in ours:
-            continue
+    ours = train.get("ours", {})
+    if "seconds" in ours:
         for tool, r in anchors.items():
-            rows.append((f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr seconds", ours_name,
+            rows.append((f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr seconds", "ours",
                          ours["seconds"], tool, r["seconds"], "s", r["seconds"] / ours["seconds"]))
-            rows.append((f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr peak RSS", ours_name,
+            rows.append((f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr peak RSS", "ours",
                          ours["peak_rss_mb"], tool, r["peak_rss_mb"], "MB", r["peak_rss_mb"] / ours["peak_rss_mb"]))
         if anchors:
             fastest = min(anchors, key=lambda t: anchors[t]["seconds"])
             speedup = anchors[fastest]["seconds"] / ours["seconds"]
             mem_ok = ours["peak_rss_mb"] <= anchors[fastest]["peak_rss_mb"]
-            verdicts.append(f"[{'MET' if speedup >= 2 and mem_ok else 'NOT MET'}] training ({ours_name}): "
+            verdicts.append(f"[{'MET' if speedup >= 2 and mem_ok else 'NOT MET'}] training (ours): "
                             f"{speedup:.1f}x faster than the fastest anchor ({fastest}, target >= 2x); peak "
                             f"{ours['peak_rss_mb']:.0f} MB vs {anchors[fastest]['peak_rss_mb']:.0f} MB (target: no higher)")
-    ours = train.get("ours", {})
     if anchors and "seconds" in ours:
         print("speed ratio (anchor seconds / ours): " + ", ".join(
             f"{t} {anchors[t]['seconds'] / ours['seconds']:.1f}x" for t in anchors))
