@@ -40,7 +40,7 @@ Encoder::Encoder(const std::vector<Merge>& merges, Pattern pattern)
             const uint32_t* left = token_id_.find(std::string_view(t.data(), k));
             if (!left) continue;
             const uint32_t* right = token_id_.find(std::string_view(t.data() + k, t.size() - k));
-            if (right) pair_rank_[(uint64_t(*left) << 32) | *right] = id;
+            if (right) pair_rank_[pair_key(*left, *right)] = id;
         }
     }
 }

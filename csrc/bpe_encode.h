@@ -46,7 +46,7 @@ class Encoder {
     void merge_small(const uint8_t* p, size_t n, std::vector<uint32_t>& out) const;
     void merge_large(const uint8_t* p, size_t n, std::vector<uint32_t>& out) const;
     uint32_t rank(uint32_t a, uint32_t b) const {
-        const uint32_t* r = pair_rank_.find((uint64_t(a) << 32) | b);
+        const uint32_t* r = pair_rank_.find(pair_key(a, b));
         return r ? *r : kNoRank;
     }
 

@@ -18,14 +18,10 @@ namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;  // counting work unit; also the file read size
 
-inline uint64_t pair_key(uint32_t a, uint32_t b) { return (uint64_t(a) << 32) | b; }
-
 // First safe cut at or after `from` (see last_safe_cut), or n.
 size_t next_safe_cut(const uint8_t* s, size_t n, size_t from) {
-    for (size_t p = std::max<size_t>(from, 1); p < n; ++p) {
-        if (s[p] != ' ' && s[p] != '\n') continue;
-        if (class_of(decode_at(s, p, prev_cp_start(s, p)).cp) == kLetter) return p;
-    }
+    for (size_t p = std::max<size_t>(from, 1); p < n; ++p)
+        if (is_safe_cut(s, p)) return p;
     return n;
 }
 

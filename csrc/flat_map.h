@@ -58,12 +58,22 @@ inline bool bytes_equal(const uint8_t* a, const uint8_t* b, size_t n) { return s
 
 inline uint64_t hash_u64(uint64_t k) { return mix64(k ^ 0x9E3779B97F4A7C15ULL, 0xBF58476D1CE4E5B9ULL); }
 
+// A pair of token ids as one U64Map key.
+inline uint64_t pair_key(uint32_t a, uint32_t b) { return (uint64_t(a) << 32) | b; }
+
+// Power-of-two table size that holds n entries under the 3/4 load limit.
+inline size_t table_capacity(size_t n) {
+    size_t c = 16;
+    while (c * 3 < n * 4 + 4) c <<= 1;
+    return c;
+}
+
 template <class V>
 class U64Map {
   public:
     static constexpr uint64_t kEmpty = ~0ULL;  // never a real key: ids are < 2^32 - 1
 
-    explicit U64Map(size_t expected = 16) { rehash(capacity_for(expected)); }
+    explicit U64Map(size_t expected = 16) { rehash(table_capacity(expected)); }
 
     // Pointer to the value of key, or nullptr.
     V* find(uint64_t key) {
@@ -106,11 +116,6 @@ class U64Map {
     }
 
   private:
-    static size_t capacity_for(size_t n) {
-        size_t c = 16;
-        while (c * 3 < n * 4 + 4) c <<= 1;
-        return c;
-    }
     void rehash(size_t cap) {
         std::vector<uint64_t> old_keys(cap, kEmpty);
         std::vector<V> old_vals(cap);
@@ -147,7 +152,7 @@ class BytesMap {
     };
 
     explicit BytesMap(size_t expected = 16) {
-        slots_.resize(capacity_for(expected));
+        slots_.resize(table_capacity(expected));
         mask_ = slots_.size() - 1;
     }
 
@@ -216,11 +221,6 @@ class BytesMap {
 
   private:
     const uint8_t* arena_u8() const { return reinterpret_cast<const uint8_t*>(arena_.data()); }
-    static size_t capacity_for(size_t n) {
-        size_t c = 16;
-        while (c * 3 < n * 4 + 4) c <<= 1;
-        return c;
-    }
     void grow() {
         std::vector<Slot> old(slots_.size() * 2);
         old.swap(slots_);

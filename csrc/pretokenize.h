@@ -176,15 +176,17 @@ inline void pretokenize(Pattern pattern, const uint8_t* s, size_t n, Emit&& emit
     }
 }
 
-// The last safe cut in s[0..n), or 0: a position p with a letter before it and a space
-// or newline at p. Pre-tokenizing s[0..p) and s[p..n) separately gives the same pieces
-// as the whole (see tinyllm/tokenizer/corpus.py), so files can stream in blocks.
+// Is p (p > 0) a safe cut: a space or newline at p with a letter before it?
+// Pre-tokenizing s[0..p) and s[p..n) separately gives the same pieces as the whole
+// (see tinyllm/tokenizer/corpus.py), so files can stream in blocks.
+inline bool is_safe_cut(const uint8_t* s, size_t p) {
+    return (s[p] == ' ' || s[p] == '\n') && class_of(decode_at(s, p, prev_cp_start(s, p)).cp) == kLetter;
+}
+
+// The last safe cut in s[0..n), or 0.
 inline size_t last_safe_cut(const uint8_t* s, size_t n) {
-    for (size_t p = n; p-- > 1;) {
-        if (s[p] != ' ' && s[p] != '\n') continue;
-        const size_t q = prev_cp_start(s, p);
-        if (class_of(decode_at(s, p, q).cp) == kLetter) return p;
-    }
+    for (size_t p = n; p-- > 1;)
+        if (is_safe_cut(s, p)) return p;
     return 0;
 }
 
