@@ -259,9 +259,14 @@ def check_train_args(vocab_size, num_threads) -> None:
     if vocab_size < MIN_VOCAB_SIZE:
         raise TinyLLMError(f"vocab_size={vocab_size} is too small: it must be at least {MIN_VOCAB_SIZE} "
                            f"({len(SPECIAL_TOKENS)} special tokens + 256 bytes)")
+    _check_num_threads(num_threads, "")
+
+
+def _check_num_threads(num_threads, where: str) -> None:
+    """num_threads is None or an int >= 1 (not a bool); `where` prefixes the message."""
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
                                     or num_threads < 1):
-        raise TinyLLMError(f"num_threads must be None or a positive int, got {num_threads!r}")
+        raise TinyLLMError(f"{where}num_threads must be None or a positive int, got {num_threads!r}")
 
 
 def finish_training(merges, vocab_size: int, sources_seen, n_pretokens: int) -> None:
@@ -286,9 +291,7 @@ def check_batch_args(texts, num_threads) -> list[str]:
     if isinstance(texts, (str, bytes)):
         raise TinyLLMError("encode_batch: texts must be a list of str, got a single "
                            f"{type(texts).__name__}; use encode() for one text")
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                    or num_threads < 1):
-        raise TinyLLMError(f"encode_batch: num_threads must be None or a positive int, got {num_threads!r}")
+    _check_num_threads(num_threads, "encode_batch: ")
     texts = texts if isinstance(texts, list) else list(texts)
     if not all(type(t) is str for t in texts):
         i, t = next((i, t) for i, t in enumerate(texts) if not isinstance(t, str))
