@@ -138,15 +138,18 @@ def count_pretokens(files_or_texts, pattern: str = "gpt4", show_progress: bool =
                 counts.update(pat.findall(part))
 
     bar = _progress(show_progress, unit="B", unit_scale=True, desc="reading corpus")
+    shown = not isinstance(bar, _NoBar)  # sizes are UTF-8 encodes: only worth it for a bar
     for kind, obj in corpus_mod.iter_sources(files_or_texts):
         sources_seen.append((kind, obj if kind == "file" else None))
         if kind == "text":
             add(obj)
-            bar.update(corpus_mod.source_size(kind, obj))
+            if shown:
+                bar.update(corpus_mod.source_size(kind, obj))
         else:
             for segment in corpus_mod.iter_file_segments(obj):
                 add(segment)
-                bar.update(len(to_utf8(segment)))
+                if shown:
+                    bar.update(len(to_utf8(segment)))
     bar.close()
     return counts
 
