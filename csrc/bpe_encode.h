@@ -39,7 +39,6 @@ class Encoder {
     std::string decode(const uint32_t* ids, size_t n) const;
 
     size_t vocab_size() const { return token_bytes_.size(); }
-    Pattern pattern() const { return pattern_; }
 
   private:
     void encode_piece(const uint8_t* p, size_t n, std::vector<uint32_t>& out, Cache& cache) const;
