@@ -533,6 +533,10 @@ def _resource_usage(cubin: bytes) -> dict:
     return usage
 
 
+# Largest shared memory one block may use, by compute capability (CUDA programming guide).
+_SMEM_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
+
+
 def compile_only(args, K) -> int:
     import torch
     import triton
@@ -560,16 +564,16 @@ def compile_only(args, K) -> int:
                     jobs.append((kernel.fn, dt, cx, c.num_warps, c.num_stages))
     for dt in dtypes:
         jobs.append((fa._attn_bwd_preprocess, dt, dict(HEAD_DIM=80, BLOCK_D=128, BLOCK_M=fa._PREPROCESS_BLOCK_M), 4, 3))
-        flat, tile = dict(BLOCK_SIZE=ge._BLOCK_SIZE), dict(BLOCK_M=ge._BLOCK_M, BLOCK_N=ge._BLOCK_N)
-        threads = 32 * ge._NUM_WARPS
-        for approx in (True, False):
-            for kernel, blocks in ((ge._gelu_fwd_kernel, flat), (ge._gelu_bwd_kernel, flat),
-                                   (ge._bias_gelu_fwd_kernel, tile), (ge._bias_gelu_bwd_kernel, tile)):
-                per_thread = math.prod(blocks.values()) // threads
-                jobs.append((kernel, dt, dict(APPROXIMATE_TANH=approx, **blocks), ge._NUM_WARPS, 3, per_thread))
-        for kernel in (sw._swiglu_fwd_kernel, sw._swiglu_bwd_kernel):
-            jobs.append((kernel, dt, dict(BLOCK_SIZE=sw._BLOCK_SIZE), sw._NUM_WARPS, 3,
-                         sw._BLOCK_SIZE // (32 * sw._NUM_WARPS)))
+        # (kernel, block constexprs, warps): flat elementwise launches and bias_gelu's tiles
+        flat = (dict(BLOCK_SIZE=dispatch.ELEMENTWISE_BLOCK_SIZE), dispatch.ELEMENTWISE_NUM_WARPS)
+        tile = (dict(BLOCK_M=ge._BLOCK_M, BLOCK_N=ge._BLOCK_N), ge._NUM_WARPS)
+        launches = [(k, {"APPROXIMATE_TANH": approx}, shape) for approx in (True, False)
+                    for k, shape in ((ge._gelu_fwd_kernel, flat), (ge._gelu_bwd_kernel, flat),
+                                     (ge._bias_gelu_fwd_kernel, tile), (ge._bias_gelu_bwd_kernel, tile))]
+        launches += [(k, {}, flat) for k in (sw._swiglu_fwd_kernel, sw._swiglu_bwd_kernel)]
+        for kernel, cx, (blocks, warps) in launches:
+            per_thread = math.prod(blocks.values()) // (32 * warps)
+            jobs.append((kernel, dt, {**cx, **blocks}, warps, 3, per_thread))
     print(f"compiling {len(jobs)} kernels for sm_{args.arch} (triton {triton.__version__}, no GPU needed)")
     failures = 0
     for fn, dt, cx, warps, stages, *per_thread in jobs:
@@ -583,6 +587,15 @@ def compile_only(args, K) -> int:
             print(f"FAIL {fn.__name__:<24} {dt:<5} {blocks}: {type(e).__name__}: {str(e)[-400:]}")
             continue
         u = _resource_usage(compiled.asm["cubin"])
+        # Offline, triton never loads the kernel, so nothing else checks these two.
+        limit = _SMEM_LIMIT.get(args.arch)
+        problems = ([f"shared memory {compiled.metadata.shared} > {limit} bytes"]
+                    if limit is not None and compiled.metadata.shared > limit else [])
+        problems += [f"{u['local']} bytes of register spills"] if u["local"] not in ("0", "?") else []
+        if problems:
+            failures += 1
+            print(f"FAIL {fn.__name__:<24} {dt:<5} {blocks}: {'; '.join(problems)}")
+            continue
         mix = "" if u["sass"] is None else (
             f" sass {u['sass']:>5} mufu {u['mufu']:>3} bar {u['bar']:>2} (in loops {u['loop_bar']})"
             + (f" = {u['sass'] / per_thread[0]:.1f} instr, {u['mufu'] / per_thread[0]:.1f} mufu per element"

@@ -56,7 +56,8 @@ except (ImportError, OSError, RuntimeError) as e:  # pragma: no cover - exercise
     triton = tl = _MissingTriton()
 
 __all__ = ["HAS_TRITON", "INTERPRETED", "SUPPORTED_DTYPES", "kernel_backend", "use_interpreter",
-           "launchable", "device_of", "triton", "tl"]
+           "launchable", "device_of", "check_elementwise_input", "launch_elementwise", "ELEMENTWISE_BLOCK_SIZE",
+           "ELEMENTWISE_NUM_WARPS", "triton", "tl"]
 
 # Dtypes the kernels accept (fp32 accumulation inside for all three).
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -126,3 +127,31 @@ def device_of(tensor: torch.Tensor):
     if tensor.device.type == "cuda":
         return torch.cuda.device(tensor.device)
     return contextlib.nullcontext()
+
+
+def check_elementwise_input(op: str, name: str, t) -> None:
+    """The contract every elementwise kernel's input shares: a contiguous float32, float16 or
+    bfloat16 tensor (the kernels index it flat). Raises ValueError naming op and argument."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"{op}: {name} dtype must be float32, float16 or bfloat16, got {t.dtype}")
+    if not t.is_contiguous():
+        raise ValueError(f"{op}: {name} must be contiguous, got shape {tuple(t.shape)} with strides "
+                         f"{t.stride()}; call .contiguous() first")
+
+
+# Elementwise kernels: 4096 elements per program (16 per thread at 8 warps: 16-byte vector
+# accesses); the interpreter gets smaller blocks so small test shapes span several programs.
+ELEMENTWISE_BLOCK_SIZE, ELEMENTWISE_NUM_WARPS = 4096, 8
+_INTERPRET_ELEMENTWISE_BLOCK_SIZE = 1024
+
+
+def launch_elementwise(kernel, n: int, *args, **constexprs) -> None:
+    """Launch `kernel(*args, n, **constexprs, BLOCK_SIZE=...)` with one program per block of
+    the flattened (contiguous) tensors, on args[0]'s device."""
+    interpret = use_interpreter()
+    block = _INTERPRET_ELEMENTWISE_BLOCK_SIZE if interpret else ELEMENTWISE_BLOCK_SIZE
+    opts = {} if interpret else {"num_warps": ELEMENTWISE_NUM_WARPS}
+    with device_of(args[0]):
+        launchable(kernel)[(triton.cdiv(n, block),)](*args, n, **constexprs, BLOCK_SIZE=block, **opts)

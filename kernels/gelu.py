@@ -40,17 +40,16 @@ import math
 
 import torch
 
-from .dispatch import SUPPORTED_DTYPES, device_of, kernel_backend, launchable, tl, triton, use_interpreter
+from .dispatch import (check_elementwise_input, device_of, kernel_backend, launch_elementwise, launchable, tl, triton,
+                       use_interpreter)
 
 __all__ = ["gelu", "gelu_ref", "GeluFunction", "bias_gelu", "bias_gelu_ref", "BiasGeluFunction"]
 
 _APPROXIMATIONS = ("tanh", "none")
 
-# Elementwise: 4096 elements per program (16 per thread at 8 warps: 16-byte vector accesses).
-_BLOCK_SIZE, _NUM_WARPS = 4096, 8
-_INTERPRET_BLOCK_SIZE = 1024
-# bias_gelu tiles: BLOCK_M rows x BLOCK_N columns (fwd one tile per program; bwd loops rows).
-_BLOCK_M, _BLOCK_N = 16, 256
+# bias_gelu tiles: BLOCK_M rows x BLOCK_N columns (fwd one tile per program; bwd loops rows);
+# gelu itself is a flat elementwise launch (dispatch.launch_elementwise).
+_BLOCK_M, _BLOCK_N, _NUM_WARPS = 16, 256, 8
 _INTERPRET_BLOCK_M, _INTERPRET_BLOCK_N = 8, 64
 _BWD_TARGET_PROGRAMS, _INTERPRET_BWD_TARGET_PROGRAMS = 1024, 4
 
@@ -172,15 +171,6 @@ def _bias_gelu_bwd_kernel(DY, X, Bias, DX, DBiasPartial, M, N, rows_per_program,
 # Launchers
 # --------------------------------------------------------------------------------------
 
-def _launch_1d(kernel, n: int, *args, **constexprs):
-    """One program per BLOCK_SIZE elements of the flattened (contiguous) tensors."""
-    interpret = use_interpreter()
-    block = _INTERPRET_BLOCK_SIZE if interpret else _BLOCK_SIZE
-    opts = {} if interpret else {"num_warps": _NUM_WARPS}
-    with device_of(args[0]):
-        launchable(kernel)[(triton.cdiv(n, block),)](*args, n, **constexprs, BLOCK_SIZE=block, **opts)
-
-
 def _tiles():
     if use_interpreter():
         return _INTERPRET_BLOCK_M, _INTERPRET_BLOCK_N, {}
@@ -190,7 +180,7 @@ def _tiles():
 @torch.library.custom_op("tinyllm::gelu_fwd", mutates_args=())
 def _gelu_fwd_op(x: torch.Tensor, approximate: str) -> torch.Tensor:
     y = torch.empty_like(x)
-    _launch_1d(_gelu_fwd_kernel, x.numel(), x, y, APPROXIMATE_TANH=approximate == "tanh")
+    launch_elementwise(_gelu_fwd_kernel, x.numel(), x, y, APPROXIMATE_TANH=approximate == "tanh")
     return y
 
 
@@ -202,7 +192,7 @@ def _(x, approximate):
 @torch.library.custom_op("tinyllm::gelu_bwd", mutates_args=())
 def _gelu_bwd_op(dy: torch.Tensor, x: torch.Tensor, approximate: str) -> torch.Tensor:
     dx = torch.empty_like(x)
-    _launch_1d(_gelu_bwd_kernel, x.numel(), dy, x, dx, APPROXIMATE_TANH=approximate == "tanh")
+    launch_elementwise(_gelu_bwd_kernel, x.numel(), dy, x, dx, APPROXIMATE_TANH=approximate == "tanh")
     return dx
 
 
@@ -284,16 +274,6 @@ class BiasGeluFunction(torch.autograd.Function):
         return dx, dbias, None
 
 
-def _check_tensor(op: str, name: str, t) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"{op}: {name} dtype must be float32, float16 or bfloat16, got {t.dtype}")
-    if not t.is_contiguous():
-        raise ValueError(f"{op}: {name} must be contiguous, got shape {tuple(t.shape)} with strides "
-                         f"{t.stride()}; call .contiguous() first")
-
-
 def _check_approximate(op: str, approximate) -> None:
     if approximate not in _APPROXIMATIONS:
         raise ValueError(f"{op}: approximate must be 'tanh' or 'none', got {approximate!r}")
@@ -301,7 +281,7 @@ def _check_approximate(op: str, approximate) -> None:
 
 def gelu(x: torch.Tensor, approximate: str = "tanh") -> torch.Tensor:
     """GELU of a contiguous float tensor; differentiable. Triton or `gelu_ref` (see dispatch)."""
-    _check_tensor("gelu", "x", x)
+    check_elementwise_input("gelu", "x", x)
     _check_approximate("gelu", approximate)
     if x.numel() == 0 or kernel_backend(x) == "reference":
         return gelu_ref(x, approximate)
@@ -310,8 +290,8 @@ def gelu(x: torch.Tensor, approximate: str = "tanh") -> torch.Tensor:
 
 def bias_gelu(x: torch.Tensor, bias: torch.Tensor, approximate: str = "tanh") -> torch.Tensor:
     """gelu(x + bias) for x (..., N) and bias (N,), fused; differentiable in x and bias."""
-    _check_tensor("bias_gelu", "x", x)
-    _check_tensor("bias_gelu", "bias", bias)
+    check_elementwise_input("bias_gelu", "x", x)
+    check_elementwise_input("bias_gelu", "bias", bias)
     _check_approximate("bias_gelu", approximate)
     if bias.dim() != 1 or x.dim() < 1 or x.shape[-1] != bias.shape[0]:
         raise ValueError(f"bias_gelu: expected x (..., N) and bias (N,), got x {tuple(x.shape)} "

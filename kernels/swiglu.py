@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from .dispatch import SUPPORTED_DTYPES, device_of, kernel_backend, launchable, tl, triton, use_interpreter
+from .dispatch import check_elementwise_input, kernel_backend, launch_elementwise, tl, triton
 
 __all__ = ["swiglu", "swiglu_ref", "SwiGLUFunction"]
-
-_BLOCK_SIZE, _NUM_WARPS = 4096, 8
-_INTERPRET_BLOCK_SIZE = 1024
-
 
 def swiglu_ref(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up, computed in at least float32 and rounded once."""
@@ -58,19 +54,10 @@ def _swiglu_bwd_kernel(DY, G, U, DG, DU, n_elements, BLOCK_SIZE: tl.constexpr):
     tl.store(DU + offs, (dy * silu).to(DU.dtype.element_ty), mask=mask)
 
 
-def _launch(kernel, n: int, *args):
-    """One program per BLOCK_SIZE elements of the flattened (contiguous) tensors."""
-    interpret = use_interpreter()
-    block = _INTERPRET_BLOCK_SIZE if interpret else _BLOCK_SIZE
-    opts = {} if interpret else {"num_warps": _NUM_WARPS}
-    with device_of(args[0]):
-        launchable(kernel)[(triton.cdiv(n, block),)](*args, n, BLOCK_SIZE=block, **opts)
-
-
 @torch.library.custom_op("tinyllm::swiglu_fwd", mutates_args=())
 def _swiglu_fwd_op(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     y = torch.empty_like(gate)
-    _launch(_swiglu_fwd_kernel, gate.numel(), gate, up, y)
+    launch_elementwise(_swiglu_fwd_kernel, gate.numel(), gate, up, y)
     return y
 
 
@@ -84,7 +71,7 @@ def _swiglu_bwd_op(dy: torch.Tensor, gate: torch.Tensor,
                    up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     dg = torch.empty_like(gate)
     du = torch.empty_like(up)
-    _launch(_swiglu_bwd_kernel, gate.numel(), dy, gate, up, dg, du)
+    launch_elementwise(_swiglu_bwd_kernel, gate.numel(), dy, gate, up, dg, du)
     return dg, du
 
 
@@ -108,14 +95,8 @@ class SwiGLUFunction(torch.autograd.Function):
 
 
 def _check_contract(gate, up) -> None:
-    for name, t in (("gate", gate), ("up", up)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"swiglu: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"swiglu: {name} dtype must be float32, float16 or bfloat16, got {t.dtype}")
-        if not t.is_contiguous():
-            raise ValueError(f"swiglu: {name} must be contiguous, got shape {tuple(t.shape)} with strides "
-                             f"{t.stride()}; call .contiguous() first")
+    check_elementwise_input("swiglu", "gate", gate)
+    check_elementwise_input("swiglu", "up", up)
     if gate.shape != up.shape:
         raise ValueError(f"swiglu: gate and up must have one shape, got {tuple(gate.shape)} and {tuple(up.shape)}")
     if gate.dtype != up.dtype:
