@@ -14,6 +14,9 @@ from pathlib import Path
 
 if "triton" not in sys.modules:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# An exported TINYLLM_KERNELS=reference would turn every kernel test into the reference checked
+# against itself; the tests that need it set it themselves (monkeypatch).
+os.environ.pop("TINYLLM_KERNELS", None)
 
 import pytest  # noqa: E402
 
