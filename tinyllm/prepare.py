@@ -18,8 +18,6 @@ Split: a corpus that fits in one batch is split by `split_documents`, as `tinyll
 from __future__ import annotations
 
 import codecs
-import hashlib
-import json
 import os
 import re
 import sys
@@ -237,7 +235,7 @@ def prepare(sources: list[str], tokenizer_path: str | Path, out: str | Path, sha
     """Tokenize `sources` into shards under `out`; -> the meta dict written to out/meta.json."""
     from tqdm import tqdm
 
-    from .data.tokens import token_dtype
+    from .data.tokens import token_dtype, tokenizer_hash, write_meta
     from .tokenizer import Tokenizer
 
     if shard_tokens <= 0:
@@ -304,8 +302,7 @@ def prepare(sources: list[str], tokenizer_path: str | Path, out: str | Path, sha
         "train_documents": writers["train"].documents, "val_documents": writers["val"].documents,
         "shard_tokens": shard_tokens, "encoder": encoder.name, "sample_prompt": sample_prompt,
     }
-    with atomic_open(out / "meta.json") as f:
-        json.dump(meta, f, indent=2)
+    write_meta(out / "meta.json", meta)
     # shards of an earlier, larger prepare into the same folder
     keep = set(meta["train_shards"]) | set(meta["val_shards"])
     for old in [*out.glob("train_*.bin"), *out.glob("val_*.bin")]:
@@ -315,20 +312,15 @@ def prepare(sources: list[str], tokenizer_path: str | Path, out: str | Path, sha
     return meta
 
 
-def tokenizer_hash(tok) -> str:
-    return hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]
-
-
 # ---- reading back ------------------------------------------------------------------------------
 def read_prepared_meta(data_dir: str | Path) -> dict | None:
     """meta.json of a `tinyllm prepare` folder, or None when data_dir is not one."""
+    from .data.tokens import read_meta
+
     p = Path(data_dir)
     if not p.is_dir() or not (p / "meta.json").is_file():
         return None
-    try:
-        meta = json.loads((p / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise TinyLLMError(f"{p / 'meta.json'}: cannot read shard metadata ({e})") from None
+    meta = read_meta(p / "meta.json", "shard metadata")
     return meta if isinstance(meta, dict) and "train_shards" in meta else None
 
 
@@ -338,7 +330,7 @@ def is_prepared_dir(data_dir: str | Path) -> bool:
 
 def load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str | Path | None = None):
     """-> (train TokenDataset, val TokenDataset, meta, tokenizer); the shards are memmapped."""
-    from .data.tokens import TokenDataset, read_tokens
+    from .data.tokens import TokenDataset, read_tokens, tokenizer_hash
     from .tokenizer import Tokenizer
 
     d = Path(data_dir)

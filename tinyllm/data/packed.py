@@ -31,14 +31,10 @@ IGNORE_INDEX = -100
 LOOKAHEAD = 64  # pairs scanned for one that fills a row's leftover space
 
 
-def encode_pair(tokenizer, pair: QAPair) -> tuple[list[int], int]:
-    """-> (ids, prompt_length). The prompt and answer are encoded apart so that the
-    prompt's ids are exactly those `tinyllm generate` feeds for the same question."""
-    return encode_pairs(tokenizer, [pair])[0]
-
-
 def encode_pairs(tokenizer, pairs: list[QAPair]) -> list[tuple[list[int], int]]:
-    """encode_pair for many pairs, in one encode_batch call (threaded in the C++ core)."""
+    """-> [(ids, prompt_length)] per pair, in one encode_batch call (threaded in the C++ core). The
+    prompt and answer are encoded apart so that the prompt's ids are exactly those `tinyllm generate`
+    feeds for the same question."""
     texts = [t for p in pairs for t in (p.prompt(), f" {p.answer} <EOS>")]
     ids = tokenizer.encode_batch(texts)
     return [(ids[2 * i] + ids[2 * i + 1], len(ids[2 * i])) for i in range(len(pairs))]

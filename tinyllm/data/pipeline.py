@@ -8,13 +8,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from ..errors import TinyLLMError
 from .corpus import BIBLE, load_documents
 from .qa import is_qa_file, load_qa
-from .tokens import TokenDataset, read_meta, read_tokens, token_dtype, write_meta, write_tokens
+from .tokens import TokenDataset, read_meta, read_tokens, token_dtype, tokenizer_hash, write_meta, write_tokens
 
 VAL_EVERY = 10  # one block of documents in ten goes to validation
 BLOCK = 50      # documents per block: the split never cuts a document, and val spans the whole corpus
@@ -86,8 +84,7 @@ def build_token_files(corpus: Corpus, tokenizer, data_dir: str | Path, context_l
     """Tokenize the corpus into data_dir/{train,val}.bin (reused when the corpus and
     tokenizer are unchanged) and return (train_ds, val_ds, meta)."""
     data_dir = Path(data_dir)
-    tok_hash = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
-    key = {"corpus": corpus.name, "corpus_hash": corpus.fingerprint(), "tokenizer_hash": tok_hash,
+    key = {"corpus": corpus.name, "corpus_hash": corpus.fingerprint(), "tokenizer_hash": tokenizer_hash(tokenizer),
            "vocab_size": tokenizer.vocab_size, "dtype": token_dtype(tokenizer.vocab_size).name}
     meta_path = data_dir / "meta.json"
     meta = read_meta(meta_path) if meta_path.exists() else {}
@@ -111,22 +108,3 @@ def train_tokenizer(corpus: Corpus, vocab_size: int, show_progress: bool = True)
 
     texts = corpus.tokenizer_texts()
     return Tokenizer.train(texts, vocab_size=vocab_size, show_progress=show_progress)
-
-
-def load_shards(data_dir: str | Path, context_length: int):
-    """Token shards written by `tinyllm prepare` (meta.json + train/val shard files)."""
-    data_dir = Path(data_dir)
-    meta = read_meta(data_dir / "meta.json")
-    try:
-        train = [read_tokens(data_dir / f, meta["dtype"]) for f in meta["train_shards"]]
-        val = [read_tokens(data_dir / f, meta["dtype"]) for f in meta["val_shards"]]
-    except KeyError as e:
-        raise TinyLLMError(f"{data_dir / 'meta.json'}: missing field {e}") from None
-    return (TokenDataset(train, context_length, f"{data_dir} (train shards)"),
-            TokenDataset(val, context_length, f"{data_dir} (val shards)"), meta)
-
-
-def val_unigram_entropy(val_ds: TokenDataset, vocab_size: int) -> float:
-    from .tokens import unigram_entropy
-
-    return unigram_entropy(np.concatenate([np.asarray(a) for a in val_ds.arrays]), vocab_size)

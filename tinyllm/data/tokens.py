@@ -3,6 +3,7 @@ exceeds 65,535), read back as numpy memmaps so a corpus larger than RAM trains."
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -48,17 +49,22 @@ def part_bounds(n: int, part: int, parts: int) -> tuple[int, int]:
     return lo, max(lo + 1, (part + 1) * n // parts)
 
 
+def tokenizer_hash(tokenizer) -> str:
+    """Which tokenizer encoded a token file: recorded in its meta.json, checked when it is read back."""
+    return hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
+
+
 def write_meta(path: str | Path, meta: dict) -> None:
     with atomic_open(path, "w") as f:
         json.dump(meta, f, indent=2)
 
 
-def read_meta(path: str | Path) -> dict:
+def read_meta(path: str | Path, what: str = "token metadata") -> dict:
     path = Path(path)
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise TinyLLMError(f"{path}: cannot read token metadata ({e})") from None
+        raise TinyLLMError(f"{path}: cannot read {what} ({e})") from None
 
 
 class TokenDataset(torch.utils.data.Dataset):
@@ -115,9 +121,21 @@ class TokenDataset(torch.utils.data.Dataset):
         return torch.stack(xs), torch.stack(ys)
 
 
-def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
+def unigram_entropy(tokens, vocab_size: int, chunk: int = 1 << 24) -> float:
     """Entropy (nats) of the token frequency distribution: the loss of the best
-    context-free predictor; a model below it has learned from context."""
-    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size).astype(np.float64)
+    context-free predictor; a model below it has learned from context.
+
+    tokens: an id array, or a list of them (memmaps are counted chunk by chunk: a prepared
+    corpus's val shards can be larger than RAM)."""
+    arrays = tokens if isinstance(tokens, (list, tuple)) and all(isinstance(a, np.ndarray) for a in tokens) \
+        else [tokens]
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for a in arrays:
+        a = np.asarray(a).reshape(-1)
+        for s in range(0, len(a), chunk):
+            c = np.bincount(np.asarray(a[s:s + chunk], dtype=np.int64), minlength=len(counts))
+            if len(c) > len(counts):  # ids past vocab_size: counted, as a plain bincount would
+                counts = np.pad(counts, (0, len(c) - len(counts)))
+            counts += c
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())

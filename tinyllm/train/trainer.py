@@ -39,17 +39,6 @@ from .sampler import derive_seed, slice_batch
 from .schedule import lr_at
 
 
-def unigram_entropy_streamed(arrays, vocab_size: int, chunk: int = 1 << 24) -> float:
-    """data.tokens.unigram_entropy over token memmaps, counted chunk by chunk: a prepared corpus's
-    val shards can be larger than RAM."""
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for a in arrays:
-        for s in range(0, len(a), chunk):
-            counts += np.bincount(np.asarray(a[s:s + chunk]), minlength=vocab_size)[:vocab_size]
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -176,7 +165,7 @@ class Trainer:
             tok_src = ckpt or init
             train_ds, val_ds, meta, tok = load_prepared(cfg.data, self.model_cfg.context_length, cfg.tokenizer)
             if tok_src:
-                from ..prepare import tokenizer_hash
+                from ..data.tokens import tokenizer_hash
                 tok = Tokenizer.from_str(tok_src["tokenizer"])
                 if meta.get("tokenizer_hash") and tokenizer_hash(tok) != meta["tokenizer_hash"]:
                     src = "the checkpoint being resumed" if ckpt else f"--init_from {cfg.init_from}"
@@ -491,6 +480,7 @@ class Trainer:
             from .plot import plot_metrics
             plot_metrics(metrics_path, self.out / "loss.png")
             if not is_qa:
-                result.val_unigram_entropy = unigram_entropy_streamed(val_ds.arrays, tok.vocab_size)
+                from ..data.tokens import unigram_entropy
+                result.val_unigram_entropy = unigram_entropy(val_ds.arrays, tok.vocab_size)
             self.tokenizer, self.model, self.sample_prompt, self.is_qa = tok, raw, sample_prompt, is_qa
         return result
