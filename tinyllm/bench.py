@@ -33,7 +33,6 @@ from .provenance import cpu_name, git_commit
 BENCH_SIZES = {"gpt2": dict(vocab_size=50257, context_length=1024, d_model=768, n_layers=12, n_heads=12, d_ff=3072)}
 # What the issue asks of us, by (device type, size): ratio ours / transformers.
 GOALS = {("cpu", "tiny"): 1.3, ("cuda", "gpt2"): 1.5}
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def model_config(args):
@@ -136,7 +135,7 @@ def bench_train(args) -> dict:
     if n_ours != n_theirs:
         raise TinyLLMError(f"internal: parameter counts differ (ours {n_ours}, transformers {n_theirs})")
     # the same AdamW for both: TinyLLM's configure_optimizer only reads model.parameters()
-    opts = [TinyLLM.configure_optimizer(m, 1e-4, 0.1, device_type=device.type) for m in (ours, theirs)]
+    opts = [TinyLLM.configure_optimizer(m, 1e-4, 0.1) for m in (ours, theirs)]
     fns = [torch.compile(m) for m in (ours, theirs)] if args.compile else [ours, theirs]
     g = torch.Generator().manual_seed(args.seed)
     B, T = args.batch_size, cfg.context_length

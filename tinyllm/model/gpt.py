@@ -134,7 +134,7 @@ class TinyLLM(nn.Module):
         return KVCache(cfg.n_layers, batch, cfg.n_heads, max_len or cfg.context_length, cfg.head_dim,
                        p.device, p.dtype)
 
-    def configure_optimizer(self, lr: float, weight_decay: float, betas=(0.9, 0.95), device_type: str = "cpu"):
+    def configure_optimizer(self, lr: float, weight_decay: float, betas=(0.9, 0.95)):
         """AdamW with weight decay on matrices (dim >= 2) only; biases, norms stay undecayed."""
         params = [p for p in self.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]

@@ -34,7 +34,7 @@ from . import distributed as dist_utils
 from .checkpoint import (clean_stale_temp, config_mismatch, keep_history, read_checkpoint, rng_state,
                          save_checkpoint, set_rng_state)
 from .config import TrainConfig
-from .mfu import PEAK_FLOPS, mfu, peak_flops  # noqa: F401 - PEAK_FLOPS re-exported
+from .mfu import mfu, peak_flops
 from .sampler import derive_seed, slice_batch
 from .schedule import lr_at
 
@@ -149,8 +149,7 @@ class Trainer:
         if src.parent == self.out.resolve() or src.parent == (self.out / "checkpoints").resolve():
             raise TinyLLMError(f"--init_from {self.cfg.init_from} is inside --out_dir {self.out}: fine-tuning would "
                                "overwrite it; pass another --out_dir")
-        fields = set(self.model_overrides) - {"attention", "dropout"}
-        diff = config_mismatch(init["model_config"], self.requested_model, fields)
+        diff = config_mismatch(init["model_config"], self.requested_model, set(self.model_overrides))
         if diff:
             raise TinyLLMError(f"--init_from {self.cfg.init_from}: its model differs from the flags given "
                                f"({'; '.join(diff)}); drop those flags, the shape comes from the checkpoint")
@@ -248,7 +247,7 @@ class Trainer:
             except RuntimeError as e:
                 raise TinyLLMError(f"{ckpt['_path']}: weights do not match its model config "
                                    f"({str(e).splitlines()[0]})") from None
-        opt = raw.configure_optimizer(cfg.max_lr, cfg.weight_decay, device_type=self.device.type)
+        opt = raw.configure_optimizer(cfg.max_lr, cfg.weight_decay)
         if ckpt:
             opt.load_state_dict(ckpt["optimizer"])
         # compile the model, then wrap it in DDP (DDP's hooks stay outside the graph, so no_sync behaves
@@ -396,7 +395,7 @@ class Trainer:
                    disable=not (self.main and cfg.progress), dynamic_ncols=True)
         t_last, steps_since, tps = time.perf_counter(), 0, None
         lr = lr_at(start_step, cfg.max_lr, cfg.min_lr, cfg.warmup_iters, cfg.max_iters)
-        if start_step == 0 and start_step < cfg.max_iters:
+        if start_step == 0:  # (max_iters >= 1: TrainConfig checks it)
             evaluate(0, None, lr, None)
         step = start_step
         # [loss summed over the micro-steps, stop flag]: both ride one all-reduce per step under DDP
