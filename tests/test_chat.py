@@ -185,3 +185,31 @@ def test_chat_in_a_terminal_streams_and_exits_on_ctrl_d_or_ctrl_c(runs, key):
     assert "top_k set to 40" in text
     assert "Who are you?\r\nI am a tiny test model.\r\nyou> " in text
     assert "Traceback" not in text
+
+
+def test_chat_commands_and_cli_flags_share_one_range_check():
+    """/temp inf is refused as --temperature inf is (it used to be accepted by chat alone)."""
+    import argparse
+    import math
+
+    from tinyllm.chat import apply_command
+    from tinyllm.cli import _check_sampling
+    from tinyllm.errors import TinyLLMError
+
+    def flags(**kw):
+        return argparse.Namespace(**{"temperature": 0.0, "seed": None, "top_k": None, "top_p": None,
+                                     "max_tokens": 200, **kw})
+
+    settings = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_tokens": 200}
+    for cmd, flag, value in (("/temp", "temperature", "inf"), ("/temp", "temperature", "nan"),
+                             ("/temp", "temperature", "-1"), ("/top_p", "top_p", "2"),
+                             ("/top_k", "top_k", "-3"), ("/max_tokens", "max_tokens", "0")):
+        msg = apply_command(f"{cmd} {value}", settings)
+        assert msg.startswith(f"{cmd} {value}: must be "), msg
+        with pytest.raises(TinyLLMError, match=f"--{flag} must be"):
+            _check_sampling(flags(**{flag: (float if flag in ("temperature", "top_p") else int)(value)}))
+    assert settings == {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_tokens": 200}  # nothing changed
+    assert apply_command("/temp 1e300", settings) == "temperature set to 1e+300"
+    _check_sampling(flags(temperature=1e300))
+    assert apply_command("/top_k 0", settings) == "top_k set to 0 (off)"  # chat's off; the flag's is to leave it out
+    assert math.isfinite(settings["temperature"])

@@ -18,18 +18,21 @@ import importlib
 import sys
 
 from .generate import stream_answer
+from .generate.sampling import SamplingSettingError, check_sampling
 
 HELP = ("commands: /temp X (0 = greedy), /top_k N (0 = off), /top_p P (1 = off), /max_tokens N, "
         "/settings, /help, /quit")
 
-# command -> (setting, type, valid?, what a valid value is)
+# command -> (setting, type, what a value is); the range check is generate.sampling.check_sampling's,
+# the one `tinyllm generate` / `chat` apply to their flags
 COMMANDS = {
-    "/temp": ("temperature", float, lambda v: v >= 0, "a number >= 0"),
-    "/temperature": ("temperature", float, lambda v: v >= 0, "a number >= 0"),
-    "/top_k": ("top_k", int, lambda v: v >= 0, "an integer >= 0 (0 = off)"),
-    "/top_p": ("top_p", float, lambda v: 0 < v <= 1, "a number in (0, 1] (1 = off)"),
-    "/max_tokens": ("max_tokens", int, lambda v: v > 0, "a positive integer"),
+    "/temp": ("temperature", float, "a number >= 0"),
+    "/temperature": ("temperature", float, "a number >= 0"),
+    "/top_k": ("top_k", int, "an integer >= 0 (0 = off)"),
+    "/top_p": ("top_p", float, "a number in (0, 1] (1 = off)"),
+    "/max_tokens": ("max_tokens", int, "a positive integer"),
 }
+OFF = {"top_k": 0, "top_p": 1.0}  # chat's "off" values, where the flags' is None
 
 
 def describe(settings: dict) -> str:
@@ -49,15 +52,18 @@ def apply_command(line: str, settings: dict) -> str:
         return describe(settings)
     if cmd not in COMMANDS:
         return f"unknown command {cmd}; {HELP}"
-    key, typ, ok, wanted = COMMANDS[cmd]
+    key, typ, wanted = COMMANDS[cmd]
     try:
         if len(args) != 1:
             raise ValueError
         value = typ(args[0])
     except ValueError:
         return f"{cmd} needs one value: {wanted}"
-    if not ok(value):
-        return f"{cmd} {args[0]}: must be {wanted}"
+    try:
+        check_sampling(**{key: None if key in OFF and value == OFF[key] else value})
+    except SamplingSettingError as e:
+        off = f" ({OFF[key]:g} = off)" if key in OFF else ""
+        return f"{cmd} {args[0]}: must be {e.wanted}{off}"
     settings[key] = value
     return f"{key} set to {value}" + (" (off)" if (key, value) in (("top_k", 0), ("top_p", 1.0)) else "")
 

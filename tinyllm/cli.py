@@ -94,16 +94,10 @@ def _load_for_inference(args):
 
 
 def _check_sampling(args):
-    if not 0 <= args.temperature < float("inf"):
-        raise TinyLLMError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-    if args.seed is not None and not 0 <= args.seed < 2 ** 63:
-        raise TinyLLMError(f"--seed must be in [0, 2**63), got {args.seed}")
-    if args.top_k is not None and args.top_k <= 0:
-        raise TinyLLMError(f"--top_k must be a positive integer, got {args.top_k}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise TinyLLMError(f"--top_p must be in (0, 1], got {args.top_p}")
-    if getattr(args, "max_tokens", 1) <= 0:
-        raise TinyLLMError(f"--max_tokens must be positive, got {args.max_tokens}")
+    from .generate.sampling import check_sampling
+
+    check_sampling(temperature=args.temperature, seed=args.seed, top_k=args.top_k, top_p=args.top_p,
+                   max_tokens=getattr(args, "max_tokens", None))
 
 
 def cmd_generate(args) -> int:

@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from ..errors import TinyLLMError
+
+# setting -> (valid?, what a valid value is); None means "not given" (off) and is always valid
+SAMPLING_LIMITS = {
+    "temperature": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "top_k": (lambda v: v > 0, "a positive integer"),
+    "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "max_tokens": (lambda v: v > 0, "a positive integer"),
+    "seed": (lambda v: 0 <= v < 2 ** 63, "in [0, 2**63)"),
+}
+
+
+class SamplingSettingError(TinyLLMError):
+    """A sampling setting out of range: the message names the flag; .setting, .value and .wanted
+    let another interface (chat's /commands) say the same in its own words."""
+
+    def __init__(self, setting: str, value, wanted: str):
+        super().__init__(f"--{setting} must be {wanted}, got {value}")
+        self.setting, self.value, self.wanted = setting, value, wanted
+
+
+def check_sampling(**settings) -> None:
+    """Raise SamplingSettingError (a TinyLLMError) for the first setting out of range; the
+    one check behind `generate` and `chat`'s flags and chat's /commands."""
+    for name, value in settings.items():
+        ok, wanted = SAMPLING_LIMITS[name]
+        if value is not None and not ok(value):
+            raise SamplingSettingError(name, value, wanted)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
