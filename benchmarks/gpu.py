@@ -234,33 +234,47 @@ def check_attention(s: Session, K, dtype, B, H, T, D, causal) -> bool:
     name = str(dtype).removeprefix("torch.")
     ok = True
     for what, a, t, r in zip(("out", "dq", "dk", "dv"), ours, sdpa, ref):
-        err = (a.double() - r).abs().max().item()
-        err_t = (t.double() - r).abs().max().item()
-        bound = _factor(name, dev) * err_t + CHECK_ATOL[name] * max(1.0, r.abs().max().item())
-        passed = math.isfinite(err) and err <= bound
-        ok &= passed
-        s.add(Row(f"check_attention", what, name, f"{B},{H},{T},{D}", str(causal), err=err, err_torch=err_t,
-                  bound=bound, status="PASS" if passed else "FAIL"))
+        ok &= check_row(s, Row("check_attention", what, name, f"{B},{H},{T},{D}", str(causal)), a, t, r)
     del ours, sdpa, ref
     return ok
 
 
+def check_row(s: Session, row: Row, ours, torch_, ref) -> bool:
+    """Fill row with our and PyTorch's max error against the float64 reference and the bound
+    (factor x PyTorch's error + ATOL x max(1, |ref|)); add it; True when it passes."""
+    row.err = (ours.double() - ref).abs().max().item()
+    row.err_torch = (torch_.double() - ref).abs().max().item()
+    row.bound = _factor(row.dtype, s.device) * row.err_torch + CHECK_ATOL[row.dtype] * max(1.0, ref.abs().max().item())
+    passed = math.isfinite(row.err) and row.err <= row.bound
+    row.status = "PASS" if passed else "FAIL"
+    s.add(row)
+    return passed
+
+
+def activation_ops(K) -> dict:
+    """name -> (inputs from (x, other, bias), ours, torch eager, written-out reference) for the
+    fused activations; the one table the checks and both benchmarks use."""
+    import torch.nn.functional as F
+    return {
+        "gelu": (lambda x, other, bias: (x,), lambda a: K.gelu(a), lambda a: F.gelu(a, approximate="tanh"),
+                 lambda a: K.gelu_ref(a)),
+        "bias_gelu": (lambda x, other, bias: (x, bias), lambda a, b: K.bias_gelu(a, b),
+                      lambda a, b: F.gelu(a + b, approximate="tanh"), lambda a, b: K.bias_gelu_ref(a, b)),
+        "swiglu": (lambda x, other, bias: (other, x), K.swiglu, lambda a, b: F.silu(a) * b, K.swiglu_ref),
+    }
+
+
 def check_activations(s: Session, K, dtype, M, N) -> bool:
     import torch
-    import torch.nn.functional as F
     dev = s.device
     g = torch.Generator(device=dev).manual_seed(M + N)
     x, gate, dy = (torch.randn(M, N, device=dev, generator=g) * 3 for _ in range(3))
     bias = torch.randn(N, device=dev, generator=g)
-    cases = {
-        "gelu": ((x,), lambda a: K.gelu(a), lambda a: F.gelu(a, approximate="tanh"), lambda a: K.gelu_ref(a)),
-        "bias_gelu": ((x, bias), lambda a, b: K.bias_gelu(a, b), lambda a, b: F.gelu(a + b, approximate="tanh"),
-                      lambda a, b: K.bias_gelu_ref(a, b)),
-        "swiglu": ((gate, x), K.swiglu, lambda a, b: F.silu(a) * b, K.swiglu_ref),
-    }
     name = str(dtype).removeprefix("torch.")
     ok = True
-    for op, (inputs, ours_fn, torch_fn, ref_fn) in cases.items():
+    for op, (pick, ours_fn, torch_fn, ref_fn) in activation_ops(K).items():
+        inputs = pick(x, gate, bias)
+
         def run(fn, dt):
             leaves = [t.to(dt).requires_grad_() for t in inputs]
             y = fn(*leaves)
@@ -268,15 +282,7 @@ def check_activations(s: Session, K, dtype, M, N) -> bool:
             return [y.detach()] + [t.grad for t in leaves]
         for what, a, t, r in zip(("y", "d0", "d1"), run(ours_fn, dtype), run(torch_fn, dtype),
                                  run(ref_fn, torch.float64)):
-            err = (a.double() - r).abs().max().item()
-            err_t = (t.double() - r).abs().max().item()
-            # elementwise outputs: interpreter bf16 truncates (one ulp); reductions use the factor
-            factor = 4.0 if (name == "bfloat16" and dev != "cuda") else 2.0
-            bound = factor * err_t + CHECK_ATOL[name] * max(1.0, r.abs().max().item())
-            passed = math.isfinite(err) and err <= bound
-            ok &= passed
-            s.add(Row(f"check_{op}", what, name, f"{M},{N}", err=err, err_torch=err_t, bound=bound,
-                      status="PASS" if passed else "FAIL"))
+            ok &= check_row(s, Row(f"check_{op}", what, name, f"{M},{N}"), a, t, r)
     return ok
 
 
@@ -325,7 +331,6 @@ def attention_providers(K, dev: str) -> dict:
 
 def stage_attention(s: Session, K, dry: bool):
     import torch
-    import torch.nn.functional as F
     dev = s.device
     dtype = torch.bfloat16
     seq_lens = [16, 33] if dry else s.args.seq_lens
@@ -401,7 +406,6 @@ def copy_bandwidth(s: Session, M, N, dtype) -> float:
 
 def stage_activations(s: Session, K, dry: bool):
     import torch
-    import torch.nn.functional as F
     dev = s.device
     dtype = torch.bfloat16
     M, N = (64, 200) if dry else (16384, 8192)
@@ -410,14 +414,10 @@ def stage_activations(s: Session, K, dry: bool):
     backend = "aot_eager" if dry else "inductor"  # the dry run checks the path, not inductor's speed
     x, gate, dy = (torch.randn(M, N, device=dev).to(dtype) for _ in range(3))
     bias = torch.randn(N, device=dev).to(dtype)
-    # name: (inputs, ours, torch, ideal elements moved fwd, fwd+bwd)
-    ops = {
-        "gelu": ((x,), lambda a: K.gelu(a), lambda a: F.gelu(a, approximate="tanh"), 2 * n, 5 * n),
-        "bias_gelu": ((x, bias), lambda a, b: K.bias_gelu(a, b), lambda a, b: F.gelu(a + b, approximate="tanh"),
-                      2 * n + N, 5 * n + 2 * N),
-        "swiglu": ((gate, x), K.swiglu, lambda a, b: F.silu(a) * b, 3 * n, 8 * n),
-    }
-    for op, (inputs, ours, eager, fwd_elems, fwd_bwd_elems) in ops.items():
+    # ideal elements moved: forward, forward+backward
+    moved = {"gelu": (2 * n, 5 * n), "bias_gelu": (2 * n + N, 5 * n + 2 * N), "swiglu": (3 * n, 8 * n)}
+    for op, (pick, ours, eager, _) in activation_ops(K).items():
+        inputs, (fwd_elems, fwd_bwd_elems) = pick(x, gate, bias), moved[op]
         providers = {"tinyllm": ours, "torch_eager": eager,
                      "torch_compile": torch.compile(eager, backend=backend)}
         for mode, elems in (("fwd", fwd_elems), ("fwd_bwd", fwd_bwd_elems)):
