@@ -37,13 +37,13 @@ GOALS = {("cpu", "tiny"): 1.3, ("cuda", "gpt2"): 1.5}
 
 def model_config(args):
     from .model import ModelConfig
-    from .model.config import PRESETS
+    from .model.config import PRESETS, SHAPE_FIELDS
 
     if args.preset in BENCH_SIZES:
         fields = dict(BENCH_SIZES[args.preset])
     else:
         fields = {k: v for k, v in PRESETS[args.preset].items() if k not in ("params", "train")}
-    for k in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff"):
+    for k in SHAPE_FIELDS:
         if getattr(args, k) is not None:
             fields[k] = getattr(args, k)
     # the GPT-2 architecture, which is what GPT2LMHeadModel implements
@@ -103,8 +103,10 @@ def commit() -> str:
 
 def bench_train(args) -> dict:
     from .model import TinyLLM
+    from .model.config import SHAPE_FIELDS
     from .train.distributed import resolve_device
     from .train.mfu import mfu, peak_flops
+    from .train.precision import autocast_setup
 
     for name in ("batch_size", "steps"):
         if getattr(args, name) <= 0:
@@ -120,11 +122,7 @@ def bench_train(args) -> dict:
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     if dtype not in ("float32", "bfloat16"):
         raise TinyLLMError(f"--dtype must be auto, float32 or bfloat16, got {args.dtype!r}")
-    amp = torch.bfloat16 if dtype == "bfloat16" else None
-    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else (lambda: torch.autocast(
-        device.type, enabled=False))
-    if device.type == "cuda":
-        torch.set_float32_matmul_precision("high")
+    amp, autocast = autocast_setup(dtype, device)  # as `tinyllm train` runs it
     cfg = model_config(args)
 
     torch.manual_seed(args.seed)
@@ -154,10 +152,9 @@ def bench_train(args) -> dict:
 
     tps = [B * T / statistics.median(t) for t in times]
     profiles = [profile_step(s, device, args.profile) for s in steps] if args.profile else None
-    changed = [k for k in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff")
-               if getattr(args, k) is not None]
+    changed = [k for k in SHAPE_FIELDS if getattr(args, k) is not None]
     size = args.preset + (f" with {', '.join(changed)} changed" if changed else "")
-    peak = peak_flops(device, amp or torch.float32)
+    peak = peak_flops(device, amp)
     fpt = ours.flops_per_token()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
@@ -308,7 +305,7 @@ def cmd_bench(args) -> int:
 
 
 def add_bench_parser(sub) -> None:
-    from .model.config import PRESETS
+    from .model.config import PRESETS, SHAPE_FIELDS
 
     b = sub.add_parser("bench", help="benchmarks (train: training steps against Hugging Face transformers)")
     bsub = b.add_subparsers(dest="bench_cmd", required=True, metavar="WHAT")
@@ -317,7 +314,7 @@ def add_bench_parser(sub) -> None:
     t.add_argument("--preset", choices=[*PRESETS, *BENCH_SIZES], default="tiny",
                    help="model size (default: tiny; gpt2 = GPT-2 small, 124M, context 1024)")
     t.add_argument("--batch_size", type=int, default=8, help="sequences per step (default: 8)")
-    for name in ("context_length", "vocab_size", "d_model", "n_layers", "n_heads", "d_ff"):
+    for name in SHAPE_FIELDS:
         t.add_argument(f"--{name}", type=int, default=None, help=f"override the size's {name}")
     t.add_argument("--steps", type=int, default=10, help="timed steps per model (default: 10)")
     t.add_argument("--warmup", type=int, default=3, help="untimed steps per model first (default: 3)")

@@ -43,9 +43,9 @@ def cmd_train(args) -> int:
         from .data.qa import load_qa
         pairs = load_qa(args.data)
         qa_pairs = len(pairs)
-        model_fields = {"vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff"}  # shape
+        from .model.config import SHAPE_FIELDS
         for k, v in qa_train_defaults(pairs, args.preset).items():  # fill only what the user left unset
-            if args.init_from and k in model_fields:
+            if args.init_from and k in SHAPE_FIELDS:
                 continue  # fine-tuning: the model's shape comes from the checkpoint
             if getattr(args, k, None) is None:
                 setattr(args, k, v)

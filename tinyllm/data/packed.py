@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ..errors import TinyLLMError
+from ..model.loss import IGNORE_INDEX
 from .qa import QAPair
 from .tokens import part_bounds
 
-IGNORE_INDEX = -100
 LOOKAHEAD = 64  # pairs scanned for one that fills a row's leftover space
 
 

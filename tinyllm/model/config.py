@@ -10,6 +10,8 @@ from ..errors import TinyLLMError
 POS_EMBS = ("learned", "sinusoidal", "rope")
 ACTIVATIONS = ("gelu", "relu", "silu", "swiglu")
 ATTENTIONS = ("auto", "reference", "sdpa", "triton")
+# the fields that fix the weights' shapes (a checkpoint's, when fine-tuning or resuming)
+SHAPE_FIELDS = ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff")
 
 
 @dataclass
@@ -40,7 +42,7 @@ class ModelConfig:
     """Biases in Linear layers and LayerNorms."""
 
     def __post_init__(self):
-        for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff"):
+        for name in SHAPE_FIELDS:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise TinyLLMError(f"model config: {name} must be a positive integer, got {v!r}")

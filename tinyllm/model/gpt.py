@@ -11,10 +11,8 @@ from torch import nn
 from .attention import CausalSelfAttention, KVCache
 from .config import ModelConfig
 from .ffn import FeedForward
-from .loss import linear_cross_entropy
+from .loss import IGNORE_INDEX, linear_cross_entropy
 from .positions import Rotary, sinusoidal_table
-
-IGNORE_INDEX = -100  # targets with this value are not scored (padding, Q&A prompts)
 
 
 def resolve_attention(attention: str, device: torch.device | str | None = None) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # targets with this value are not scored (padding, Q&A prompts); F.cross_entropy's default
 
 
 def linear_cross_entropy_ref(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,

@@ -35,6 +35,7 @@ from .checkpoint import (clean_stale_temp, config_mismatch, keep_history, read_c
                          save_checkpoint, set_rng_state)
 from .config import TrainConfig
 from .mfu import mfu, peak_flops
+from .precision import autocast_setup
 from .sampler import derive_seed, slice_batch
 from .schedule import lr_at
 
@@ -97,14 +98,7 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.dist, self.device = dist_utils.setup(cfg.device)
         self.main = self.dist.is_main
-        bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and self.device.type == "cuda")
-        self.amp_dtype = torch.bfloat16 if bf16 else torch.float32
-        if self.amp_dtype == torch.bfloat16:
-            self.autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
-        else:
-            self.autocast = contextlib.nullcontext
-        if self.device.type == "cuda":
-            torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in float32
+        self.amp_dtype, self.autocast = autocast_setup(cfg.dtype, self.device)
 
     def log(self, msg: str) -> None:
         if self.main:
