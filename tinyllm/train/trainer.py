@@ -171,6 +171,7 @@ class Trainer:
         corpus = load_corpus(cfg.data)
         tok_file, tok_meta = out / "tokenizer.txt", out / "tokenizer.json"
         if self.main:
+            trained_for = None  # the key of a tokenizer trained here, recorded once it is saved
             if ckpt or init:
                 tok = Tokenizer.from_str((ckpt or init)["tokenizer"])
             elif cfg.tokenizer:
@@ -184,10 +185,11 @@ class Trainer:
                     t0 = time.perf_counter()
                     tok = train_tokenizer(corpus, self.model_cfg.vocab_size, show_progress=cfg.progress)
                     self.log(f"trained a {tok.vocab_size}-token BPE tokenizer in {time.perf_counter() - t0:.1f}s")
-                    tok.save(tok_file)
-                    with atomic_open(tok_meta) as f:
-                        json.dump(key, f)
+                    trained_for = key
             tok.save(tok_file)
+            if trained_for is not None:  # after the file it describes: a crash in between retrains, never misreuses
+                with atomic_open(tok_meta) as f:
+                    json.dump(trained_for, f)
         # through the process group, not the file: other nodes may not share out_dir's disk
         tok_text = dist_utils.broadcast_object(tok.to_str() if self.main else None, self.dist)
         if not self.main:
@@ -205,13 +207,14 @@ class Trainer:
         # rank 0 tokenizes, then the first rank of each other node (it finds the files already there when
         # out_dir is a shared disk), then everyone memmaps them
         T = self.model_cfg.context_length
+        built = None  # a rank that built (or checked) the files keeps its datasets: no second corpus hash
         if self.main:
-            build_token_files(corpus, tok, out / "data", T)
+            built = build_token_files(corpus, tok, out / "data", T)
         dist_utils.barrier(self.dist)
         if self.dist.local_rank == 0 and not self.main:
-            build_token_files(corpus, tok, out / "data", T)
+            built = build_token_files(corpus, tok, out / "data", T)
         dist_utils.barrier(self.dist)
-        train_ds, val_ds, _ = build_token_files(corpus, tok, out / "data", T)
+        train_ds, val_ds, _ = built or build_token_files(corpus, tok, out / "data", T)
         _, val_docs = split_documents(corpus.documents)
         prompt = " ".join(val_docs[0].split()[:4]) if val_docs else ""
         return tok, train_ds, val_ds, False, prompt
