@@ -68,19 +68,15 @@ def cmd_train(args) -> int:
         print(f"val loss {result.val_loss:.4f} is {verdict} the unigram entropy of the val tokens "
               f"{result.val_unigram_entropy:.4f} nats", file=sys.stderr)
     if cfg.sample_tokens > 0 and not result.stopped_early:
-        from .generate import generate
-        from .data.qa import format_prompt
-        if trainer.is_qa:
-            prompt = format_prompt("Who are you?")
+        from .generate import answer, generate
+        print("--- sample (temperature 0.8, top_k 40) ---", file=sys.stderr)
+        sampling = dict(temperature=0.8, top_k=40, seed=cfg.seed)
+        if trainer.is_qa:  # the question as asked; the answer without the template's spaces
+            text = answer(trainer.model, trainer.tokenizer, "Who are you?", max_tokens=cfg.sample_tokens, **sampling)
+            print(f"Question: Who are you?\nAnswer: {text}")
         else:
             prompt = trainer.sample_prompt or "\n"
-        print("--- sample (temperature 0.8, top_k 40) ---", file=sys.stderr)
-        text = generate(trainer.model, trainer.tokenizer, prompt, cfg.sample_tokens, temperature=0.8,
-                        top_k=40, seed=cfg.seed)
-        if trainer.is_qa:  # the question as asked; the answer without the template's spaces
-            print(f"Question: Who are you?\nAnswer: {text.strip()}")
-        else:
-            print(prompt + text)
+            print(prompt + generate(trainer.model, trainer.tokenizer, prompt, cfg.sample_tokens, **sampling))
     return 0
 
 
@@ -101,20 +97,17 @@ def _check_sampling(args):
 
 
 def cmd_generate(args) -> int:
-    from .data.qa import format_prompt
-    from .generate import generate_ids, stream_text, trim_stream
+    from .generate import generate_ids, stream_answer, stream_text
 
     _check_sampling(args)
     model, tok, info = _load_for_inference(args)
-    prompt = args.prompt
-    ask = info.get("is_qa") and not args.raw
-    if ask:  # a question: wrap it in the training template, print only the answer
-        prompt = format_prompt(prompt)
-    ids = tok.encode(prompt) or [tok.bos_id]
-    ids = generate_ids(model, ids, args.max_tokens, args.temperature, args.top_k, args.top_p,
-                       tok.eos_id, args.seed)
-    pieces = stream_text(tok, ids)
-    for piece in trim_stream(pieces) if ask else pieces:
+    sampling = (args.max_tokens, args.temperature, args.top_k, args.top_p)
+    if info.get("is_qa") and not args.raw:  # a question: wrap it in the training template, print only the answer
+        pieces = stream_answer(model, tok, args.prompt, *sampling, seed=args.seed)
+    else:
+        pieces = stream_text(tok, generate_ids(model, tok.encode(args.prompt) or [tok.bos_id], *sampling,
+                                               eos_id=tok.eos_id, seed=args.seed))
+    for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
