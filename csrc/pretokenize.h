@@ -178,7 +178,7 @@ inline void pretokenize(Pattern pattern, const uint8_t* s, size_t n, Emit&& emit
 
 // Is p (p > 0) a safe cut: a space or newline at p with a letter before it?
 // Pre-tokenizing s[0..p) and s[p..n) separately gives the same pieces as the whole
-// (see tinyllm/tokenizer/corpus.py), so files can stream in blocks.
+// (see tinyllm/tokenizer/inputs.py), so files can stream in blocks.
 inline bool is_safe_cut(const uint8_t* s, size_t p) {
     return (s[p] == ' ' || s[p] == '\n') && class_of(decode_at(s, p, prev_cp_start(s, p)).cp) == kLetter;
 }

@@ -15,7 +15,7 @@ import pytest
 
 from tinyllm.errors import TinyLLMError
 from tinyllm.tokenizer import SPECIAL_TOKENS, Tokenizer, native_available
-from tinyllm.tokenizer.corpus import CorpusWarning, iter_file_segments, last_safe_cut
+from tinyllm.tokenizer.inputs import CorpusWarning, iter_file_segments, last_safe_cut
 from tinyllm.tokenizer.reference import Tokenizer as ReferenceTokenizer
 
 REQUIRE_NATIVE = os.environ.get("TINYLLM_REQUIRE_NATIVE") == "1"

@@ -13,7 +13,7 @@ import threading
 
 from .. import _bpe
 from ..errors import TinyLLMError
-from . import corpus as corpus_mod
+from . import inputs
 from .patterns import MIN_VOCAB_SIZE, SPECIAL_TOKENS, check_pattern
 from .reference import Tokenizer as ReferenceTokenizer
 from .reference import _progress, check_batch_args, check_train_args, finish_training
@@ -77,7 +77,7 @@ class NativeTokenizer(ReferenceTokenizer):
         def count():
             batch: list[str] = []
             size = 0
-            for kind, obj in corpus_mod.iter_sources(files_or_texts):
+            for kind, obj in inputs.iter_sources(files_or_texts):
                 seen.append((kind, obj if kind == "file" else None))
                 if kind == "text":
                     batch.append(obj)
@@ -104,7 +104,7 @@ class NativeTokenizer(ReferenceTokenizer):
             n_pretokens = _run_with_progress(count, lambda: trainer.bytes_read, bar)
         finally:
             for path, replaced in invalid:
-                corpus_mod.warn_invalid_utf8(path, replaced)
+                inputs.warn_invalid_utf8(path, replaced)
         n_merges = vocab_size - MIN_VOCAB_SIZE
         merges = []
         if n_pretokens:

@@ -6,7 +6,7 @@ values (byte b is id b + 4); then one id per learned merge, in the order learned
 Training, step by step:
   1. Split every document on special tokens (they are never learned), cut it into
      pre-tokens with the split pattern (patterns.py), and count each distinct pre-token.
-     Files stream (corpus.py); nothing holds the whole corpus in memory.
+     Files stream (inputs.py); nothing holds the whole corpus in memory.
   2. Each distinct pre-token becomes a "word": its UTF-8 bytes as ids, with its count.
   3. Count adjacent id pairs over all words, weighted by word count.
   4. Repeat until vocab_size: take the most frequent pair; ties go to the smallest
@@ -45,7 +45,7 @@ from collections.abc import Iterable
 import regex
 
 from ..errors import TinyLLMError
-from . import corpus as corpus_mod
+from . import inputs
 from .format import parse_tokenizer_text, tokenizer_text
 from .patterns import BYTE_OFFSET, MIN_VOCAB_SIZE, PATTERNS, SPECIAL_TOKENS, check_pattern
 
@@ -139,14 +139,14 @@ def count_pretokens(files_or_texts, pattern: str = "gpt4", show_progress: bool =
 
     bar = _progress(show_progress, unit="B", unit_scale=True, desc="reading corpus")
     shown = not isinstance(bar, _NoBar)  # sizes are UTF-8 encodes: only worth it for a bar
-    for kind, obj in corpus_mod.iter_sources(files_or_texts):
+    for kind, obj in inputs.iter_sources(files_or_texts):
         sources_seen.append((kind, obj if kind == "file" else None))
         if kind == "text":
             add(obj)
             if shown:
-                bar.update(corpus_mod.source_size(kind, obj))
+                bar.update(inputs.source_size(kind, obj))
         else:
-            for segment in corpus_mod.iter_file_segments(obj):
+            for segment in inputs.iter_file_segments(obj):
                 add(segment)
                 if shown:
                     bar.update(len(to_utf8(segment)))
@@ -275,13 +275,13 @@ def _check_num_threads(num_threads, where: str) -> None:
 def finish_training(merges, vocab_size: int, sources_seen, n_pretokens: int) -> None:
     """Shared end-of-training checks: an empty corpus is an error, a short vocab a warning."""
     if n_pretokens == 0:
-        where = corpus_mod.describe_sources(sources_seen)
+        where = inputs.describe_sources(sources_seen)
         raise TinyLLMError("the training corpus is empty: " +
                            (f"no text in {where}" if sources_seen else "no texts or files were given"))
     reached = MIN_VOCAB_SIZE + len(merges)
     if reached < vocab_size:
         warnings.warn(f"vocab_size={vocab_size} is more than this corpus can reach: training stopped at "
-                      f"vocab size {reached} (no adjacent pair left to merge)", corpus_mod.CorpusWarning,
+                      f"vocab size {reached} (no adjacent pair left to merge)", inputs.CorpusWarning,
                       stacklevel=3)
 
 

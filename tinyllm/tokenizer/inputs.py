@@ -1,4 +1,4 @@
-"""Training corpus input: which files and texts, and how they are streamed.
+"""Tokenizer training input: which files and texts, and how they are streamed.
 
 `Tokenizer.train(files_or_texts)` takes a str (a text), a path (a file, or a directory
 whose *.txt files are read in sorted order), or an iterable mixing both. Files are never
