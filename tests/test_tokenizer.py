@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tinyllm.errors import TinyLLMError
-from tinyllm.tokenizer import SPECIAL_TOKENS, Tokenizer, native_available
+from tinyllm.tokenizer import SPECIAL_TOKENS, Texts, Tokenizer, native_available
 from tinyllm.tokenizer.inputs import CorpusWarning, iter_file_segments, last_safe_cut
 from tinyllm.tokenizer.reference import Tokenizer as ReferenceTokenizer
 
@@ -102,6 +102,19 @@ def test_pure_python_switch(trained_merges):
                        env=dict(os.environ, TINYLLM_PURE_PYTHON="1"))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == Tokenizer(trained_merges).encode(text)
+
+
+def test_docstring_examples(tmp_path, monkeypatch):
+    """The worked examples in the tokenizer's docstrings are run, so they stay true."""
+    import doctest
+
+    from tinyllm.tokenizer import inputs, reference
+
+    monkeypatch.chdir(tmp_path)  # path_like's examples assume no such files here
+    for module in (reference, inputs):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, \
+            f"{result.failed} docstring example(s) in {module.__name__} failed (printed above)"
 
 
 # ---- ids, specials and round trips ------------------------------------------------------
@@ -192,6 +205,68 @@ def test_train_inputs_mix_files_dirs_texts(impl, tmp_path):
                       vocab_size=285, show_progress=False)
     assert tok.merges == same.merges
     assert not any("zeta" in s for s in tok.token_strings(list(range(260, tok.vocab_size))))
+
+
+# A str is text; one that names or looks like a file is refused (the trap: train(["corpus.txt"])
+# trained on those ten characters and only warned that the vocab was not reached).
+@pytest.mark.parametrize("make, message", [
+    (lambda d: str(d / "corpus.txt"), r"corpus\.txt' names an existing file"),
+    (lambda d: "corpus.txt", r"^files_or_texts: 'corpus\.txt' names an existing file, but a str is training text"),
+    (lambda d: str(d), r"names an existing directory"),
+    (lambda d: "docs", r"'docs' names an existing directory"),
+    (lambda d: "docs/", r"'docs/' names an existing directory"),
+    (lambda d: "missing.txt", r"'missing\.txt' looks like a file name"),
+    (lambda d: "Corpus.JSONL", r"looks like a file name"),
+    (lambda d: "/nonexistent/corpus", r"'/nonexistent/corpus' looks like a path"),
+    (lambda d: "missing_dir/", r"looks like a path"),
+    (lambda d: "docs/missing", r"'docs/missing' looks like a path"),
+    (lambda d: "my corpus.txt", r"names an existing file"),  # spaces in a name that exists
+])
+@pytest.mark.parametrize("wrap", [lambda s: s, lambda s: [s], lambda s: ["some text", s], lambda s: iter([s])])
+def test_train_refuses_str_that_is_a_path(impl, tmp_path, monkeypatch, make, message, wrap):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("alpha beta " * 50)
+    (tmp_path / "my corpus.txt").write_text("alpha beta " * 50)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("gamma delta " * 50)
+    item = make(tmp_path)
+    with pytest.raises(TinyLLMError, match=message) as e:
+        impl.train(wrap(item), vocab_size=270, show_progress=False)
+    assert f"pass pathlib.Path({item!r})" in str(e.value) and "Texts(" in str(e.value)
+
+
+@pytest.mark.parametrize("text", [
+    "hello",  # one word
+    "a", ".txt", "e.g.", "Node.js", "and/or", "1/2", "https://example.com/page", "see notes.txt",
+    "missing corpus.txt",  # spaces: a sentence that ends in a file name
+    "read corpus.txt\n",  # several lines
+    "corpus.txt " + "word " * 60,  # a long text containing .txt
+    "x" * 300 + ".txt",  # one word, but longer than any file name
+    "docs" + "\n",
+])
+def test_train_takes_text_that_mentions_files(impl, tmp_path, monkeypatch, text):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "corpus.txt").write_text("unrelated")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorpusWarning)  # a short text cannot reach 262
+        tok = impl.train([text], vocab_size=262, show_progress=False)
+    assert all(tok.token_bytes(i) in text.encode() for i in range(260, tok.vocab_size))  # learned from the text
+
+
+def test_texts_wrapper_skips_the_path_check(impl, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("file contents that must not be read " * 20)
+    (tmp_path / "data").mkdir()
+    docs = ["corpus.txt", "setup.py", "data/"] * 30  # one-line paragraphs of a corpus about code
+    tok = impl.train(Texts(docs), vocab_size=270, show_progress=False)
+    assert all(any(tok.token_bytes(i) in d.encode() for d in docs) for i in range(260, tok.vocab_size))
+    mixed = impl.train([Texts(docs[:45]), Texts(iter(docs[45:]))], vocab_size=270, show_progress=False)
+    assert mixed.merges == tok.merges
+    with pytest.raises(TinyLLMError, match=r"Texts: expected an iterable of str, got str; use Texts\(\[text\]\)"):
+        Texts("corpus.txt")
+    with pytest.raises(TinyLLMError, match=r"Texts: element 1 must be str, got PosixPath"):
+        impl.train(Texts(["ok", tmp_path / "corpus.txt"]), vocab_size=270, show_progress=False)
 
 
 def test_train_from_generator_and_specials_not_learned(impl):

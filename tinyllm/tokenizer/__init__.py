@@ -1,7 +1,7 @@
 """Byte-level BPE tokenizer: a C++ core (tinyllm._bpe) with a pure-Python twin.
 
     from tinyllm.tokenizer import Tokenizer
-    tok = Tokenizer.train(["some text", Path("corpus_dir")], vocab_size=32000)
+    tok = Tokenizer.train(["some text", Path("corpus_dir")], vocab_size=32000)  # a str is text, a Path a file
     ids = tok.encode("hello <EOS>"); tok.decode(ids); tok.save("tok.txt")
 
 `Tokenizer` is the native-backed class when the extension is built and
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from .inputs import Texts
 from .patterns import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, SPECIAL_TOKENS
 from .reference import Tokenizer as ReferenceTokenizer
 
@@ -38,5 +39,5 @@ if native_available() and os.environ.get("TINYLLM_PURE_PYTHON") != "1":
 else:
     Tokenizer = ReferenceTokenizer
 
-__all__ = ["Tokenizer", "ReferenceTokenizer", "SPECIAL_TOKENS", "PATTERNS", "GPT4_PATTERN", "GPT2_PATTERN",
+__all__ = ["Tokenizer", "ReferenceTokenizer", "Texts", "SPECIAL_TOKENS", "PATTERNS", "GPT4_PATTERN", "GPT2_PATTERN",
            "native_available"]

@@ -4,6 +4,12 @@
 whose *.txt files are read in sorted order), or an iterable mixing both. Files are never
 read whole: they stream in blocks and are cut into segments at *safe cuts*.
 
+A str is text, never a file name; a str that looks like one ("corpus.txt", "data/",
+the name of an existing file) is refused rather than guessed at, because training on
+the ten characters "corpus.txt" only ends in a warning much later. Pass a file as
+pathlib.Path; wrap strings that are text whatever they look like (documents read from
+files) in `Texts`, which skips the check. `path_like` is the rule.
+
 Safe cut: a position p with a letter (\\p{L}) just before it and whitespace (\\s) at p.
 The letter ends a letter-run pre-token under both split patterns (the run is possessive
 and stops at the first non-letter), no pre-token looks behind, and no special token
@@ -51,6 +57,76 @@ class CorpusWarning(UserWarning):
     """Something in the corpus was handled but the user should know (invalid UTF-8, vocab not reached)."""
 
 
+class Texts:
+    """Strings that are training text whatever they look like: `Tokenizer.train(Texts(docs))`
+    (or an element of files_or_texts) skips `path_like`, for documents read from files, where
+    a one-line paragraph "setup.py" is text. Holds the iterable, does not copy it.
+
+    >>> resolve_item(Texts(["corpus.txt", "data/"]))
+    [('text', 'corpus.txt'), ('text', 'data/')]
+    """
+
+    __slots__ = ("texts",)
+
+    def __init__(self, texts: Iterable[str]):
+        if isinstance(texts, (str, bytes, bytearray, os.PathLike)) or not isinstance(texts, Iterable):
+            raise TinyLLMError(f"Texts: expected an iterable of str, got {type(texts).__name__}"
+                               + ("; use Texts([text]) for one text" if isinstance(texts, str) else ""))
+        self.texts = texts
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """("text", str) for each string; anything else is an error naming its position."""
+        for i, text in enumerate(self.texts):
+            if not isinstance(text, str):
+                raise TinyLLMError(f"Texts: element {i} must be str, got {type(text).__name__}")
+            yield "text", text
+
+
+MAX_PATH_LIKE = 255  # a str longer than this (or of several lines) is always text
+# Suffixes of corpus and data files: one word ending in one is a file name, not a text.
+FILE_SUFFIXES = frozenset({".txt", ".text", ".md", ".rst", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".xml",
+                           ".html", ".htm", ".log", ".parquet", ".arrow", ".gz", ".bz2", ".xz", ".zst", ".zip", ".tar"})
+_PATH_START = regex.compile(r"(?:~|\.{1,2})?[/\\]\w|[A-Za-z]:[/\\]")  # /x ./x ../x ~/x (or \), C:\ C:/
+_DIR_END = regex.compile(r"[\w.-][/\\]$")  # data/
+_WHITESPACE = regex.compile(r"\s")
+
+
+def path_like(text: str) -> str | None:
+    """Why a str given as training text is a file or directory name, or None if it is text.
+
+    Only a str of one line and at most MAX_PATH_LIKE characters is looked at. It is a path when
+      - it names an existing file or directory (looked up only for one word, or a str with
+        a path separator or a file suffix: a sentence costs no system call), or
+      - it is one word (no whitespace) and ends in a file suffix (FILE_SUFFIXES), starts
+        like a path (/x, ./x, ../x, ~/x, C:\\), ends in a separator (data/), or has a
+        separator after an existing directory (data/bible, when data/ exists).
+    A document is almost never one short word of that shape; to train on one anyway,
+    pass it in `Texts`.
+
+    >>> [path_like(s) for s in ("corpus.txt", "corpus_dir/", "/nowhere/x", "hello", "and/or", "see notes.txt")]
+    ['looks like a file name', 'looks like a path', 'looks like a path', None, None, None]
+    """
+    if not text or len(text) > MAX_PATH_LIKE or "\n" in text or "\r" in text:
+        return None
+    one_word = _WHITESPACE.search(text) is None
+    has_sep = "/" in text or "\\" in text
+    has_suffix = os.path.splitext(text)[1].lower() in FILE_SUFFIXES
+    if one_word or has_sep or has_suffix:
+        if os.path.isdir(text):  # isdir/exists are False (not an error) for NUL, lone surrogates, long names
+            return "names an existing directory"
+        if os.path.exists(text):
+            return "names an existing file"
+    if not one_word:
+        return None
+    if has_suffix:
+        return "looks like a file name"
+    if has_sep:
+        parent = os.path.dirname(text)
+        if _PATH_START.match(text) or _DIR_END.search(text) or (parent and os.path.isdir(parent)):
+            return "looks like a path"
+    return None
+
+
 def resolve_item(item) -> list[tuple[str, object]]:
     """One element of `files_or_texts` as a list of ("text", str) / ("file", Path).
 
@@ -58,7 +134,15 @@ def resolve_item(item) -> list[tuple[str, object]]:
     [('text', 'hello')]
     """
     if isinstance(item, str):
+        why = path_like(item)
+        if why:
+            raise TinyLLMError(
+                f"files_or_texts: {item!r} {why}, but a str is training text, not a path; pass "
+                f"pathlib.Path({item!r}) to train on a file (or on a directory's .txt files), or "
+                f"tinyllm.tokenizer.Texts([...]) for strings that are text")
         return [("text", item)]
+    if isinstance(item, Texts):
+        return list(item)
     if isinstance(item, os.PathLike):
         path = Path(item)
         if path.is_dir():
@@ -86,6 +170,9 @@ def iter_sources(files_or_texts) -> Iterator[tuple[str, object]]:
     """
     if isinstance(files_or_texts, (str, os.PathLike, bytes, bytearray)):
         yield from resolve_item(files_or_texts)
+        return
+    if isinstance(files_or_texts, Texts):
+        yield from files_or_texts  # streams, like any iterable that is not a list
         return
     if not isinstance(files_or_texts, Iterable):
         raise TinyLLMError(

@@ -67,7 +67,10 @@ class NativeTokenizer(ReferenceTokenizer):
     @classmethod
     def train(cls, files_or_texts, vocab_size: int = 32000, pattern: str = "gpt4",
               num_threads: int | None = None, show_progress: bool = True) -> "NativeTokenizer":
-        """Learn vocab_size - 260 merges; counting runs on num_threads threads (default: all cores)."""
+        """Learn vocab_size - 260 merges; counting runs on num_threads threads (default: all cores).
+
+        files_or_texts as in the reference (a str that looks like a file name is refused).
+        """
         check_train_args(vocab_size, num_threads)
         pattern = check_pattern(pattern)
         trainer = _bpe.Trainer(pattern, num_threads or default_threads())

@@ -329,6 +329,10 @@ class Tokenizer:
               num_threads: int | None = None, show_progress: bool = True) -> "Tokenizer":
         """Learn vocab_size - 260 merges from texts (str) and files/directories (paths).
 
+        files_or_texts: a str, a pathlib.Path, a `Texts`, or an iterable of them. A str is
+        always text: one that looks like a file name ("corpus.txt", "data/", an existing
+        path; inputs.path_like) raises instead of training on its characters, so pass files
+        as Path, and documents that may look like file names in `Texts`.
         num_threads is accepted for API parity; the reference is single-threaded.
         """
         check_train_args(vocab_size, num_threads)
