@@ -1,12 +1,10 @@
 """gelu, bias_gelu, swiglu (Triton, run by the interpreter on CPU) against float64 references.
 
-Error rules, per output and gradient:
-- float32, float16: max |kernel - ref64| <= 2 * max |torch - ref64| + ATOL * max(1, max |ref64|),
-  `torch` being PyTorch's own op (F.gelu, F.silu(g) * u) in the same dtype, with autograd.
-- bfloat16 elementwise outputs: |kernel - ref64| <= 2^-7 |ref64| + ATOL, i.e. under one bf16
-  ulp: the kernel computes in float32 and rounds once, but the interpreter's float32 -> bf16
-  cast truncates (the GPU rounds to nearest even, half an ulp). Reductions (dbias) use the
-  first rule with factor 4.
+Error rules, per output and gradient (the bounds: kernels/tolerances.py, shared with
+benchmarks/gpu.py): rule 1, max |kernel - ref64| <= factor x PyTorch's own error in the same
+dtype (F.gelu, F.silu(g) * u, with autograd) + a floor; rule 2 for bfloat16 elementwise
+outputs: under one bf16 ulp per element, because the interpreter's casts truncate.
+Reductions (dbias) use rule 1 with the interpreter's bf16 factor.
 
 See test_kernels_flash_attention.py for why TRITON_INTERPRET is set here and the re-run.
 """
@@ -17,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from kernel_env import K, needs_interpreter, needs_rerun, rerun_in_subprocess
+from tinyllm.kernels.tolerances import CLOSE, elementwise_bound, error_bound
 
 # tl.sigmoid(x) = 1 / (1 + exp(-x)): numpy warns when exp(-x) overflows to inf; the result, 0, is right.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 DTYPE_IDS = ["fp32", "fp16", "bf16"]
-ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
 # Odd sizes: one element, a ragged tail, more than one interpreter block (1024), rows that do
 # not fill a tile (8 x 64 in the interpreter) and several row blocks in the bias_gelu backward.
 SHAPES = [(1,), (9, 41), (3, 7, 300), (4097,)]
@@ -38,12 +36,11 @@ def _inputs(shape, dtype, seed, n, spread=3.0):
 def _check(name, dtype, got, torch_, ref, elementwise=True):
     err = (got.double() - ref).abs()
     if dtype == torch.bfloat16 and elementwise:
-        bound = 2.0 ** -7 * ref.abs() + ATOL[dtype]
+        bound = elementwise_bound(dtype, ref)
         assert (err <= bound).all(), f"{name}: {(err - bound).max().item():.3g} above one bf16 ulp"
         return
     err_torch = (torch_.double() - ref).abs().max().item()
-    factor = 4.0 if dtype == torch.bfloat16 else 2.0
-    bound = factor * err_torch + ATOL[dtype] * max(1.0, ref.abs().max().item())
+    bound = error_bound(dtype, err_torch, ref.abs().max().item(), interpreted=True)
     assert err.max().item() <= bound, f"{name}: error {err.max().item():.3g} > bound {bound:.3g} (torch {err_torch:.3g})"
 
 
@@ -108,7 +105,7 @@ def test_bias_gelu_fp32_bias_with_bf16_input():
     y.backward(dy)
     ref = K.bias_gelu_ref(x.double(), b.detach().double())
     assert y.dtype == torch.bfloat16 and b.grad.dtype == torch.float32
-    assert ((y.double() - ref).abs() <= 2.0 ** -7 * ref.abs() + 1e-3).all()
+    assert ((y.double() - ref).abs() <= elementwise_bound(torch.bfloat16, ref)).all()
 
 
 @needs_interpreter
@@ -130,17 +127,17 @@ def test_gelu_extreme_inputs(approximate):
     for op, (got, ref) in cases.items():
         for name, a, r in zip(("y", "dx", "dbias"), got, ref):
             assert torch.isfinite(a).all(), f"{op} {name}: {a}"
-            assert torch.allclose(a.double(), r, rtol=1e-5, atol=1e-6), f"{op} {name}: {a} vs {r}"
+            assert torch.allclose(a.double(), r, **CLOSE[torch.float32]), f"{op} {name}: {a} vs {r}"
 
 
 @pytest.mark.parametrize("approximate", ["tanh", "none"])
 def test_references_match_pytorch(approximate):
     """The written-out references compute what PyTorch's ops compute (float64, exact to rounding)."""
     x, b, g = (torch.randn(1000, dtype=torch.float64) * 4 for _ in range(3))
-    assert torch.allclose(K.gelu_ref(x, approximate), F.gelu(x, approximate=approximate), rtol=1e-12, atol=1e-12)
-    assert torch.allclose(K.bias_gelu_ref(x, b, approximate), F.gelu(x + b, approximate=approximate),
-                          rtol=1e-12, atol=1e-12)
-    assert torch.allclose(K.swiglu_ref(g, x), F.silu(g) * x, rtol=1e-12, atol=1e-12)
+    tol = CLOSE[torch.float64]
+    assert torch.allclose(K.gelu_ref(x, approximate), F.gelu(x, approximate=approximate), **tol)
+    assert torch.allclose(K.bias_gelu_ref(x, b, approximate), F.gelu(x + b, approximate=approximate), **tol)
+    assert torch.allclose(K.swiglu_ref(g, x), F.silu(g) * x, **tol)
     assert math.isclose(K.gelu_ref(torch.tensor(1.0, dtype=torch.float64), approximate).item(),
                         F.gelu(torch.tensor(1.0, dtype=torch.float64), approximate=approximate).item())
 

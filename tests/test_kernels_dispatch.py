@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from kernel_env import ROOT, K, dispatch, needs_interpreter, needs_rerun, rerun_in_subprocess
+from tinyllm.kernels.tolerances import CLOSE
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 
@@ -76,7 +77,7 @@ def test_triton_and_reference_paths_agree(monkeypatch):
         out.backward()
         results[backend] = [out.detach()] + [t.grad for t in leaves]
     for a, r in zip(results["triton"], results["reference"]):
-        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, r, **CLOSE[torch.float32])
 
 
 def test_import_without_triton_falls_back():
@@ -207,9 +208,9 @@ def _compile_matches_eager(backend):
     compiled = torch.compile(model, fullgraph=True, backend=backend)  # fullgraph: a graph break raises
     out = compiled(x)
     out.sum().backward()
-    torch.testing.assert_close(out, eager_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, eager_out, **CLOSE[torch.float32])
     for p, g in zip(model.parameters(), eager_grads):
-        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(p.grad, g, **CLOSE[torch.float32])
 
 
 def test_torch_compile_fullgraph_reference_path(monkeypatch):
