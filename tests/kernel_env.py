@@ -28,7 +28,8 @@ IS_CHILD = os.environ.get("TINYLLM_KERNEL_TESTS_CHILD") == "1"
 RERUN = dispatch.HAS_TRITON and not dispatch.INTERPRETED and not IS_CHILD
 needs_interpreter = pytest.mark.skipif(
     not dispatch.HAS_TRITON or RERUN,
-    reason="triton not installed" if not dispatch.HAS_TRITON else
+    reason=f"triton not importable ({dispatch.TRITON_IMPORT_ERROR!r}; test_installed_triton_imports fails "
+           "if it is installed)" if not dispatch.HAS_TRITON else
     "triton was imported before TRITON_INTERPRET=1; covered by test_rerun_in_subprocess")
 needs_rerun = pytest.mark.skipif(not RERUN, reason="the interpreter is active in this process")
 
