@@ -174,6 +174,21 @@ def test_token_strings_view(impl):
     assert tok.token_strings("é<EOS>") == ["é"[0:0] + "<0xC3>", "<0xA9>", "<EOS>"]
 
 
+@pytest.mark.parametrize("name", ["gpt4", "gpt2"])
+def test_pattern_is_the_name_and_pattern_regex_the_regex(impl, name):
+    """A tiktoken Encoding built by hand needs tok.pattern_regex: tok.pattern is the name,
+    which as a regex matches nothing in ordinary text (zero tokens)."""
+    import regex
+
+    from tinyllm.tokenizer import PATTERNS
+
+    tok = impl([], name)
+    assert tok.pattern == name and tok.pattern_regex == PATTERNS[name]
+    assert impl([], PATTERNS[name]).pattern == name  # the regex is accepted in place of the name
+    text = SAMPLES[3]
+    assert "".join(regex.findall(tok.pattern_regex, text)) == text and regex.findall(tok.pattern, text) == []
+
+
 def test_tiktoken_parity_small(tok):
     tiktoken = pytest.importorskip("tiktoken")
     enc = tok.to_tiktoken()

@@ -431,6 +431,7 @@ class Tokenizer:
 
     @property
     def pattern_regex(self) -> str:
+        """The split pattern's regex (tiktoken's pat_str); `pattern` is only its name."""
         return PATTERNS[self._pattern_name]
 
     @property
