@@ -97,19 +97,22 @@ def _git_commit() -> str:
 
 @dataclasses.dataclass
 class Row:
-    bench: str              # check_attention, attention_fwd, attention_fwd_bwd, gelu_fwd, copy, ...
-    provider: str           # tinyllm, sdpa_flash, reference, torch_eager, torch_compile, torch
+    """One CSV row after the run's date, commit, gpu, torch, triton, cuda; the columns are
+    documented in benchmarks/README.md ("Results files"), keep the two in step."""
+    bench: str              # check_<op>, attention_fwd[_bwd], model_attn_fwd[_bwd], copy, <op>_fwd[_bwd]
+    provider: str           # tinyllm, sdpa_flash, reference, torch_eager, torch_compile, torch (copy);
+    #                         check rows: the tensor checked (out, dq, dk, dv; y, d0, d1)
     dtype: str
-    shape: str              # B,H,T,D for attention; M,N for activations
-    causal: str = ""
-    ms: float | None = None
-    tflops: float | None = None
-    gbps: float | None = None
+    shape: str              # B,H,T,D for attention; M,N for activations and copy
+    causal: str = ""        # True / False for attention, else empty
+    ms: float | None = None         # median per call
+    tflops: float | None = None     # attention: FlashAttention's FLOP count / time
+    gbps: float | None = None       # activations, copy: ideal bytes moved / time, 1e9 bytes/s
     ratio: float | None = None      # this / ratio_vs, by throughput (higher is better)
     ratio_vs: str = ""
     err: float | None = None        # correctness rows: max |ours - fp64 ref|
     err_torch: float | None = None  # ... and PyTorch's own error in the same dtype
-    bound: float | None = None
+    bound: float | None = None      # ... and the largest err allowed (kernels/tolerances.py)
     status: str = "ok"              # ok, PASS, FAIL, oom, skipped: <why>
 
 

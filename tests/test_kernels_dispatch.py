@@ -312,6 +312,30 @@ def test_gpu_benchmark_script_cli(tmp_path):
     assert not [row for row in rows if row["status"] == "FAIL"]
 
 
+def _documented_columns(results_file: str) -> list[str]:
+    """The column names of benchmarks/README.md's table for one results file, in order."""
+    lines = (ROOT / "benchmarks" / "README.md").read_text().splitlines()
+    start = lines.index(next(x for x in lines if x.startswith(f"### `{results_file}`")))
+    columns = []
+    for line in lines[start + 1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("| `"):
+            columns.append(line.split("`")[1])
+    return columns
+
+
+def test_gpu_csv_columns_are_the_documented_ones(monkeypatch):
+    """gpu.py's writer, the header of results/gpu.csv and the README's schema list the same columns."""
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_bench", gpu)  # dataclasses look their module up there
+    spec.loader.exec_module(gpu)
+    with (ROOT / "benchmarks" / "results" / "gpu.csv").open() as f:
+        header = next(csv.reader(f))
+    assert gpu.CSV_FIELDS == header == _documented_columns("gpu.csv")
+
+
 @needs_rerun
 def test_rerun_in_subprocess():
     rerun_in_subprocess(__file__)
