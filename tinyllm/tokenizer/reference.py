@@ -165,66 +165,137 @@ def train_merges(pretoken_counts: dict[str, int], n_merges: int, show_progress: 
     """
     words: list[list[int]] = [[b + BYTE_OFFSET for b in to_utf8(w)] for w in pretoken_counts]
     counts: list[int] = list(pretoken_counts.values())
+    pair_counts, where = _index_pairs(words, counts)
+    heap = _pair_heap(pair_counts)
+    token_bytes: list[bytes] = [b""] * BYTE_OFFSET + [bytes([i]) for i in range(256)]
+    id_of_bytes: dict[bytes, int] = {tb: i for i, tb in enumerate(token_bytes) if i >= BYTE_OFFSET}
+    merges: list[tuple[int, int]] = []
+    bar = _progress(show_progress, total=n_merges, desc="merging")
 
-    # pair -> count, and pair -> indices of words that may contain it (entries go
-    # stale when a word changes; they are skipped when the word no longer has the pair)
+    while len(merges) < n_merges:
+        pair = _pop_most_frequent(heap, pair_counts)
+        if pair is None:  # no pair left anywhere: the corpus is fully merged
+            break
+        new_id, is_new = _token_for_pair(pair, token_bytes, id_of_bytes)
+        if is_new:
+            merges.append(pair)
+            bar.update(1)
+        elif stats is not None:  # alias merge (step 5): rewrite into the existing token, spend no id
+            stats["aliases"] = stats.get("aliases", 0) + 1
+        changed = _merge_pair_in_words(pair, new_id, words, counts, pair_counts, where)
+        _push_pairs(heap, pair_counts, changed)
+    bar.close()
+    return merges
+
+
+def _index_pairs(words: list[list[int]], counts: list[int]) -> tuple[dict, dict]:
+    """Step 3 plus an index: pair -> weighted count, and pair -> indices of the words that
+    may contain it (entries go stale when a word changes; they are skipped when the word
+    no longer has the pair).
+
+    >>> _index_pairs([[1, 2, 3], [1, 2]], [10, 1])
+    ({(1, 2): 11, (2, 3): 10}, {(1, 2): {0, 1}, (2, 3): {0}})
+    """
     pair_counts: dict[tuple[int, int], int] = {}
     where: dict[tuple[int, int], set[int]] = {}
     for wi, (word, c) in enumerate(zip(words, counts)):
         for pair in zip(word, word[1:]):
             pair_counts[pair] = pair_counts.get(pair, 0) + c
             where.setdefault(pair, set()).add(wi)
+    return pair_counts, where
 
-    # heapq is a min-heap: (-count, left, right) pops the largest count, then the
-    # smallest left id, then the smallest right id - the documented tie-break.
+
+def _pair_heap(pair_counts: dict[tuple[int, int], int]) -> list[tuple[int, int, int]]:
+    """heapq is a min-heap: (-count, left, right) pops the largest count, then the
+    smallest left id, then the smallest right id - the documented tie-break.
+
+    >>> heapq.heappop(_pair_heap({(7, 9): 5, (8, 1): 5, (2, 3): 4}))
+    (-5, 7, 9)
+    """
     heap = [(-c, a, b) for (a, b), c in pair_counts.items()]
     heapq.heapify(heap)
+    return heap
 
-    token_bytes: list[bytes] = [b""] * BYTE_OFFSET + [bytes([i]) for i in range(256)]
-    id_of_bytes: dict[bytes, int] = {tb: i for i, tb in enumerate(token_bytes) if i >= BYTE_OFFSET}
-    merges: list[tuple[int, int]] = []
-    bar = _progress(show_progress, total=n_merges, desc="merging")
 
-    while len(merges) < n_merges and heap:
+def _pop_most_frequent(heap: list, pair_counts: dict[tuple[int, int], int]) -> tuple[int, int] | None:
+    """Pop the best pair whose heap entry is up to date, or None once the heap is empty.
+
+    Entries may be stale (lazy invalidation): one whose count is out of date is pushed
+    back with the current count, or dropped if the pair is gone.
+
+    >>> heap = [(-5, 1, 2), (-4, 3, 4)]  # (1, 2) has since dropped to 3
+    >>> _pop_most_frequent(heap, {(1, 2): 3, (3, 4): 4}), heap
+    ((3, 4), [(-3, 1, 2)])
+    """
+    while heap:
         neg, a, b = heapq.heappop(heap)
         current = pair_counts.get((a, b), 0)
-        if current != -neg:  # stale entry: requeue with the up-to-date count
-            if current > 0:
-                heapq.heappush(heap, (-current, a, b))
-            continue
-        joined = token_bytes[a] + token_bytes[b]
-        new_id = id_of_bytes.get(joined)
-        if new_id is None:  # a genuinely new token
-            new_id = len(token_bytes)
-            token_bytes.append(joined)
-            id_of_bytes[joined] = new_id
-            merges.append((a, b))
-            bar.update(1)
-        elif stats is not None:  # alias merge (step 5): rewrite into the existing token, spend no id
-            stats["aliases"] = stats.get("aliases", 0) + 1
+        if current == -neg:
+            return a, b
+        if current > 0:  # stale entry: requeue with the up-to-date count
+            heapq.heappush(heap, (-current, a, b))
+    return None
 
-        changed: set[tuple[int, int]] = set()
-        for wi in sorted(where.pop((a, b), ())):
-            word, c = words[wi], counts[wi]
-            if not _contains_pair(word, a, b):
-                continue
-            for pair in zip(word, word[1:]):  # this word's pairs leave the counts...
-                pair_counts[pair] -= c
-            word = words[wi] = merge_word(word, (a, b), new_id)
-            for pair in zip(word, word[1:]):  # ...and its merged pairs come back
-                pair_counts[pair] = pair_counts.get(pair, 0) + c
-                if new_id in pair:
-                    where.setdefault(pair, set()).add(wi)
-                    changed.add(pair)
-        pair_counts.pop((a, b), None)
-        # pairs that only lost count keep their (now stale, too high) heap entry; pairs
-        # with the new token are new or grew, so they need a fresh entry
-        for pair in changed:
-            c = pair_counts.get(pair, 0)
-            if c > 0:
-                heapq.heappush(heap, (-c, pair[0], pair[1]))
-    bar.close()
-    return merges
+
+def _token_for_pair(pair: tuple[int, int], token_bytes: list[bytes],
+                    id_of_bytes: dict[bytes, int]) -> tuple[int, bool]:
+    """The id the merged pair becomes, and whether it is new (step 5: if the joined bytes
+    already are a token, that token, and no id is spent). A new token is appended.
+
+    >>> token_bytes, id_of_bytes = [b"a", b"b", b"ab"], {b"a": 0, b"b": 1, b"ab": 2}
+    >>> _token_for_pair((0, 1), token_bytes, id_of_bytes), _token_for_pair((1, 0), token_bytes, id_of_bytes)
+    ((2, False), (3, True))
+    """
+    a, b = pair
+    joined = token_bytes[a] + token_bytes[b]
+    new_id = id_of_bytes.get(joined)
+    if new_id is not None:
+        return new_id, False
+    new_id = len(token_bytes)
+    token_bytes.append(joined)
+    id_of_bytes[joined] = new_id
+    return new_id, True
+
+
+def _merge_pair_in_words(pair: tuple[int, int], new_id: int, words: list[list[int]], counts: list[int],
+                         pair_counts: dict[tuple[int, int], int], where: dict[tuple[int, int], set[int]]
+                         ) -> set[tuple[int, int]]:
+    """Step 4's rewrite: merge `pair` into new_id in every word that contains it, moving
+    each such word's pairs out of pair_counts and its merged pairs back in. Returns the
+    pairs with new_id in them (new or grown, so they need a fresh heap entry).
+
+    >>> words, counts = [[1, 2, 1, 2], [1, 3]], [1, 1]
+    >>> pair_counts, where = _index_pairs(words, counts)
+    >>> _merge_pair_in_words((1, 2), 9, words, counts, pair_counts, where), words
+    ({(9, 9)}, [[9, 9], [1, 3]])
+    >>> pair_counts
+    {(2, 1): 0, (1, 3): 1, (9, 9): 1}
+    """
+    a, b = pair
+    changed: set[tuple[int, int]] = set()
+    for wi in sorted(where.pop(pair, ())):
+        word, c = words[wi], counts[wi]
+        if not _contains_pair(word, a, b):
+            continue
+        for p in zip(word, word[1:]):  # this word's pairs leave the counts...
+            pair_counts[p] -= c
+        word = words[wi] = merge_word(word, pair, new_id)
+        for p in zip(word, word[1:]):  # ...and its merged pairs come back
+            pair_counts[p] = pair_counts.get(p, 0) + c
+            if new_id in p:
+                where.setdefault(p, set()).add(wi)
+                changed.add(p)
+    pair_counts.pop(pair, None)
+    return changed
+
+
+def _push_pairs(heap: list, pair_counts: dict[tuple[int, int], int], pairs: set[tuple[int, int]]) -> None:
+    """Give each of `pairs` a fresh heap entry with its current count. Pairs that only lost
+    count keep their (now stale, too high) entry: _pop_most_frequent fixes it on the way out."""
+    for pair in pairs:
+        c = pair_counts.get(pair, 0)
+        if c > 0:
+            heapq.heappush(heap, (-c, pair[0], pair[1]))
 
 
 def _contains_pair(word: list[int], a: int, b: int) -> bool:
