@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from tokenizer_corpus import DEFAULT_OUT, ensure_corpus, load_documents  # noqa: E402
-from tinyllm import provenance  # noqa: E402
+from tinyllm.bench import provenance  # noqa: E402
 
 RESULTS = HERE / "results" / "tokenizer.csv"
 GPT4 = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""

@@ -9,7 +9,7 @@ the goals are stated for; each run printed and appended to benchmarks/results/tr
 
 Goals (issue "Trainer at scale"): >= 1.3x transformers at `tiny` on a 2-core CPU; >= 1.5x
 transformers and >= 50% MFU at GPT-2 small on an H100. Each case is `tinyllm bench train`
-with the flags listed below; see tinyllm/bench.py for what is held equal between the two.
+with the flags listed below; see tinyllm/bench/train.py for what is held equal between the two.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tinyllm.bench import bench_train, report, write_rows  # noqa: E402
+from tinyllm.bench.train import bench_train, report, write_rows  # noqa: E402
 from tinyllm.cli import build_parser  # noqa: E402
 
 CPU_CASES = [["--preset", "tiny", "--batch_size", "8", "--steps", "10", "--warmup", "2"],

@@ -91,7 +91,7 @@ def _import_kernels():
 
 
 def _git_commit() -> str:
-    from tinyllm.provenance import git_commit
+    from tinyllm.bench.provenance import git_commit
     return git_commit()
 
 

@@ -69,7 +69,7 @@ def test_profile_rows_count_each_gpu_kernel_once():
 
     from torch.autograd import DeviceType
 
-    from tinyllm.bench import _step_rows
+    from tinyllm.bench.profile import _step_rows
 
     events = [
         Ev(key="aten::mm", device_type=DeviceType.CPU, is_user_annotation=False,
@@ -86,7 +86,7 @@ def test_profile_rows_count_each_gpu_kernel_once():
 
 
 def test_profile_categories():
-    from tinyllm.bench import _category
+    from tinyllm.bench.profile import _category
 
     assert _category("triton_poi_fused_addmm_gelu_3") == "gelu/activation"  # inductor's bias + GELU
     assert _category("triton_tem_fused_addmm_gelu_0") == "matmul"  # a matmul template with its epilogue

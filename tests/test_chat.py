@@ -192,8 +192,8 @@ def test_chat_commands_and_cli_flags_share_one_range_check():
     import argparse
     import math
 
-    from tinyllm.chat import apply_command
-    from tinyllm.cli import _check_sampling
+    from tinyllm.cli.generate import check_sampling_flags as _check_sampling
+    from tinyllm.generate.chat import apply_command
     from tinyllm.errors import TinyLLMError
 
     def flags(**kw):

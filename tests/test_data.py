@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tinyllm.data.corpus import bible_verses, load_documents
-from tinyllm.data.pipeline import build_token_files, load_corpus, split_documents
+from tinyllm.data.corpus import load_corpus, split_documents
+from tinyllm.data.tokens import build_token_files
 from tinyllm.data.tokens import TokenDataset, read_tokens, token_dtype, unigram_entropy, write_tokens
 from tinyllm.errors import TinyLLMError
 from tinyllm.tokenizer import Tokenizer
@@ -101,7 +102,8 @@ def test_bom_and_crlf_files_give_the_same_documents_as_lf(tmp_path):
 
 
 def test_prepare_streams_bom_and_crlf_files_like_load_documents(tmp_path, monkeypatch):
-    from tinyllm import prepare as P
+    from tinyllm.data import corpus as C
+    from tinyllm.data import prepare as P
     lf = "first para\nline two\n\n \n\nsecond — ünïcödé\n\n\nthird\nend\n" * 3 + "tail"
     f = tmp_path / "crlf.txt"
     raw = b"\xef\xbb\xbf" + lf.replace("\n", "\r\n").encode() + b"\rlone cr\r\r\n"
@@ -109,14 +111,15 @@ def test_prepare_streams_bom_and_crlf_files_like_load_documents(tmp_path, monkey
     want = load_documents(f)
     assert want[0] == "first para\nline two\n\n" and not any("\r" in d or "\ufeff" in d for d in want)
     for block in (1, 2, 3, 5, 7, 64, 1 << 20):  # cuts inside the BOM and between "\r" and "\n"
-        monkeypatch.setattr(P, "READ_BLOCK", block)
-        got = list(P.file_documents(f))
+        monkeypatch.setattr(C, "READ_BLOCK", block)
+        got = list(C.stream_documents(f))
         assert [d for d, _ in got if d] == want, block
         assert sum(n for _, n in got) == len(raw)
 
 
 def test_prepare_splits_a_small_corpus_as_split_documents():
-    from tinyllm import prepare as P
+    from tinyllm.data import corpus as C
+    from tinyllm.data import prepare as P
     for n in range(1, 13):
         docs = [f"doc {i}\n" for i in range(n)]
         train, val = split_documents(docs)

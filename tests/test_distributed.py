@@ -14,7 +14,8 @@ import torch
 
 from tinyllm.errors import TinyLLMError
 from tinyllm.train import distributed as D
-from tinyllm.train.sampler import part_bounds, slice_batch
+from tinyllm.data.tokens import part_bounds
+from tinyllm.train.batches import slice_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "32",

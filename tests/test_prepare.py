@@ -6,9 +6,12 @@ import os
 import numpy as np
 import pytest
 
-import tinyllm.prepare as P
+import tinyllm.data.corpus as C
+import tinyllm.data.prepare as P
+import tinyllm.data.shards as S
 from tinyllm.data.corpus import load_documents
-from tinyllm.data.pipeline import build_token_files, load_corpus
+from tinyllm.data.corpus import load_corpus
+from tinyllm.data.tokens import build_token_files
 from tinyllm.data.tokens import token_dtype
 from tinyllm.errors import TinyLLMError
 from tinyllm.tokenizer import Tokenizer
@@ -73,8 +76,8 @@ def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch):
     f.write_bytes(text)
     want = load_documents(f)
     for block in (1, 2, 3, 7, 64, 1 << 20):  # cuts inside breaks and inside multi-byte characters
-        monkeypatch.setattr(P, "READ_BLOCK", block)
-        got = list(P.file_documents(f))
+        monkeypatch.setattr(C, "READ_BLOCK", block)
+        got = list(C.stream_documents(f))
         assert [d for d, _ in got if d] == want, block
         assert sum(n for _, n in got) == len(text)
 
@@ -92,7 +95,7 @@ def test_train_memmaps_the_shards(corpus, tmp_path, run_cli):
     r = run_cli("prepare", "--data", corpus / "docs", "--tokenizer", corpus / "tok.txt", "--out", out,
                 "--progress", "false", env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
-    train_ds, val_ds, meta, tok = P.load_prepared(out, 32)
+    train_ds, val_ds, meta, tok = S.load_prepared(out, 32)
     assert all(isinstance(a, np.memmap) for a in train_ds.arrays + val_ds.arrays)
     assert train_ds.num_tokens == meta["train_tokens"] and tok.vocab_size == 300
     run = tmp_path / "run"
@@ -108,7 +111,7 @@ def test_train_memmaps_the_shards(corpus, tmp_path, run_cli):
 
 def test_uint32_shards_when_the_vocab_needs_them(tmp_path):
     assert token_dtype(65536) == np.uint16 and token_dtype(65537) == np.uint32
-    w = P.ShardWriter(tmp_path, "train", token_dtype(100_000), shard_tokens=3)
+    w = S.ShardWriter(tmp_path, "train", token_dtype(100_000), shard_tokens=3)
     for ids in ([1, 70000], [99_999, 5], [7]):
         w.write(ids)
     w.close()
@@ -145,8 +148,8 @@ def test_train_refuses_a_foreign_tokenizer_and_a_truncated_shard(corpus, tmp_pat
     other = Tokenizer.train(["some other text entirely"], vocab_size=270, show_progress=False)
     other.save(tmp_path / "other.txt")
     with pytest.raises(TinyLLMError, match="not the tokenizer .* was encoded with"):
-        P.load_prepared(out, 32, tmp_path / "other.txt")
+        S.load_prepared(out, 32, tmp_path / "other.txt")
     shard = out / json.loads((out / "meta.json").read_text())["train_shards"][0]
     shard.write_bytes(shard.read_bytes()[:-1])
     with pytest.raises(TinyLLMError, match="is not a whole number of uint16 ids"):
-        P.load_prepared(out, 32)
+        S.load_prepared(out, 32)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tinyllm.data import PackedQADataset, format_prompt, load_qa
-from tinyllm.data.auto import qa_preset_name, qa_train_defaults
+from tinyllm.train.qa_defaults import qa_preset_name, qa_train_defaults
 from tinyllm.data.packed import IGNORE_INDEX
 from tinyllm.data.qa import DEMO_QA, QAPair, demo_qa_path, resolve_qa_source
 from tinyllm.errors import TinyLLMError
@@ -249,7 +249,7 @@ def test_demo_set_ships_in_the_package():
             "How do I train on several GPUs?"} <= questions
     assert resolve_qa_source("qa") == str(path) and resolve_qa_source("bible") == "bible"
     # the held-out pairs rephrase trained questions: every answer is in the training split
-    from tinyllm.data.pipeline import split_documents
+    from tinyllm.data.corpus import split_documents
     train, val = split_documents(pairs)
     assert len(val) == len(pairs) // 10 and {p.answer for p in val} <= {p.answer for p in train}
 
@@ -263,7 +263,7 @@ def test_a_local_qa_path_wins_over_the_demo_name(tmp_path, monkeypatch):
 
 # ---- TinyLLM's Python entry points -----------------------------------------------------------
 
-@pytest.mark.filterwarnings("ignore::tinyllm.tokenizer.corpus.CorpusWarning")  # 30 pairs cannot reach 2000 tokens
+@pytest.mark.filterwarnings("ignore::tinyllm.tokenizer.inputs.CorpusWarning")  # 30 pairs cannot reach 2000 tokens
 def test_tinyllm_readme_snippet_runs_as_written(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     records = json.loads(demo_qa_path().read_text(encoding="utf-8"))[:30]

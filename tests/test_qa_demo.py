@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import tinyllm
-from tinyllm.data.pipeline import split_documents
+from tinyllm.data.corpus import split_documents
 from tinyllm.data.qa import DEMO_QA, format_prompt, load_qa
 from tinyllm.generate import generate_ids, stream_text, trim_stream
 

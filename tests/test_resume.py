@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tinyllm.errors import TinyLLMError
-from tinyllm.train.checkpoint import clean_stale_temp, read_checkpoint, save_checkpoint
+from tinyllm.train.checkpoint import FORMAT, FORMAT_VERSION, TrainState, clean_stale_temp, read_file
 
 N = 120  # steps: long enough that a kill at the first checkpoint lands well before the end
 FLAGS = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "32",
@@ -68,14 +68,35 @@ def baseline(tmp_path_factory, corpus):
 
 
 def test_checkpoint_holds_everything_for_an_exact_resume(baseline):
-    ckpt = read_checkpoint(baseline / "latest.pt")
-    assert ckpt["step"] == N
-    for key in ("model", "optimizer", "lr_schedule", "rng", "rng_per_rank", "data_position", "model_config",
-                "model_request", "train_config", "tokenizer"):
-        assert key in ckpt, key
-    assert set(ckpt["rng"]) >= {"python", "numpy", "torch"}
-    assert ckpt["data_position"]["next_step"] == N and ckpt["data_position"]["micro_batches_per_step"] == 2
-    assert ckpt["lr_schedule"]["next_step"] == N and ckpt["lr_schedule"]["max_iters"] == N
+    raw = read_file(baseline / "latest.pt")
+    assert (raw["format"], raw["version"]) == (FORMAT, FORMAT_VERSION)
+    # the schema's fields, and nothing that nothing reads
+    assert set(raw) == {"format", "version", "model", "optimizer", "model_config", "model_request", "tokenizer",
+                        "train_config", "step", "best_val_loss", "data_position", "rng_per_rank", "is_qa"}
+    state = TrainState.load(baseline / "latest.pt")
+    assert state.step == N and len(state.rng_per_rank) == 1
+    assert set(state.rng_per_rank[0]) >= {"python", "numpy", "torch"}
+    assert state.data_position.next_step == N and state.data_position.micro_batches_per_step == 2
+    assert state.train_config["max_iters"] == N
+
+
+def test_a_version_1_checkpoint_converts_and_an_unknown_version_is_refused(baseline, tmp_path):
+    """v1 files (a duplicate 'rng', plus 'lr_schedule' and 'n_params' that nothing read) still load
+    and resume; a version this tinyllm does not know is refused naming both versions."""
+    v2 = read_file(baseline / "latest.pt")
+    v1 = {k: v for k, v in v2.items() if k != "rng_per_rank"}
+    v1.update(version=1, rng=v2["rng_per_rank"][0], rng_per_rank=v2["rng_per_rank"], n_params=123,
+              lr_schedule={"next_step": N})
+    torch.save(v1, tmp_path / "v1.pt")
+    old, new = TrainState.load(tmp_path / "v1.pt"), TrainState.load(baseline / "latest.pt")
+    assert old.meta().keys() == new.meta().keys()
+    assert torch.equal(old.rng_per_rank[0]["torch"], new.rng_per_rank[0]["torch"]) and old.step == N
+    del v1["rng_per_rank"]  # the oldest v1 files had only 'rng'
+    torch.save(v1, tmp_path / "v1.pt")
+    assert torch.equal(TrainState.load(tmp_path / "v1.pt").rng_per_rank[0]["torch"], v2["rng_per_rank"][0]["torch"])
+    torch.save({**v2, "version": 99}, tmp_path / "v99.pt")
+    with pytest.raises(TinyLLMError, match=r"v99.pt: checkpoint format version 99 is not supported .*versions 1 and 2"):
+        TrainState.load(tmp_path / "v99.pt")
 
 
 def test_keeps_only_the_last_n_step_checkpoints(baseline):
@@ -94,7 +115,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bit_identical(tmp_path, corpu
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    killed_at = read_checkpoint(out / "latest.pt")["step"]
+    killed_at = TrainState.load(out / "latest.pt").step
     assert 10 <= killed_at < N, "the run was not interrupted mid-way"
 
     r = run(train_cmd(corpus, out))
@@ -114,7 +135,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_0_then_resume_is_bit_identical(tmp
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
-    stopped_at = read_checkpoint(out / "latest.pt")["step"]
+    stopped_at = TrainState.load(out / "latest.pt").step
     assert f"stopped by SIGTERM at step {stopped_at}; checkpoint saved" in err
     assert 10 <= stopped_at < N
 
@@ -159,9 +180,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert last.startswith("error: loss became nan at step 2;"), last
     assert f"Last good checkpoint: {out / 'latest.pt'} (after step 1)" in last
     assert "Traceback" not in r.stderr
-    ckpt = read_checkpoint(out / "latest.pt")
-    assert ckpt["step"] == 1
-    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    ckpt = TrainState.load(out / "latest.pt")
+    assert ckpt.step == 1
+    assert all(torch.isfinite(v).all() for v in ckpt.model.values())
 
 
 def test_resume_with_a_different_model_refuses_naming_the_fields(tmp_path, corpus):
@@ -178,13 +199,13 @@ def test_resume_with_a_different_model_refuses_naming_the_fields(tmp_path, corpu
     # the same flags resume fine (dropout and the attention backend may change)
     r = run(train_cmd(corpus, out, "--max_iters", "3", "--dropout", "0", "--attention", "reference"))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert read_checkpoint(out / "latest.pt")["step"] == 3
+    assert TrainState.load(out / "latest.pt").step == 3
 
 
 def test_an_interrupted_checkpoint_write_never_replaces_a_good_one(tmp_path, monkeypatch):
     path = tmp_path / "latest.pt"
     good = {"model": {"w": torch.ones(3)}, "model_config": {}, "tokenizer": "", "step": 1}
-    save_checkpoint(path, **good)
+    TrainState(**good).save(path)
 
     def dies_half_way(obj, f, *a, **k):
         f.write(b"PK\x03\x04 half a zip")
@@ -192,31 +213,33 @@ def test_an_interrupted_checkpoint_write_never_replaces_a_good_one(tmp_path, mon
 
     monkeypatch.setattr(torch, "save", dies_half_way)
     with pytest.raises(OSError):
-        save_checkpoint(path, **{**good, "step": 2})
+        TrainState(**{**good, "step": 2}).save(path)
     monkeypatch.undo()
-    assert read_checkpoint(path)["step"] == 1
+    assert TrainState.load(path).step == 1
     assert not list(tmp_path.glob(".*.tmp"))
     # a temp file left by a SIGKILL mid-write is swept at the next start; a truncated file is a clear error
     (tmp_path / ".latest.pt.abc123.tmp").write_bytes(b"PK\x03\x04")
     assert [p.name for p in clean_stale_temp(tmp_path)] == [".latest.pt.abc123.tmp"]
     (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:100])
     with pytest.raises(TinyLLMError, match="cut.pt: not a readable checkpoint"):
-        read_checkpoint(tmp_path / "cut.pt")
+        TrainState.load(tmp_path / "cut.pt")
 
 
 def test_which_model_fields_a_resume_compares(tmp_path):
     """Flags and an explicit --preset are compared with what the checkpoint's run asked for;
     a vocab the corpus lowered, dropout and the attention backend are not."""
-    from tinyllm.model import preset
-    from tinyllm.train import TrainConfig, Trainer
+    from tinyllm.train.checkpoint import TrainState
+    from tinyllm.train.presets import preset
+    from tinyllm.train.resume import check_resumed_model
+    from tinyllm.train.run_config import resolve_run
 
     asked = preset("demo").to_dict()
-    ckpt = {"_path": "ck.pt", "model_request": asked, "model_config": {**asked, "vocab_size": 300}}
-    cfg = TrainConfig(out_dir=str(tmp_path), device="cpu")
-    Trainer(cfg, preset("demo", dropout=0.2, attention="reference"), {"dropout": 0.2, "attention": "reference"},
-            preset_explicit=True)._check_resumed_model(ckpt)
+    ckpt = TrainState(model={}, model_config={**asked, "vocab_size": 300}, tokenizer="", model_request=asked)
+    check_resumed_model(ckpt, "ck.pt", resolve_run("demo", dropout=0.2, attention="reference"))
     with pytest.raises(TinyLLMError, match=r"d_model: checkpoint 192 vs now 384; .*n_layers: checkpoint 4 vs now 6"):
-        Trainer(cfg, preset("tiny"), {}, preset_explicit=True)._check_resumed_model(ckpt)
-    Trainer(cfg, preset("tiny"), {}, preset_explicit=False)._check_resumed_model(ckpt)  # nothing asked: theirs
-    old = {"_path": "ck.pt", "model_config": {**asked, "vocab_size": 300}}  # no model_request
-    Trainer(cfg, preset("demo"), {"d_model": 192}, preset_explicit=True)._check_resumed_model(old)
+        check_resumed_model(ckpt, "ck.pt", resolve_run("tiny"))
+    check_resumed_model(ckpt, "ck.pt", resolve_run())  # nothing asked: theirs
+    with pytest.raises(TinyLLMError, match=r"d_model: checkpoint 192 vs now 96\)"):
+        check_resumed_model(ckpt, "ck.pt", resolve_run(d_model=96))
+    old = TrainState(model={}, model_config={**asked, "vocab_size": 300}, tokenizer="")  # no model_request
+    check_resumed_model(old, "ck.pt", resolve_run("demo", d_model=192))

@@ -1,7 +1,8 @@
 """tinyllm: a from-scratch GPT toolkit (C++ BPE, Triton kernels, torchrun trainer).
 
-The top-level names load lazily: `import tinyllm.tokenizer` must not pay for
-importing torch (the tokenizer trainer's memory budget counts it).
+The top-level names load lazily, and so do the sub-packages' (`lazy_exports`):
+`import tinyllm.tokenizer`, `tinyllm --help` and `tinyllm tokenizer ...` must not pay
+for importing torch (the tokenizer trainer's memory budget counts it).
 """
 
 import importlib
@@ -11,21 +12,28 @@ from .errors import TinyLLMError
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "TinyLLM", "load_checkpoint", "Tokenizer", "TinyLLMError", "__version__"]
 
-_LAZY = {
-    "ModelConfig": ".model",
-    "TinyLLM": ".model",
+
+def lazy_exports(package: str, names: dict[str, str]):
+    """-> (__getattr__, __dir__) for a package whose public names {name: ".module"} are imported
+    on first use, so importing the package (or one light module in it) stays cheap."""
+    module = importlib.import_module(package)
+
+    def __getattr__(name):
+        if name in names:
+            value = getattr(importlib.import_module(names[name], package), name)
+            setattr(module, name, value)
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__():
+        return sorted(set(vars(module)) | set(names))
+
+    return __getattr__, __dir__
+
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "ModelConfig": ".model.config",
+    "TinyLLM": ".model.gpt",
     "load_checkpoint": ".train.checkpoint",
     "Tokenizer": ".tokenizer",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tinyllm' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -139,3 +140,47 @@ def unigram_entropy(tokens, vocab_size: int, chunk: int = 1 << 24) -> float:
             counts += c
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
+
+
+def cache_key(corpus, vocab_size: int) -> dict:
+    """What a run's cached tokenizer (out_dir/tokenizer.json) and token files (out_dir/data/meta.json)
+    are keyed on: the corpus's content hash and the vocabulary size; the token files add the
+    hash of the tokenizer that encoded them."""
+    return {"corpus": corpus.name, "corpus_hash": corpus.fingerprint, "vocab_size": vocab_size}
+
+
+def tokenize_documents(tokenizer, docs: list[str], desc: str, chunk: int = 2048):
+    """Yield id lists for the documents, in order, encode_batch'ed chunk by chunk."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(docs), desc=desc, unit="doc", file=sys.stderr, leave=False,
+              disable=len(docs) < chunk) as bar:
+        for i in range(0, len(docs), chunk):
+            batch = docs[i:i + chunk]
+            yield from tokenizer.encode_batch(batch)
+            bar.update(len(batch))
+
+
+def build_token_files(corpus, tokenizer, data_dir: str | Path, context_length: int):
+    """Tokenize the corpus into data_dir/{train,val}.bin (reused when the cache key matches)
+    -> (train TokenDataset, val TokenDataset, meta)."""
+    from .corpus import split_documents
+
+    data_dir = Path(data_dir)
+    key = {**cache_key(corpus, tokenizer.vocab_size), "tokenizer_hash": tokenizer_hash(tokenizer),
+           "dtype": token_dtype(tokenizer.vocab_size).name}
+    meta_path = data_dir / "meta.json"
+    meta = read_meta(meta_path) if meta_path.exists() else {}
+    if {k: meta.get(k) for k in key} != key:
+        train_docs, val_docs = split_documents(corpus.documents)
+        meta = dict(key)
+        for split, docs in (("train", train_docs), ("val", val_docs)):
+            meta[f"{split}_tokens"] = write_tokens(
+                data_dir / f"{split}.bin", tokenize_documents(tokenizer, docs, f"tokenizing {split}"),
+                tokenizer.vocab_size)
+            meta[f"{split}_documents"] = len(docs)
+        write_meta(meta_path, meta)
+    train = read_tokens(data_dir / "train.bin", meta["dtype"])
+    val = read_tokens(data_dir / "val.bin", meta["dtype"])
+    return (TokenDataset(train, context_length, f"{corpus.name} (train split)"),
+            TokenDataset(val, context_length, f"{corpus.name} (val split)"), meta)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..data.qa import format_prompt
-from .generate import generate_ids, stream_text
+from .decode import generate_ids, stream_text
 
 
 def trim_stream(pieces: Iterator[str]) -> Iterator[str]:

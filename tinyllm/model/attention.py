@@ -3,7 +3,8 @@
 - reference: softmax(Q K^T / sqrt(d) + causal mask) V written out; the readable spec.
 - sdpa:      torch.nn.functional.scaled_dot_product_attention (flash/memory-efficient kernels).
 - triton:    tinyllm.kernels.flash_attention (FlashAttention-2 style, no T x T matrix).
-All three compute the same function; tests compare them.
+All three compute the same function; tests compare them. `resolve_attention` picks the
+backend for a config ('auto' -> sdpa), `CausalSelfAttention.forward` dispatches on it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,38 @@ from torch import nn
 
 from .config import ModelConfig
 from .positions import Rotary
+
+
+def resolve_attention(attention: str, device: torch.device | str | None = None) -> str:
+    """The backend a model built on `device` runs: 'auto' -> 'sdpa' on every device (measured
+    faster in whole-model training; see benchmarks/README_kernels.md). 'triton' warns once
+    where it does not do what it says (see check_triton_backend)."""
+    backend = "sdpa" if attention == "auto" else attention
+    return backend
+
+
+def check_triton_backend(dropout: float, device: torch.device | str | None) -> list[str]:
+    """What attention='triton' does differently from its name here, one line each (warned once):
+    the flash-attention kernel has no dropout, and off CUDA (without Triton's interpreter) the
+    kernels' PyTorch references run instead."""
+    from ..kernels import kernel_backend
+
+    notes = []
+    if dropout > 0:
+        notes.append(f"attention='triton': the flash-attention kernel has no dropout, so attention-probability "
+                     f"dropout ({dropout:g}) is skipped in training (embedding and residual dropout still apply); "
+                     f"use attention='sdpa' to keep it, or dropout=0")
+    dev = torch.device(device if device is not None else "cpu")
+    if dev.type == "cuda":
+        return notes
+    try:
+        where = kernel_backend(torch.empty(0, device=dev))
+    except RuntimeError:  # TINYLLM_KERNELS=triton where it cannot run: the first op raises, naming why
+        return notes
+    if where != "triton":
+        notes.append(f"attention='triton' on {dev.type}: the Triton kernels need CUDA (or TRITON_INTERPRET=1), so "
+                     f"their PyTorch reference implementations run instead")
+    return notes
 
 
 class KVCache:

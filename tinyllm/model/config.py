@@ -1,4 +1,4 @@
-"""Model configuration and TinyLLM's size presets."""
+"""Model configuration: the shape and kind of a decoder-only GPT (presets: train/presets.py)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class ModelConfig:
     activation: str = "gelu"
     """Feed-forward activation: 'gelu', 'relu', 'silu' or 'swiglu'."""
     attention: str = "auto"
-    """Attention backend: 'reference' (explicit softmax, the spec), 'sdpa' (torch), 'triton' (tinyllm.kernels), or 'auto' (sdpa: measured faster than triton in whole-model training on an H200)."""
+    """Attention backend: 'reference' (explicit softmax, the spec), 'sdpa' (torch), 'triton' (tinyllm.kernels' flash attention and fused activations; no attention-probability dropout), or 'auto' (sdpa; why: benchmarks/README_kernels.md)."""
     bias: bool = True
     """Biases in Linear layers and LayerNorms."""
 
@@ -68,25 +68,3 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-# TinyLLM's table (tiny/small/medium) plus `demo`, sized to train in ~3 minutes on 2 CPU cores.
-# `params` is the approximate parameter count the table promises (tested within 10%);
-# `train` holds training defaults the preset brings (flags still override them).
-PRESETS: dict[str, dict] = {
-    "demo": dict(vocab_size=2048, context_length=128, d_model=192, n_layers=4, n_heads=6, d_ff=512, dropout=0.0,
-                 train=dict(batch_size=16, max_iters=800, warmup_iters=50, max_lr=2e-3, eval_interval=100,
-                            eval_iters=10, checkpoint_interval=200)),
-    "tiny": dict(vocab_size=10000, context_length=256, d_model=384, n_layers=6, n_heads=6, d_ff=512, params=10e6),
-    "small": dict(vocab_size=10000, context_length=512, d_model=512, n_layers=8, n_heads=8, d_ff=1024, params=22e6),
-    "medium": dict(vocab_size=10000, context_length=1024, d_model=768, n_layers=12, n_heads=12, d_ff=1536, params=65e6),
-}
-
-
-def preset(name: str, **overrides) -> ModelConfig:
-    """ModelConfig for a named preset, with field overrides."""
-    if name not in PRESETS:
-        raise TinyLLMError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    fields = {k: v for k, v in PRESETS[name].items() if k not in ("params", "train")}
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    return ModelConfig(**fields)

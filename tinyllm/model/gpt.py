@@ -8,38 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import CausalSelfAttention, KVCache
+from ..errors import warn_once
+from .attention import KVCache, check_triton_backend, resolve_attention
+from .block import Block
 from .config import ModelConfig
-from .ffn import FeedForward
 from .loss import IGNORE_INDEX, linear_cross_entropy
 from .positions import Rotary, sinusoidal_table
-
-
-def resolve_attention(attention: str, device: torch.device | str | None = None) -> str:
-    """'auto' -> 'sdpa' on every device, by measurement.
-
-    On an H200 (benchmarks/results, 2026-11-26) our flash attention alone beats sdpa's flash
-    backend 1.23-1.38x (fwd+bwd, T >= 2048), yet GPT-2-small training steps ran 0.72x as fast
-    with `triton` (which also switches on the fused activations) as with sdpa, a gap the
-    activations' backward explains only in small part. `--attention triton` stays one flag
-    away until the whole model is measured faster with it.
-    """
-    return "sdpa" if attention == "auto" else attention
-
-
-class Block(nn.Module):
-    """Pre-norm: x + attn(LN(x)), then x + ffn(LN(x))."""
-
-    def __init__(self, cfg: ModelConfig, layer_idx: int, backend: str):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg, layer_idx, backend)
-        self.ln2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.ffn = FeedForward(cfg, fused=backend == "triton")
-
-    def forward(self, x, rotary=None, cache=None, start_pos=0):
-        x = x + self.attn(self.ln1(x), rotary, cache, start_pos)
-        return x + self.ffn(self.ln2(x))
 
 
 class TinyLLM(nn.Module):
@@ -47,6 +21,9 @@ class TinyLLM(nn.Module):
         super().__init__()
         self.config = config
         self.backend = resolve_attention(config.attention, device)
+        if self.backend == "triton":
+            for note in check_triton_backend(config.dropout, device):
+                warn_once(note)
         C = config.d_model
         self.tok_emb = nn.Embedding(config.vocab_size, C)
         if config.pos_emb == "learned":

@@ -1,11 +1,33 @@
-"""Checkpoints: one dict (model, optimizer, configs, step, tokenizer, RNG states),
-written atomically, loaded with clear errors for truncated or foreign files."""
+"""The checkpoint schema: `TrainState`, versioned, written atomically, read with clear errors.
+
+A checkpoint file is one torch.save'd dict (nanoGPT's habit), read back with
+weights_only=True:
+
+    format          "tinyllm-checkpoint"
+    version         FORMAT_VERSION (2); version 1 files are converted on load
+    model           the model's state_dict (tied head stored once, as torch stores it)
+    model_config    ModelConfig.to_dict() of the weights
+    model_request   the model the run asked for (preset + flags), checked on --resume
+    tokenizer       the tokenizer file's text (Tokenizer.to_str)
+    optimizer       AdamW's state_dict (None in an inference-only export)
+    train_config    TrainConfig.to_dict() of the run
+    step            optimizer steps done
+    best_val_loss   lowest val loss seen so far
+    data_position   DataPosition: where the batch stream stands (see batches.py)
+    rng_per_rank    every RNG state of every rank, rank 0 first
+    is_qa           trained on Q&A pairs (generate/chat wrap prompts in the template)
+
+The sharded checkpoint (FSDP + torch.distributed.checkpoint) plugs in here: `tensors()`
+is what DCP shards, `meta()` is the rest, small and the same on every rank.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +37,114 @@ from ..errors import TinyLLMError
 from ..io import atomic_save_torch
 
 FORMAT = "tinyllm-checkpoint"
-VERSION = 1
+FORMAT_VERSION = 2
+REQUIRED = ("model", "model_config", "tokenizer")
+
+
+@dataclass
+class DataPosition:
+    """Where the run's batch stream stands: step s's batches depend on these alone (batches.py)."""
+
+    next_step: int = 0
+    """The step whose batches come next."""
+    seed: int = 0
+    """TrainConfig.seed: it seeds every batch."""
+    micro_batches_per_step: int = 1
+    """world_size x grad_accumulation_steps: how many slices the data is cut into."""
+    world_size: int = 1
+    grad_accumulation_steps: int = 1
+    batch_size: int = 1
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue exactly, or a model needs to be used."""
+
+    model: dict
+    model_config: dict
+    tokenizer: str
+    optimizer: dict | None = None
+    model_request: dict | None = None
+    train_config: dict | None = None
+    step: int = 0
+    best_val_loss: float = float("inf")
+    data_position: DataPosition = field(default_factory=DataPosition)
+    rng_per_rank: list = field(default_factory=list)
+    is_qa: bool = False
+
+    def tensors(self) -> dict:
+        """The large part (what a sharded checkpoint splits over ranks)."""
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def meta(self) -> dict:
+        """Everything but the tensors (small, the same on every rank)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "optimizer")}
+        d["data_position"] = dataclasses.asdict(self.data_position)
+        return d
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": FORMAT_VERSION, **self.tensors(), **self.meta()}
+
+    def save(self, path: str | Path) -> None:
+        """Write through a temp file and a rename: a crash mid-write leaves the previous file intact."""
+        atomic_save_torch(self.to_dict(), path)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "checkpoint") -> "TrainState":
+        d = upgrade(d, source)
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in d.items() if k in known}
+        fields["data_position"] = DataPosition(**(d.get("data_position") or {}))
+        return cls(**fields)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location="cpu") -> "TrainState":
+        """Read a checkpoint file; TinyLLMError naming the file when missing, truncated, foreign
+        or of a version this tinyllm cannot read."""
+        return cls.from_dict(read_file(path, map_location), str(path))
+
+
+def read_file(path: str | Path, map_location="cpu") -> dict:
+    """The raw dict of a checkpoint file (any version); TinyLLMError when missing, truncated or not ours."""
+    path = Path(path)
+    if not path.exists():
+        raise TinyLLMError(f"{path}: no such checkpoint")
+    if path.is_dir():
+        raise TinyLLMError(f"{path}: is a directory, expected a checkpoint file (e.g. {path / 'best.pt'})")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch.load on a foreign file fails in many ways (KeyError, UnpicklingError, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TinyLLMError(f"{path}: not a readable checkpoint (truncated or corrupt: {first[:120]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise TinyLLMError(f"{path}: not a tinyllm checkpoint (no '{FORMAT}' format marker)")
+    return ckpt
+
+
+def upgrade(d: dict, source: str) -> dict:
+    """A checkpoint dict of any readable version -> the current version's fields."""
+    version = d.get("version")
+    if version == 1:  # v1 kept rank 0's RNG twice ('rng'), and wrote lr_schedule / n_params, which nothing read
+        ranks = d.get("rng_per_rank") or ([d["rng"]] if "rng" in d else [])
+        d = {k: v for k, v in d.items() if k not in ("rng", "lr_schedule", "n_params")}
+        d["rng_per_rank"] = ranks
+        d["version"] = version = FORMAT_VERSION
+    if version != FORMAT_VERSION:
+        raise TinyLLMError(f"{source}: checkpoint format version {version} is not supported (this tinyllm "
+                           f"reads versions 1 and {FORMAT_VERSION}; a newer tinyllm wrote it?)")
+    for key in REQUIRED:
+        if key not in d:
+            raise TinyLLMError(f"{source}: checkpoint is missing '{key}'")
+    return d
 
 
 def rng_state() -> dict:
     """Every RNG a training step touches, in a form torch.load(weights_only=True) accepts."""
+    version, keys, gauss = random.getstate()
     np_state = np.random.get_state()
     state = {
-        "python": list(random.getstate()[1]) + [random.getstate()[2] if random.getstate()[2] is not None else -1],
-        "python_version": random.getstate()[0],
+        "python": list(keys) + [gauss if gauss is not None else -1],
+        "python_version": version,
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                   "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
         "torch": torch.get_rng_state(),
@@ -43,11 +164,6 @@ def set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         cuda = state["cuda"]
         torch.cuda.set_rng_state(cuda if isinstance(cuda, torch.Tensor) else cuda[0])
-
-
-def save_checkpoint(path: str | Path, **fields) -> None:
-    """Write through a temp file and a rename: a crash mid-write leaves the previous file intact."""
-    atomic_save_torch({"format": FORMAT, "version": VERSION, **fields}, path)
 
 
 def clean_stale_temp(out_dir: Path) -> list[Path]:
@@ -79,54 +195,34 @@ def keep_history(latest: Path, history_dir: Path, step: int, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """The raw checkpoint dict; TinyLLMError when missing, truncated or not ours."""
-    path = Path(path)
-    if not path.exists():
-        raise TinyLLMError(f"{path}: no such checkpoint")
-    if path.is_dir():
-        raise TinyLLMError(f"{path}: is a directory, expected a checkpoint file (e.g. {path / 'best.pt'})")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch.load on a foreign file fails in many ways (KeyError, UnpicklingError, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TinyLLMError(f"{path}: not a readable checkpoint (truncated or corrupt: {first[:120]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise TinyLLMError(f"{path}: not a tinyllm checkpoint (no '{FORMAT}' format marker)")
-    if ckpt.get("version") != VERSION:
-        raise TinyLLMError(f"{path}: checkpoint format version {ckpt.get('version')} is not supported "
-                           f"(this tinyllm reads version {VERSION})")
-    for key in ("model", "model_config", "tokenizer"):
-        if key not in ckpt:
-            raise TinyLLMError(f"{path}: checkpoint is missing '{key}'")
-    return ckpt
-
-
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", attention: str | None = None):
     """Load a checkpoint for use: -> (model in eval mode, tokenizer, info dict).
 
-    info holds everything else: step, best_val_loss, train_config, is_qa, ...
+    info holds the state's small fields (step, best_val_loss, train_config, is_qa, ...).
     """
     from ..model import ModelConfig, TinyLLM
     from ..tokenizer import Tokenizer
 
-    ckpt = read_checkpoint(path)
-    cfg_dict = dict(ckpt["model_config"])
+    state = TrainState.load(path)
+    cfg_dict = dict(state.model_config)
     if attention is not None:
         cfg_dict["attention"] = attention
-    cfg = ModelConfig.from_dict(cfg_dict)
-    model = TinyLLM(cfg, device=device)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise TinyLLMError(f"{path}: weights do not match the stored model config ({str(e).splitlines()[0]})") from None
+    model = TinyLLM(ModelConfig.from_dict(cfg_dict), device=device)
+    load_weights(model, state.model, str(path))
     model.eval()
     try:
-        tokenizer = Tokenizer.from_str(ckpt["tokenizer"])
+        tokenizer = Tokenizer.from_str(state.tokenizer)
     except TinyLLMError as e:
         raise TinyLLMError(f"{path}: embedded tokenizer: {e}") from None
-    info = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "tokenizer", "rng")}
+    info = {k: v for k, v in state.meta().items() if k not in ("tokenizer", "rng_per_rank")}
     return model, tokenizer, info
+
+
+def load_weights(model: torch.nn.Module, weights: dict, source: str) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise TinyLLMError(f"{source}: weights do not match its model config ({str(e).splitlines()[0]})") from None
 
 
 def config_mismatch(saved: dict, current: dict, fields=None) -> list[str]:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .generate import stream_answer
-from .generate.sampling import SamplingSettingError, check_sampling
+from .answer import stream_answer
+from .sampling import SamplingSettingError, check_sampling
 
 HELP = ("commands: /temp X (0 = greedy), /top_k N (0 = off), /top_p P (1 = off), /max_tokens N, "
         "/settings, /help, /quit")

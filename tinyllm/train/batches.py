@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.tokens import TokenDataset, part_bounds  # noqa: F401 - part_bounds re-exported
+from ..data.tokens import TokenDataset, part_bounds
 
 
 def derive_seed(*parts: int) -> int:

@@ -7,7 +7,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (tinyllm/bench/provenance.py)
 
 
 def cpu_name() -> str:

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import torch
 
-from ..model import TinyLLM
+from ..model.gpt import TinyLLM
 from .sampling import sample_next
 
 

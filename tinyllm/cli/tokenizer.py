@@ -1,0 +1,65 @@
+"""`tinyllm tokenizer train|encode|decode|view`: byte-level BPE without torch."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import TinyLLMError
+
+
+def add_parser(sub) -> None:
+    k = sub.add_parser("tokenizer", help="train or use a BPE tokenizer")
+    ksub = k.add_subparsers(dest="tok_cmd", required=True, metavar="ACTION")
+    kt = ksub.add_parser("train", help="train a byte-level BPE tokenizer on a corpus")
+    kt.add_argument("--data", default="bible",
+                    help="'bible', 'qa' (the demo Q&A set), a text file, a folder of .txt files or Q&A JSON")
+    kt.add_argument("--vocab_size", type=int, default=10000, help="tokens in total, special tokens included")
+    kt.add_argument("--pattern", default="gpt4", help="pre-tokenization split pattern: gpt4 or gpt2")
+    kt.add_argument("--num_threads", type=int, default=None, help="threads for counting (default: all cores)")
+    kt.add_argument("--out", required=True, help="where to save the tokenizer file")
+    for name, helptext in (("encode", "text -> ids (text from --text or stdin)"),
+                           ("decode", "ids -> text (ids from --ids or stdin)"),
+                           ("view", "show a text's tokens, spaces as '▁'")):
+        q = ksub.add_parser(name, help=helptext)
+        q.add_argument("--tokenizer", required=True, help="tokenizer file (e.g. out/demo/tokenizer.txt)")
+        if name == "decode":
+            q.add_argument("--ids", default=None, help="ids, e.g. '5 300 17'")
+        else:
+            q.add_argument("--text", default=None, help="the text")
+    k.set_defaults(func=cmd_tokenizer)
+
+
+def cmd_tokenizer(args) -> int:
+    from ..tokenizer import Tokenizer
+
+    if args.tok_cmd == "train":
+        from ..data.corpus import load_corpus
+        from ..data.qa import resolve_qa_source
+
+        corpus = load_corpus(resolve_qa_source(args.data))
+        tok = Tokenizer.train(corpus.tokenizer_texts(), vocab_size=args.vocab_size, pattern=args.pattern,
+                              num_threads=args.num_threads, show_progress=True)
+        tok.save(args.out)
+        print(f"saved a {tok.vocab_size}-token tokenizer to {args.out}", file=sys.stderr)
+        return 0
+    tok = Tokenizer.load(args.tokenizer)
+    if args.tok_cmd == "decode":
+        sys.stdout.write(tok.decode(parse_ids(args.ids if args.ids is not None else sys.stdin.read(), tok)) + "\n")
+        return 0
+    text = sys.stdin.read() if args.text is None else args.text
+    if args.tok_cmd == "encode":
+        print(" ".join(map(str, tok.encode(text))))
+    else:
+        print(tok.token_strings(text))
+    return 0
+
+
+def parse_ids(raw: str, tok) -> list[int]:
+    try:
+        ids = [int(t) for t in raw.replace(",", " ").split()]
+    except ValueError:
+        raise TinyLLMError("--ids must be whitespace- or comma-separated integers") from None
+    bad = [i for i in ids if not 0 <= i < tok.vocab_size]
+    if bad:
+        raise TinyLLMError(f"--ids: id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
+    return ids

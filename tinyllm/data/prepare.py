@@ -1,0 +1,230 @@
+"""`tinyllm prepare`: tokenize a large corpus once into token shards that
+`tinyllm train --data DIR` memmaps (never loading them into RAM).
+
+    tinyllm prepare --data corpus_dir more.txt --tokenizer tok.txt --out data/shards
+
+Files stream in blocks and are cut into documents exactly as `tinyllm train --data`
+cuts them (paragraphs: text between blank lines). Documents are encoded in batches,
+on all cores: by the C++ encoder's threads when it is built, else by a process pool
+running the pure-Python tokenizer. Ids go to DIR/{train,val}_NNNNNN.bin as uint16
+(uint32 when the vocabulary exceeds 65,536 ids), a new shard after --shard_tokens;
+DIR/meta.json, written last, lists them. Every file is written through a temp file
+and a rename, so an interrupted prepare never leaves a meta.json naming a partial shard.
+
+Split: a corpus that fits in one batch is split by `split_documents`, as `tinyllm train
+--data` splits it; a larger one sends block k of 50 documents to val when k % 10 == 9.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..errors import TinyLLMError
+from .corpus import BLOCK, VAL_EVERY, load_documents, stream_documents, text_files
+from .qa import is_qa_file
+from .shards import FORMAT, VERSION, ShardWriter
+
+BATCH_DOCS = 4096            # documents encoded per batch ...
+BATCH_CHARS = 16 << 20       # ... or fewer when they add up to this many characters
+
+
+def source_files(sources: Iterable[str | Path]) -> list[Path]:
+    """Files to read, in order: each file as given, each directory's *.txt files sorted."""
+    files: list[Path] = []
+    for s in sources:
+        if str(s) != "bible" and Path(s).is_file() and is_qa_file(s):
+            raise TinyLLMError(f"{s}: Q&A data is small; train on it directly with `tinyllm train --data {s}`")
+        files.extend(text_files(s))
+    return files
+
+
+def corpus_documents(sources: list[str]) -> tuple[Iterator[tuple[str, int]], int, str]:
+    """-> (iterator of (document, bytes it stands for), total bytes, unit of the total)."""
+    if [str(s) for s in sources] == ["bible"]:
+        docs = load_documents("bible")
+        return ((d, 1) for d in docs), len(docs), "doc"
+    for s in sources:
+        if str(s) == "bible":
+            raise TinyLLMError("--data bible cannot be mixed with files; prepare it on its own")
+    files = source_files(sources)
+
+    def gen():
+        for f in files:
+            yield from stream_documents(f)
+
+    return gen(), sum(f.stat().st_size for f in files), "B"
+
+
+def batches(docs: Iterator[tuple[str, int]]) -> Iterator[tuple[list[str], int]]:
+    """Documents grouped for encode_batch -> (documents, bytes they stand for)."""
+    batch, chars, nbytes = [], 0, 0
+    for d, n in docs:
+        nbytes += n
+        if not d:
+            continue
+        batch.append(d)
+        chars += len(d)
+        if len(batch) >= BATCH_DOCS or chars >= BATCH_CHARS:
+            yield batch, nbytes
+            batch, chars, nbytes = [], 0, 0
+    if batch:
+        yield batch, nbytes
+
+
+def split_flags(whole: bool, start: int, n: int) -> list[str]:
+    """'train', 'val' or 'both' for documents start .. start+n-1 (see the module docstring);
+    `whole`: these n documents are the whole corpus, split as `split_documents` splits it."""
+    if not whole:
+        return ["val" if ((start + i) // BLOCK) % VAL_EVERY == VAL_EVERY - 1 else "train" for i in range(n)]
+    if n < 2:
+        return ["both"] * n  # nothing to hold out: validate on the training text
+    block = BLOCK if n >= 2 * BLOCK * VAL_EVERY else 1
+    flags = ["val" if (i // block) % VAL_EVERY == VAL_EVERY - 1 else "train" for i in range(n)]
+    if "val" not in flags:
+        flags[-1] = "val"  # split_documents: the last document is held out
+    return flags
+
+
+_worker_tok = None
+
+
+def _init_worker(tok) -> None:
+    global _worker_tok
+    _worker_tok = tok
+
+
+def _encode_docs(docs: list[str]) -> list[list[int]]:
+    return [_worker_tok.encode(d) for d in docs]
+
+
+class Encoder:
+    """encode(list of documents) -> their id lists, on `workers` cores: C++ threads when the native
+    tokenizer is in use, else a process pool (the pure-Python tokenizer holds the GIL)."""
+
+    def __init__(self, tok, workers: int):
+        self.tok, self.workers = tok, workers
+        self.native = hasattr(tok, "_native")
+        self.pool = None
+        if not self.native and workers > 1:
+            import multiprocessing as mp
+            self.pool = mp.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(
+                workers, initializer=_init_worker, initargs=(tok,))
+
+    @property
+    def name(self) -> str:
+        return "C++ encoder" if self.native else ("Python encoder" + (f" x {self.workers} processes"
+                                                                       if self.pool else ""))
+
+    def encode(self, docs: list[str]) -> list[list[int]]:
+        if self.native:
+            return self.tok.encode_batch(docs, num_threads=self.workers)
+        if self.pool is None:
+            return [self.tok.encode(d) for d in docs]
+        size = max(1, len(docs) // (4 * self.workers))
+        return [ids for part in self.pool.map(_encode_docs, [docs[i:i + size] for i in range(0, len(docs), size)])
+                for ids in part]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+
+def prepare(sources: list[str], tokenizer_path: str | Path, out: str | Path, shard_tokens: int = 100_000_000,
+            workers: int | None = None, progress: bool = True) -> dict:
+    """Tokenize `sources` into shards under `out`; -> the meta dict written to out/meta.json."""
+    from ..tokenizer import Tokenizer
+    from .tokens import token_dtype
+
+    if shard_tokens <= 0:
+        raise TinyLLMError(f"--shard_tokens must be a positive integer, got {shard_tokens}")
+    if workers is not None and workers <= 0:
+        raise TinyLLMError(f"--num_workers must be a positive integer, got {workers}")
+    tok = Tokenizer.load(tokenizer_path)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyLLMError(f"--out {out}: exists and is not a directory")
+    docs, total, unit = corpus_documents(sources)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    encoder = Encoder(tok, workers or _all_cores())
+    writers = {s: ShardWriter(out, s, token_dtype(tok.vocab_size), shard_tokens) for s in ("train", "val")}
+    try:
+        sample_prompt = encode_into(writers, encoder, batches(docs), (total, unit), sources, progress)
+    finally:
+        encoder.close()
+    meta = write_set(out, tok, writers, sources, shard_tokens, encoder.name, sample_prompt)
+    meta["seconds"] = time.perf_counter() - t0
+    return meta
+
+
+def _all_cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+
+
+def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int, str], sources, progress: bool) -> str:
+    """Encode every batch and write each document to its split's shards; -> the sample prompt
+    (the first words of the first val document). On any error the open shards are discarded."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total[0], unit=total[1], unit_scale=total[1] == "B", desc=f"tokenizing ({encoder.name})",
+               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    sample_prompt, exc = "", None
+    try:
+        # look two batches ahead: a corpus that fits in one is split as split_documents splits it
+        first = next(it, None)
+        if first is None:
+            raise TinyLLMError(f"{', '.join(map(str, sources))}: corpus is empty (no non-blank text)")
+        second = next(it, None)
+        whole = second is None
+        start = 0
+        for batch, nbytes in itertools.chain([first], [second] if second else [], it):
+            for d, ids, split in zip(batch, encoder.encode(batch), split_flags(whole, start, len(batch))):
+                for name in (("train", "val") if split == "both" else (split,)):
+                    writers[name].write(ids)
+                if split != "train" and not sample_prompt:
+                    sample_prompt = " ".join(d.split()[:4])
+            start += len(batch)
+            bar.update(nbytes)
+    except BaseException as e:
+        exc = e
+        raise
+    finally:
+        bar.close()
+        for w in writers.values():
+            w.close(exc)
+    return sample_prompt
+
+
+def write_set(out: Path, tok, writers: dict, sources, shard_tokens: int, encoder_name: str,
+              sample_prompt: str) -> dict:
+    """Write the tokenizer and meta.json (last: it makes the set complete); drop shards of an older set."""
+    from .tokens import tokenizer_hash, write_meta
+
+    train, val = writers["train"], writers["val"]
+    if not train.tokens:
+        raise TinyLLMError(f"{', '.join(map(str, sources))}: no training documents")
+    if not val.tokens:  # fewer than 450 documents in a big corpus: validate on training text
+        print("warning: no validation documents (the corpus has too few); validating on the training shards",
+              file=sys.stderr)
+    tok.save(out / "tokenizer.txt")
+    meta = {
+        "format": FORMAT, "version": VERSION, "dtype": train.dtype.name, "vocab_size": tok.vocab_size,
+        "tokenizer": "tokenizer.txt", "tokenizer_hash": tokenizer_hash(tok),
+        "sources": [str(s) for s in sources],
+        "train_shards": train.shards, "val_shards": val.shards or train.shards,
+        "train_tokens": train.tokens, "val_tokens": val.tokens or train.tokens,
+        "train_documents": train.documents, "val_documents": val.documents,
+        "shard_tokens": shard_tokens, "encoder": encoder_name, "sample_prompt": sample_prompt,
+    }
+    write_meta(out / "meta.json", meta)
+    keep = set(meta["train_shards"]) | set(meta["val_shards"])
+    for old in [*out.glob("train_*.bin"), *out.glob("val_*.bin")]:  # an earlier, larger prepare's
+        if old.name not in keep:
+            old.unlink()
+    return meta
