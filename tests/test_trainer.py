@@ -19,10 +19,11 @@ TINY = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """A 120 kB slice of the Bible as a plain text file (the --data PATH route)."""
+    """A 120 kB slice of the Bible as a plain text file (the --data PATH route): 1,200 verses, one
+    paragraph (document) each, so the val split holds verses the model never trains on."""
     from tinyllm.data.corpus import bible_verses
     path = tmp_path_factory.mktemp("corpus") / "kjv.txt"
-    path.write_text("\n".join(bible_verses()[:1200]) + "\n", encoding="utf-8")
+    path.write_text("\n\n".join(bible_verses()[:1200]) + "\n", encoding="utf-8")
     return path
 
 
@@ -47,6 +48,9 @@ def test_run_writes_metrics_plot_and_checkpoints(trained):
         for key in ("step", "train_loss", "val_loss", "lr", "tokens_per_sec"):
             assert key in r, (key, r)
     assert all(r["tokens_per_sec"] > 0 for r in rows[1:])
+    # the val loss is measured on held-out verses, not on the training text
+    meta = json.loads((out / "data" / "meta.json").read_text())
+    assert meta["train_documents"] + meta["val_documents"] == 1200 and meta["val_documents"] >= 100, meta
     assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 0.5, "training did not lower the val loss"
     png = (out / "loss.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
@@ -72,21 +76,35 @@ def test_lr_follows_warmup_then_cosine(trained):
 def test_checkpoint_carries_everything_and_reloads_identically(trained):
     out, _ = trained
     ckpt = torch.load(out / "latest.pt", weights_only=True)
-    for key in ("model", "optimizer", "model_config", "step", "tokenizer", "rng", "train_config"):
+    for key in ("model", "optimizer", "model_config", "step", "tokenizer", "rng_per_rank", "train_config"):
         assert key in ckpt, key
     assert ckpt["step"] == 40
-    m1, tok1, info1 = tinyllm.load_checkpoint(out / "latest.pt")
-    m2, tok2, _ = tinyllm.load_checkpoint(out / "latest.pt")
-    assert not m1.training and info1["step"] == 40
-    idx = torch.tensor([tok1.encode("In the beginning God created")])
+    model, tok, info = tinyllm.load_checkpoint(out / "latest.pt")
+    assert not model.training and info["step"] == 40
+
+
+def test_a_loaded_checkpoint_computes_what_the_trained_model_computed(corpus, tmp_path):
+    """The weights written are the live model's: the reloaded model's logits equal the trained
+    model's, bit for bit, on a held-out text (not merely two loads of the same file agreeing)."""
+    from tinyllm.train import Trainer, resolve_run
+
+    flags = dict(zip(TINY[::2], TINY[1::2]))
+    settings = {k.lstrip("-"): v for k, v in flags.items()}
+    for k in ("d_model", "n_layers", "n_heads", "d_ff", "context_length", "vocab_size", "batch_size",
+              "warmup_iters", "eval_interval", "eval_iters", "checkpoint_interval", "sample_tokens", "seed"):
+        settings[k] = int(settings[k])
+    settings.update(max_lr=3e-3, max_iters=6, progress=False, data=str(corpus), out_dir=str(tmp_path / "o"))
+    trainer = Trainer(resolve_run(**settings))
+    trainer.run()
+    live = trainer.model.eval()
+    loaded, tok, _ = tinyllm.load_checkpoint(tmp_path / "o" / "latest.pt")
+    idx = torch.tensor([tok.encode("Blessed are the meek: for they shall inherit the earth.")[:32]])
     with torch.no_grad():
-        a, _ = m1(idx)
-        b, _ = m2(idx)
-    assert torch.equal(a, b)
-    # the reloaded weights are the trained ones, bit for bit
-    for k, v in m1.state_dict().items():
-        assert torch.equal(v, ckpt["model"][k]), k
-    assert tok1.encode("And God said") == tok2.encode("And God said")
+        want, _ = live(idx)
+        got, _ = loaded(idx)
+        fresh, _ = tinyllm.TinyLLM(loaded.config)(idx)
+    assert torch.equal(got, want)
+    assert not torch.allclose(fresh, want), "the check cannot tell trained weights from fresh ones"
 
 
 def test_best_checkpoint_has_the_lowest_val_loss(trained):
@@ -150,7 +168,8 @@ def test_generation_stops_at_eos(trained):
         assert cut == free[:free.index(stop)]
 
 
-@pytest.mark.parametrize("extra", [["--use_learned_pos_emb", "True"], ["--pos_emb", "rope", "--activation", "swiglu"]])
+@pytest.mark.parametrize("extra", [["--use_learned_pos_emb", "True"], ["--use_learned_pos_emb", "False"],
+                                   ["--pos_emb", "rope", "--activation", "swiglu"]])
 def test_model_flags_reach_the_checkpoint(tmp_path, corpus, run_cli, extra):
     out = tmp_path / "o"
     flags = [f for f in TINY]
@@ -159,7 +178,7 @@ def test_model_flags_reach_the_checkpoint(tmp_path, corpus, run_cli, extra):
     assert r.returncode == 0, r.stderr
     cfg = torch.load(out / "latest.pt", weights_only=True)["model_config"]
     if extra[0] == "--use_learned_pos_emb":
-        assert cfg["pos_emb"] == "learned"
+        assert cfg["pos_emb"] == {"True": "learned", "False": "sinusoidal"}[extra[1]]
     else:
         assert (cfg["pos_emb"], cfg["activation"]) == ("rope", "swiglu")
 
