@@ -94,7 +94,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["tinyllm", "tinyllm.*"]) + ["tinyllm.kernels"],
     package_dir={"tinyllm.kernels": "kernels"},
-    package_data={"tinyllm": ["assets/*"]},
+    package_data={"tinyllm": ["assets/*", "serve/static/*"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
     install_requires=[
@@ -110,8 +110,19 @@ setup(
         "triton>=3.0; platform_system == 'Linux'",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pybind11>=2.12", "tiktoken>=0.7",
-                "transformers>=4.40"],
+        # Hugging Face / GGUF / tiktoken export and import (tinyllm export, tinyllm import)
+        "export": ["transformers>=4.40", "tokenizers>=0.15", "tiktoken>=0.7", "gguf>=0.10"],
+        # JSON Lines / Parquet / compressed corpora in
+        "data": ["pyarrow>=14", "zstandard>=0.22"],
+        # tinyllm serve: the OpenAI-compatible server
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29"],
+        # tinyllm sweep: the power-law fit
+        "sweep": ["scipy>=1.11"],
+        # the test suite: every extra, plus the real clients the tests drive (openai, selenium)
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pybind11>=2.12", "ruff==0.17.6",
+                "transformers>=4.40", "tokenizers>=0.15", "tiktoken>=0.7", "gguf>=0.10", "pyarrow>=14",
+                "zstandard>=0.22", "fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.27", "openai>=1.30",
+                "selenium>=4.20", "scipy>=1.11"],
         "bench": ["tiktoken>=0.7", "tokenizers>=0.15", "sentencepiece>=0.2", "rustbpe>=0.1", "transformers>=4.40"],
     },
     entry_points={"console_scripts": ["tinyllm=tinyllm.cli:main"]},
