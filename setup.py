@@ -65,8 +65,10 @@ class OptionalBuildExt(build_ext):
     def _fallback(self, e: Exception):
         if REQUIRE_NATIVE:
             raise
-        print(f"WARNING: building the C++ BPE core failed ({e}); "
-              "tinyllm will use the pure-Python tokenizer.", file=sys.stderr)
+        print(
+            f"WARNING: building the C++ BPE core failed ({e}); tinyllm will use the pure-Python tokenizer.",
+            file=sys.stderr,
+        )
 
 
 def _extensions():
@@ -119,10 +121,25 @@ setup(
         # tinyllm sweep: the power-law fit
         "sweep": ["scipy>=1.11"],
         # the test suite: every extra, plus the real clients the tests drive (openai, selenium)
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pybind11>=2.12", "ruff==0.17.6",
-                "transformers>=4.40", "tokenizers>=0.15", "tiktoken>=0.7", "gguf>=0.10", "pyarrow>=14",
-                "zstandard>=0.22", "fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.27", "openai>=1.30",
-                "selenium>=4.20", "scipy>=1.11"],
+        "dev": [
+            "pytest>=7",
+            "pytest-benchmark>=4",
+            "hypothesis>=6",
+            "pybind11>=2.12",
+            "ruff==0.17.6",
+            "transformers>=4.40",
+            "tokenizers>=0.15",
+            "tiktoken>=0.7",
+            "gguf>=0.10",
+            "pyarrow>=14",
+            "zstandard>=0.22",
+            "fastapi>=0.110",
+            "uvicorn>=0.29",
+            "httpx>=0.27",
+            "openai>=1.30",
+            "selenium>=4.20",
+            "scipy>=1.11",
+        ],
         "bench": ["tiktoken>=0.7", "tokenizers>=0.15", "sentencepiece>=0.2", "rustbpe>=0.1", "transformers>=4.40"],
     },
     entry_points={"console_scripts": ["tinyllm=tinyllm.cli:main"]},

@@ -26,6 +26,7 @@ def _timed(benchmark, fn, group):
     def run():
         fn()
         torch.cuda.synchronize()
+
     run()  # compile / autotune outside the timing
     benchmark.group = group
     benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
@@ -38,6 +39,7 @@ def test_attention(benchmark, provider, mode):
     fn = attention_providers(K, "cuda")[provider]
     q, k, v, do = (torch.randn(4, 16, 2048, 128, device="cuda", dtype=torch.bfloat16) for _ in range(4))
     if mode == "fwd":
+
         def step():
             with torch.no_grad():
                 fn(q, k, v)
@@ -47,6 +49,7 @@ def test_attention(benchmark, provider, mode):
         def step():
             fn(q, k, v).backward(do)
             q.grad = k.grad = v.grad = None
+
     _timed(benchmark, step, f"attention {mode} bf16 B4 H16 T2048 D128 causal")
 
 
@@ -63,4 +66,5 @@ def test_activation_fwd_bwd(benchmark, op, provider):
         fn(*inputs).backward(dy)
         for t in inputs:
             t.grad = None
+
     _timed(benchmark, step, f"{op} fwd+bwd bf16 {M}x{N}")

@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from tokenizer_corpus import DEFAULT_OUT, ensure_corpus, load_documents  # noqa: E402
+
 from tinyllm.bench import provenance  # noqa: E402
 
 RESULTS = HERE / "results" / "tokenizer.csv"
@@ -76,8 +77,12 @@ def train_worker(tool: str, corpus: Path, vocab_size: int, threads: int, out: Pa
         info["import_rss_mb"] = _rss_mb()
         tk = Tokenizer(models.BPE())
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=SPECIALS,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
         t = time.perf_counter()
         tk.train([str(corpus)], trainer)
         info["seconds"] = time.perf_counter() - t
@@ -97,9 +102,16 @@ def train_worker(tool: str, corpus: Path, vocab_size: int, threads: int, out: Pa
         info["import_rss_mb"] = _rss_mb()
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
-            spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=f"{d}/m", vocab_size=vocab_size,
-                                           model_type="bpe", byte_fallback=True, num_threads=threads,
-                                           max_sentence_length=1 << 16, minloglevel=2)
+            spm.SentencePieceTrainer.train(
+                input=str(corpus),
+                model_prefix=f"{d}/m",
+                vocab_size=vocab_size,
+                model_type="bpe",
+                byte_fallback=True,
+                num_threads=threads,
+                max_sentence_length=1 << 16,
+                minloglevel=2,
+            )
             info["seconds"] = time.perf_counter() - t
             info["vocab"] = spm.SentencePieceProcessor(model_file=f"{d}/m.model").vocab_size()
     else:
@@ -123,10 +135,24 @@ def corpus_blocks(corpus: Path, block: int = 1 << 16):
 
 
 def run_train(tool: str, corpus: Path, vocab_size: int, threads: int, out: Path | None = None) -> dict:
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, __file__, "--_train-worker", tool, "--corpus", str(corpus), "--vocab-size",
-           str(vocab_size), "--threads", str(threads)] + (["--_out", str(out)] if out else [])
+    env = dict(
+        os.environ,
+        RAYON_NUM_THREADS=str(threads),
+        OMP_NUM_THREADS=str(threads),
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_train-worker",
+        tool,
+        "--corpus",
+        str(corpus),
+        "--vocab-size",
+        str(vocab_size),
+        "--threads",
+        str(threads),
+    ] + (["--_out", str(out)] if out else [])
     print(f"  training {tool} ...", file=sys.stderr, flush=True)
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
@@ -172,10 +198,12 @@ def hf_from_ours(tok):
     hf = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=False))
     # Oniguruma reads `{1,3}+` as "repeat {1,3} one or more times", not possessive; for
     # this pattern the plain greedy `{1,3}` matches the same as the possessive form
-    hf.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(GPT4.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    hf.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(GPT4.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     return hf
 
 
@@ -251,8 +279,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="threads for training and batch encoding")
     ap.add_argument("--encode-mb", type=float, default=20, help="MB of sampled documents to encode")
     ap.add_argument("--reps", type=int, default=3, help="encode repetitions (best is reported)")
-    ap.add_argument("--train-tools", default="ours,hf-tokenizers,rustbpe,sentencepiece",
-                    help="comma-separated training contestants")
+    ap.add_argument(
+        "--train-tools", default="ours,hf-tokenizers,rustbpe,sentencepiece", help="comma-separated training contestants"
+    )
     ap.add_argument("--no-csv", action="store_true", help="do not append rows to benchmarks/results/")
     ap.add_argument("--_train-worker", help=argparse.SUPPRESS)
     ap.add_argument("--_out", type=Path, help=argparse.SUPPRESS)
@@ -264,8 +293,11 @@ def main() -> None:
 
     corpus = ensure_corpus(args.corpus, args.corpus_mb)
     size_mb = corpus.stat().st_size / 1e6
-    print(f"corpus {corpus} ({size_mb:.1f} MB); vocab {args.vocab_size}; {args.threads} threads; {machine()}; "
-          f"load average {os.getloadavg()[0]:.2f} (other work on the machine skews timings)", file=sys.stderr)
+    print(
+        f"corpus {corpus} ({size_mb:.1f} MB); vocab {args.vocab_size}; {args.threads} threads; {machine()}; "
+        f"load average {os.getloadavg()[0]:.2f} (other work on the machine skews timings)",
+        file=sys.stderr,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="tinyllm-bench-"))
     tok_path = tmp / "ours.tok"
 
@@ -282,26 +314,50 @@ def main() -> None:
             print(f"{tool:18s} failed: {r['error']}")
             continue
         note = "tinyllm/__init__ imports torch" if r.get("torch_imported") else ""
-        print(f"{tool:18s} {r['seconds']:9.2f} {r['peak_rss_mb']:9.0f} {r['import_rss_mb']:10.0f} {r['vocab']:7d}   {note}")
+        print(
+            f"{tool:18s} {r['seconds']:9.2f} {r['peak_rss_mb']:9.0f} {r['import_rss_mb']:10.0f} {r['vocab']:7d}   {note}"
+        )
     anchors = {t: r for t, r in train.items() if t != "ours" and "error" not in r}
     verdicts = []
     ours = train.get("ours", {})
     if "seconds" in ours:
         for tool, r in anchors.items():
-            rows.append((f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr seconds", "ours",
-                         ours["seconds"], tool, r["seconds"], "s", r["seconds"] / ours["seconds"]))
-            rows.append((f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr peak RSS", "ours",
-                         ours["peak_rss_mb"], tool, r["peak_rss_mb"], "MB", r["peak_rss_mb"] / ours["peak_rss_mb"]))
+            rows.append(
+                (
+                    f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr seconds",
+                    "ours",
+                    ours["seconds"],
+                    tool,
+                    r["seconds"],
+                    "s",
+                    r["seconds"] / ours["seconds"],
+                )
+            )
+            rows.append(
+                (
+                    f"train {size_mb:.0f}MB vocab {args.vocab_size} {args.threads}thr peak RSS",
+                    "ours",
+                    ours["peak_rss_mb"],
+                    tool,
+                    r["peak_rss_mb"],
+                    "MB",
+                    r["peak_rss_mb"] / ours["peak_rss_mb"],
+                )
+            )
         if anchors:
             fastest = min(anchors, key=lambda t: anchors[t]["seconds"])
             speedup = anchors[fastest]["seconds"] / ours["seconds"]
             mem_ok = ours["peak_rss_mb"] <= anchors[fastest]["peak_rss_mb"]
-            verdicts.append(f"[{'MET' if speedup >= 2 and mem_ok else 'NOT MET'}] training (ours): "
-                            f"{speedup:.1f}x faster than the fastest anchor ({fastest}, target >= 2x); peak "
-                            f"{ours['peak_rss_mb']:.0f} MB vs {anchors[fastest]['peak_rss_mb']:.0f} MB (target: no higher)")
+            verdicts.append(
+                f"[{'MET' if speedup >= 2 and mem_ok else 'NOT MET'}] training (ours): "
+                f"{speedup:.1f}x faster than the fastest anchor ({fastest}, target >= 2x); peak "
+                f"{ours['peak_rss_mb']:.0f} MB vs {anchors[fastest]['peak_rss_mb']:.0f} MB (target: no higher)"
+            )
     if anchors and "seconds" in ours:
-        print("speed ratio (anchor seconds / ours): " + ", ".join(
-            f"{t} {anchors[t]['seconds'] / ours['seconds']:.1f}x" for t in anchors))
+        print(
+            "speed ratio (anchor seconds / ours): "
+            + ", ".join(f"{t} {anchors[t]['seconds'] / ours['seconds']:.1f}x" for t in anchors)
+        )
 
     print(f"\nEncoding: {enc_mb:.1f} MB sampled from the corpus ({args.reps} reps, best)")
     print(f"{'tool':15s} {'mode':22s} {'MB/s':>8s} {'ours/them':>10s}  same ids as ours")
@@ -311,16 +367,21 @@ def main() -> None:
         same = "-" if r["same_ids"] is None else ("yes" if r["same_ids"] else "NO")
         print(f"{r['tool']:15s} {r['mode']:22s} {r['mb_per_s']:8.1f} {ratio:9.1f}x  {same} {r['note']}")
         if r["tool"] != "ours":
-            rows.append((f"encode {r['mode']} MB/s", "ours", ours_speed[r["mode"]], r["tool"], r["mb_per_s"], "MB/s",
-                         ratio))
+            rows.append(
+                (f"encode {r['mode']} MB/s", "ours", ours_speed[r["mode"]], r["tool"], r["mb_per_s"], "MB/s", ratio)
+            )
     tk = {r["mode"]: r for r in enc_rows if r["tool"] == "tiktoken"}
     one, batch = "one string, 1 thread", f"batch, {args.threads} threads"
     r1 = ours_speed[one] / tk[one]["mb_per_s"]
     rb = ours_speed[batch] / tk[batch]["mb_per_s"]
-    verdicts.append(f"[{'MET' if r1 >= 1.5 and tk[one]['same_ids'] else 'NOT MET'}] encode one string: {r1:.1f}x "
-                    f"tiktoken (target >= 1.5x), same ids: {tk[one]['same_ids']}")
-    verdicts.append(f"[{'MET' if rb >= 2 and tk[batch]['same_ids'] else 'NOT MET'}] encode batch: {rb:.1f}x "
-                    f"tiktoken's batch on {args.threads} threads (target >= 2x), same ids: {tk[batch]['same_ids']}")
+    verdicts.append(
+        f"[{'MET' if r1 >= 1.5 and tk[one]['same_ids'] else 'NOT MET'}] encode one string: {r1:.1f}x "
+        f"tiktoken (target >= 1.5x), same ids: {tk[one]['same_ids']}"
+    )
+    verdicts.append(
+        f"[{'MET' if rb >= 2 and tk[batch]['same_ids'] else 'NOT MET'}] encode batch: {rb:.1f}x "
+        f"tiktoken's batch on {args.threads} threads (target >= 2x), same ids: {tk[batch]['same_ids']}"
+    )
     print("\nTargets (issue 3):")
     for v in verdicts:
         print("  " + v)
@@ -328,15 +389,39 @@ def main() -> None:
     if not args.no_csv:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         new = not RESULTS.exists()
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with open(RESULTS, "a", newline="") as f:
             w = csv.writer(f)
             if new:
-                w.writerow(["what", "ours", "ours_value", "against", "their_value", "unit", "ratio", "machine",
-                            "commit", "date"])
+                w.writerow(
+                    [
+                        "what",
+                        "ours",
+                        "ours_value",
+                        "against",
+                        "their_value",
+                        "unit",
+                        "ratio",
+                        "machine",
+                        "commit",
+                        "date",
+                    ]
+                )
             for what, ours_name, ov, against, tv, unit, ratio in rows:
-                w.writerow([what, ours_name, f"{ov:.4g}", against, f"{tv:.4g}", unit, f"{ratio:.3f}", machine(),
-                            commit(), stamp])
+                w.writerow(
+                    [
+                        what,
+                        ours_name,
+                        f"{ov:.4g}",
+                        against,
+                        f"{tv:.4g}",
+                        unit,
+                        f"{ratio:.3f}",
+                        machine(),
+                        commit(),
+                        stamp,
+                    ]
+                )
         print(f"\nappended {len(rows)} rows to {RESULTS.relative_to(ROOT)}")
 
 

@@ -55,8 +55,13 @@ def test_train_native(benchmark, bible):
 
 @pytest.mark.benchmark(group="train bible 4096")
 def test_train_reference(benchmark, bible):
-    tok = benchmark.pedantic(ReferenceTokenizer.train, args=(bible,),
-                             kwargs=dict(vocab_size=4096, show_progress=False), rounds=1, iterations=1)
+    tok = benchmark.pedantic(
+        ReferenceTokenizer.train,
+        args=(bible,),
+        kwargs=dict(vocab_size=4096, show_progress=False),
+        rounds=1,
+        iterations=1,
+    )
     assert tok.vocab_size == 4096
 
 

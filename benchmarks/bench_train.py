@@ -26,17 +26,43 @@ sys.path.insert(0, str(HERE.parent))
 from tinyllm.bench.train import bench_train, report, write_rows  # noqa: E402
 from tinyllm.cli import build_parser  # noqa: E402
 
-CPU_CASES = [["--preset", "tiny", "--batch_size", "8", "--steps", "10", "--warmup", "2"],
-             ["--preset", "tiny", "--batch_size", "8", "--steps", "10", "--warmup", "3", "--compile"]]
+CPU_CASES = [
+    ["--preset", "tiny", "--batch_size", "8", "--steps", "10", "--warmup", "2"],
+    ["--preset", "tiny", "--batch_size", "8", "--steps", "10", "--warmup", "3", "--compile"],
+]
 # GPT-2 small compiled with each attention path, profiled (where a step's time goes: the
 # Triton path lost 30% in the model on an H200 although its kernels alone are faster), and
 # once at batch 16.
 _GPT2 = ["--preset", "gpt2", "--steps", "20", "--warmup", "5", "--compile"]
-CUDA_CASES = [[*_GPT2, "--batch_size", "8", "--attention", "sdpa", "--profile", "2"],
-              [*_GPT2, "--batch_size", "8", "--attention", "triton", "--profile", "2"],
-              [*_GPT2, "--batch_size", "16"]]
-DRY = [["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "16",
-        "--vocab_size", "97", "--batch_size", "2", "--steps", "2", "--warmup", "1", "--profile", "1"]]
+CUDA_CASES = [
+    [*_GPT2, "--batch_size", "8", "--attention", "sdpa", "--profile", "2"],
+    [*_GPT2, "--batch_size", "8", "--attention", "triton", "--profile", "2"],
+    [*_GPT2, "--batch_size", "16"],
+]
+DRY = [
+    [
+        "--d_model",
+        "32",
+        "--n_layers",
+        "2",
+        "--n_heads",
+        "2",
+        "--d_ff",
+        "64",
+        "--context_length",
+        "16",
+        "--vocab_size",
+        "97",
+        "--batch_size",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--profile",
+        "1",
+    ]
+]
 
 
 def main() -> int:

@@ -47,23 +47,42 @@ DEFAULT_CSV = ROOT / "benchmarks" / "results" / "gpu.csv"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Without CUDA, only --dry-run and --compile-only run.")
-    p.add_argument("--dry-run", action="store_true",
-                   help="run every stage on CPU at tiny sizes under TRITON_INTERPRET=1 (tests the script)")
-    p.add_argument("--compile-only", action="store_true",
-                   help="compile the kernels for --arch without a GPU and report resource usage")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Without CUDA, only --dry-run and --compile-only run.",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run every stage on CPU at tiny sizes under TRITON_INTERPRET=1 (tests the script)",
+    )
+    p.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="compile the kernels for --arch without a GPU and report resource usage",
+    )
     p.add_argument("--arch", type=int, default=90, help="CUDA compute capability for --compile-only (90 = H100)")
-    p.add_argument("--all-configs", action="store_true",
-                   help="--compile-only: every autotune config and dtype, not one config per kernel")
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"CSV to append rows to (default {DEFAULT_CSV.relative_to(ROOT)}; none for --dry-run)")
+    p.add_argument(
+        "--all-configs",
+        action="store_true",
+        help="--compile-only: every autotune config and dtype, not one config per kernel",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"CSV to append rows to (default {DEFAULT_CSV.relative_to(ROOT)}; none for --dry-run)",
+    )
     p.add_argument("--no-csv", action="store_true", help="print only")
     p.add_argument("--seq-lens", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192, 16384])
     p.add_argument("--head-dims", type=int, nargs="+", default=[64, 128])
-    p.add_argument("--budget-s", type=float, default=450.0,
-                   help="stop starting new benchmarks after this many seconds (keeps the run under 8 min)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=450.0,
+        help="stop starting new benchmarks after this many seconds (keeps the run under 8 min)",
+    )
     p.add_argument("--skip-checks", action="store_true", help="benchmark without the correctness stage")
     return p.parse_args(argv)
 
@@ -72,17 +91,19 @@ def parse_args(argv=None):
 # Environment, rows, timing
 # --------------------------------------------------------------------------------------
 
+
 def _import_kernels():
     """tinyllm.kernels, installed (pip install -e .) or straight from this checkout."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import tinyllm
+
     try:
         import tinyllm.kernels as kernels
     except ModuleNotFoundError:
         spec = importlib.util.spec_from_file_location(
-            "tinyllm.kernels", ROOT / "kernels" / "__init__.py",
-            submodule_search_locations=[str(ROOT / "kernels")])
+            "tinyllm.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")]
+        )
         kernels = importlib.util.module_from_spec(spec)
         sys.modules["tinyllm.kernels"] = kernels
         spec.loader.exec_module(kernels)
@@ -92,6 +113,7 @@ def _import_kernels():
 
 def _git_commit() -> str:
     from tinyllm.bench.provenance import git_commit
+
     return git_commit()
 
 
@@ -99,21 +121,22 @@ def _git_commit() -> str:
 class Row:
     """One CSV row after the run's date, commit, gpu, torch, triton, cuda; the columns are
     documented in benchmarks/README.md ("Results files"), keep the two in step."""
-    bench: str              # check_<op>, attention_fwd[_bwd], model_attn_fwd[_bwd], copy, <op>_fwd[_bwd]
-    provider: str           # tinyllm, sdpa_flash, reference, torch_eager, torch_compile, torch (copy);
+
+    bench: str  # check_<op>, attention_fwd[_bwd], model_attn_fwd[_bwd], copy, <op>_fwd[_bwd]
+    provider: str  # tinyllm, sdpa_flash, reference, torch_eager, torch_compile, torch (copy);
     #                         check rows: the tensor checked (out, dq, dk, dv; y, d0, d1)
     dtype: str
-    shape: str              # B,H,T,D for attention; M,N for activations and copy
-    causal: str = ""        # True / False for attention, else empty
-    ms: float | None = None         # median per call
-    tflops: float | None = None     # attention: FlashAttention's FLOP count / time
-    gbps: float | None = None       # activations, copy: ideal bytes moved / time, 1e9 bytes/s
-    ratio: float | None = None      # this / ratio_vs, by throughput (higher is better)
+    shape: str  # B,H,T,D for attention; M,N for activations and copy
+    causal: str = ""  # True / False for attention, else empty
+    ms: float | None = None  # median per call
+    tflops: float | None = None  # attention: FlashAttention's FLOP count / time
+    gbps: float | None = None  # activations, copy: ideal bytes moved / time, 1e9 bytes/s
+    ratio: float | None = None  # this / ratio_vs, by throughput (higher is better)
     ratio_vs: str = ""
-    err: float | None = None        # correctness rows: max |ours - fp64 ref|
+    err: float | None = None  # correctness rows: max |ours - fp64 ref|
     err_torch: float | None = None  # ... and PyTorch's own error in the same dtype
-    bound: float | None = None      # ... and the largest err allowed (kernels/tolerances.py)
-    status: str = "ok"              # ok, PASS, FAIL, oom, skipped: <why>
+    bound: float | None = None  # ... and the largest err allowed (kernels/tolerances.py)
+    status: str = "ok"  # ok, PASS, FAIL, oom, skipped: <why>
 
 
 CSV_FIELDS = ["date", "commit", "gpu", "torch", "triton", "cuda"] + [f.name for f in dataclasses.fields(Row)]
@@ -123,15 +146,18 @@ class Session:
     def __init__(self, args, device, out: Path | None = None):
         import torch
         import triton
+
         self.args, self.device, self.out = args, device, out
         self.started = time.time()
         self.rows: list[Row] = []
         self.meta = dict(
-            date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             commit=_git_commit(),
             gpu=torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run, TRITON_INTERPRET=1)",
-            torch=torch.__version__, triton=triton.__version__,
-            cuda=torch.version.cuda or "")
+            torch=torch.__version__,
+            triton=triton.__version__,
+            cuda=torch.version.cuda or "",
+        )
 
     def over_budget(self) -> bool:
         return time.time() - self.started > self.args.budget_s
@@ -161,19 +187,25 @@ def _csv_value(v):
 def _fmt(r: Row) -> str:
     def f(v, spec):
         return format(v, spec) if v is not None else "-"
+
     if r.bench.startswith("check"):
-        return (f"{r.bench:<18} {r.provider:<10} {r.dtype:<9} {r.shape:<22} {r.causal:<6} "
-                f"err {f(r.err, '.2e')}  torch {f(r.err_torch, '.2e')}  bound {f(r.bound, '.2e')}  {r.status}")
+        return (
+            f"{r.bench:<18} {r.provider:<10} {r.dtype:<9} {r.shape:<22} {r.causal:<6} "
+            f"err {f(r.err, '.2e')}  torch {f(r.err_torch, '.2e')}  bound {f(r.bound, '.2e')}  {r.status}"
+        )
     thr = f"{f(r.tflops, '8.1f')} TFLOP/s" if r.tflops is not None else f"{f(r.gbps, '8.1f')} GB/s   "
     ratio = f"{r.ratio:5.2f}x vs {r.ratio_vs}" if r.ratio is not None else ""
-    return (f"{r.bench:<18} {r.provider:<14} {r.dtype:<9} {r.shape:<22} {r.causal:<6} "
-            f"{f(r.ms, '9.3f')} ms {thr}  {ratio}  {r.status if r.status != 'ok' else ''}")
+    return (
+        f"{r.bench:<18} {r.provider:<14} {r.dtype:<9} {r.shape:<22} {r.causal:<6} "
+        f"{f(r.ms, '9.3f')} ms {thr}  {ratio}  {r.status if r.status != 'ok' else ''}"
+    )
 
 
 def bench_ms(fn, device: str, grad_to_none=None) -> float:
     """Median milliseconds per call: triton's do_bench (L2 flushed) on CUDA, a plain timer on CPU."""
     if device == "cuda":
         from triton.testing import do_bench
+
         return do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none)
     fn()  # warm-up (and compile)
     times = []
@@ -184,11 +216,12 @@ def bench_ms(fn, device: str, grad_to_none=None) -> float:
     return sorted(times)[1]
 
 
-def time_row(s: "Session", row: "Row", mode: str, fn, inputs, grad_out) -> bool:
+def time_row(s: Session, row: Row, mode: str, fn, inputs, grad_out) -> bool:
     """row.ms of fn(*inputs) without autograd (mode "fwd") or of fn(*leaves).backward(grad_out)
     ("fwd_bwd", fresh leaves, their grads reset between calls). False, and the row marked
     skipped, once the time budget is spent."""
     import torch
+
     if s.over_budget():
         row.status = "skipped: time budget"
         return False
@@ -203,6 +236,7 @@ def time_row(s: "Session", row: "Row", mode: str, fn, inputs, grad_out) -> bool:
 
 def _is_oom(e: BaseException) -> bool:
     import torch
+
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
@@ -210,9 +244,11 @@ def _is_oom(e: BaseException) -> bool:
 # Stage 1: correctness
 # --------------------------------------------------------------------------------------
 
+
 def check_attention(s: Session, K, dtype, B, H, T, D, causal) -> bool:
     import torch
     import torch.nn.functional as F
+
     dev = s.device
     g = torch.Generator(device=dev).manual_seed(T * 131 + D)
     q, k, v, do = (torch.randn(B, H, T, D, device=dev, generator=g) for _ in range(4))
@@ -240,6 +276,7 @@ def check_row(s: Session, row: Row, ours, torch_, ref) -> bool:
     the dry run is interpreted, where bf16 casts truncate); add it; True when it passes."""
     from tinyllm.kernels import dispatch
     from tinyllm.kernels.tolerances import error_bound
+
     row.err = (ours.double() - ref).abs().max().item()
     row.err_torch = (torch_.double() - ref).abs().max().item()
     row.bound = error_bound(row.dtype, row.err_torch, ref.abs().max().item(), interpreted=dispatch.INTERPRETED)
@@ -253,17 +290,27 @@ def activation_ops(K) -> dict:
     """name -> (inputs from (x, other, bias), ours, torch eager, written-out reference) for the
     fused activations; the one table the checks and both benchmarks use."""
     import torch.nn.functional as F
+
     return {
-        "gelu": (lambda x, other, bias: (x,), lambda a: K.gelu(a), lambda a: F.gelu(a, approximate="tanh"),
-                 lambda a: K.gelu_ref(a)),
-        "bias_gelu": (lambda x, other, bias: (x, bias), lambda a, b: K.bias_gelu(a, b),
-                      lambda a, b: F.gelu(a + b, approximate="tanh"), lambda a, b: K.bias_gelu_ref(a, b)),
+        "gelu": (
+            lambda x, other, bias: (x,),
+            lambda a: K.gelu(a),
+            lambda a: F.gelu(a, approximate="tanh"),
+            lambda a: K.gelu_ref(a),
+        ),
+        "bias_gelu": (
+            lambda x, other, bias: (x, bias),
+            lambda a, b: K.bias_gelu(a, b),
+            lambda a, b: F.gelu(a + b, approximate="tanh"),
+            lambda a, b: K.bias_gelu_ref(a, b),
+        ),
         "swiglu": (lambda x, other, bias: (other, x), K.swiglu, lambda a, b: F.silu(a) * b, K.swiglu_ref),
     }
 
 
 def check_activations(s: Session, K, dtype, M, N) -> bool:
     import torch
+
     dev = s.device
     g = torch.Generator(device=dev).manual_seed(M + N)
     x, gate, dy = (torch.randn(M, N, device=dev, generator=g) * 3 for _ in range(3))
@@ -273,26 +320,33 @@ def check_activations(s: Session, K, dtype, M, N) -> bool:
     for op, (pick, ours_fn, torch_fn, ref_fn) in activation_ops(K).items():
         inputs = pick(x, gate, bias)
 
-        def run(fn, dt):
+        def run(fn, dt, inputs=inputs):
             leaves = [t.to(dt).requires_grad_() for t in inputs]
             y = fn(*leaves)
             y.backward(dy.to(dt))
             return [y.detach()] + [t.grad for t in leaves]
-        for what, a, t, r in zip(("y", "d0", "d1"), run(ours_fn, dtype), run(torch_fn, dtype),
-                                 run(ref_fn, torch.float64)):
+
+        for what, a, t, r in zip(
+            ("y", "d0", "d1"), run(ours_fn, dtype), run(torch_fn, dtype), run(ref_fn, torch.float64)
+        ):
             ok &= check_row(s, Row(f"check_{op}", what, name, f"{M},{N}"), a, t, r)
     return ok
 
 
 def stage_checks(s: Session, K, dry: bool) -> bool:
     import torch
+
     if dry:
         attn = [(torch.float16, 1, 2, 33, 48, True), (torch.bfloat16, 1, 2, 17, 16, False)]
         act = [(torch.float16, 9, 70), (torch.bfloat16, 9, 70)]
     else:  # the first two per dtype compile what the benchmarks use (bf16, D 64/128, causal)
-        attn = [(torch.bfloat16, 2, 8, 2048, 64, True), (torch.bfloat16, 1, 8, 4001, 128, True),
-                (torch.bfloat16, 2, 4, 1000, 80, False),
-                (torch.float16, 2, 8, 2048, 64, True), (torch.float16, 1, 4, 1531, 128, False)]
+        attn = [
+            (torch.bfloat16, 2, 8, 2048, 64, True),
+            (torch.bfloat16, 1, 8, 4001, 128, True),
+            (torch.bfloat16, 2, 4, 1000, 80, False),
+            (torch.float16, 2, 8, 2048, 64, True),
+            (torch.float16, 1, 4, 1531, 128, False),
+        ]
         act = [(torch.bfloat16, 4096, 3000), (torch.float16, 4096, 3000)]
     ok = True
     for case in attn:
@@ -305,6 +359,7 @@ def stage_checks(s: Session, K, dry: bool) -> bool:
 # --------------------------------------------------------------------------------------
 # Stage 2: attention throughput
 # --------------------------------------------------------------------------------------
+
 
 def attention_flops(B, H, T, D, causal, mode) -> float:
     fwd = 4.0 * B * H * T * T * D * (0.5 if causal else 1.0)
@@ -319,21 +374,25 @@ def attention_providers(K, dev: str) -> dict:
         if dev != "cuda":  # the dry run has no flash backend: PyTorch picks (math on CPU)
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         from torch.nn.attention import SDPBackend, sdpa_kernel
+
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
-    return {"tinyllm": lambda q, k, v: K.flash_attention(q, k, v, causal=True),
-            "sdpa_flash": sdpa_flash,
-            "reference": lambda q, k, v: K.flash_attention_ref(q, k, v, causal=True)}
+    return {
+        "tinyllm": lambda q, k, v: K.flash_attention(q, k, v, causal=True),
+        "sdpa_flash": sdpa_flash,
+        "reference": lambda q, k, v: K.flash_attention_ref(q, k, v, causal=True),
+    }
 
 
 def stage_attention(s: Session, K, dry: bool):
     import torch
+
     dev = s.device
     dtype = torch.bfloat16
     seq_lens = [16, 33] if dry else s.args.seq_lens
     head_dims = [16, 48] if dry else s.args.head_dims
-    total_mem = torch.cuda.get_device_properties(0).total_memory if dev == "cuda" else 2 ** 31
+    total_mem = torch.cuda.get_device_properties(0).total_memory if dev == "cuda" else 2**31
     providers = attention_providers(K, dev)
     for D in head_dims:
         H = max(1, (128 if dry else 2048) // D)
@@ -346,13 +405,13 @@ def stage_attention(s: Session, K, dry: bool):
                 for name, fn in providers.items():
                     row = Row(f"attention_{mode}", name, "bfloat16", shape, "True")
                     group.append(row)
-                    if name == "reference" and 20.0 * B * H * T * T > 0.5 * total_mem:
+                    if name == "reference" and 0.5 * total_mem < 20.0 * B * H * T * T:
                         row.status = "skipped: T x T would not fit"
                         continue
                     try:
                         if time_row(s, row, mode, fn, (q, k, v), do):
                             row.tflops = attention_flops(B, H, T, D, True, mode) / (row.ms * 1e-3) / 1e12
-                    except Exception as e:  # noqa: BLE001 - an OOM is a result (a row); anything else is a bug
+                    except Exception as e:
                         if not _is_oom(e):
                             raise
                         row.status = "oom"
@@ -367,6 +426,7 @@ def stage_attention_model_layout(s: Session, K, dry: bool):
     of one (B, T, 3C) projection output, and the gradients flow back into that tensor (the
     benchmark above uses contiguous q, k, v). B 8, H 12, T 1024, D 64."""
     import torch
+
     dev = s.device
     providers = attention_providers(K, dev)
     B, H, T, D = (2, 2, 33, 16) if dry else (8, 12, 1024, 64)
@@ -392,8 +452,10 @@ def stage_attention_model_layout(s: Session, K, dry: bool):
 # Stage 3: activations and the copy ceiling
 # --------------------------------------------------------------------------------------
 
+
 def copy_bandwidth(s: Session, M, N, dtype) -> float:
     import torch
+
     src = torch.randn(M, N, device=s.device).to(dtype)
     dst = torch.empty_like(src)
     ms = bench_ms(lambda: dst.copy_(src), s.device)
@@ -404,6 +466,7 @@ def copy_bandwidth(s: Session, M, N, dtype) -> float:
 
 def stage_activations(s: Session, K, dry: bool):
     import torch
+
     dev = s.device
     dtype = torch.bfloat16
     M, N = (64, 200) if dry else (16384, 8192)
@@ -416,8 +479,7 @@ def stage_activations(s: Session, K, dry: bool):
     moved = {"gelu": (2 * n, 5 * n), "bias_gelu": (2 * n + N, 5 * n + 2 * N), "swiglu": (3 * n, 8 * n)}
     for op, (pick, ours, eager, _) in activation_ops(K).items():
         inputs, (fwd_elems, fwd_bwd_elems) = pick(x, gate, bias), moved[op]
-        providers = {"tinyllm": ours, "torch_eager": eager,
-                     "torch_compile": torch.compile(eager, backend=backend)}
+        providers = {"tinyllm": ours, "torch_eager": eager, "torch_compile": torch.compile(eager, backend=backend)}
         for mode, elems in (("fwd", fwd_elems), ("fwd_bwd", fwd_bwd_elems)):
             group = []
             for name, fn in providers.items():
@@ -488,8 +550,11 @@ def _signature(jit_fn, dtype: str, constexprs: dict) -> dict:
 def _aligned(jit_fn, constexprs: dict) -> dict:
     """What triton's launcher specialises in the common case: 16-byte aligned tensors and
     sizes/strides that are multiples of 16 (so loads vectorise as they do on the GPU)."""
-    return {(i,): [["tt.divisibility", 16]] for i, name in enumerate(jit_fn.arg_names)
-            if name not in constexprs and name != "softmax_scale"}
+    return {
+        (i,): [["tt.divisibility", 16]]
+        for i, name in enumerate(jit_fn.arg_names)
+        if name not in constexprs and name != "softmax_scale"
+    }
 
 
 _SASS_OP = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
@@ -499,6 +564,7 @@ _SASS_BRANCH = re.compile(r"\bBRA\s+`\((\.L_x_\d+)\)")
 
 def _cubin_tool(name: str) -> Path | None:
     import triton
+
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
     return tool if tool.exists() else None
 
@@ -507,6 +573,7 @@ def _resource_usage(cubin: bytes) -> dict:
     """Registers and spills (cuobjdump), and the SASS instruction mix (nvdisasm): the total
     per thread, MUFU (exp2, reciprocal, ...) ops, barriers and barriers inside loops."""
     import tempfile
+
     usage = dict(regs="?", local="?", sass=None, mufu=None, bar=None, loop_bar=None)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
@@ -540,7 +607,9 @@ def compile_only(args, K) -> int:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
+
     from tinyllm.kernels import dispatch
+
     if dispatch.INTERPRETED:
         print("error: --compile-only needs TRITON_INTERPRET unset", file=sys.stderr)
         return 2
@@ -551,23 +620,39 @@ def compile_only(args, K) -> int:
     dtypes = ["bf16", "fp16", "fp32"] if args.all_configs else ["bf16"]
     head_dims = [64, 80, 128] if args.all_configs else [80, 128]
     jobs = []  # (jit function, dtype, constexprs, num_warps, num_stages[, elements per thread])
-    for kernel, configs in ((fa._attn_fwd, fa._fwd_configs()), (fa._attn_bwd_dkdv, fa._dkdv_configs()),
-                            (fa._attn_bwd_dq, fa._dq_configs())):
+    for kernel, configs in (
+        (fa._attn_fwd, fa._fwd_configs()),
+        (fa._attn_bwd_dkdv, fa._dkdv_configs()),
+        (fa._attn_bwd_dq, fa._dq_configs()),
+    ):
         for dt in dtypes:
             kept = fa._prune_for_fp32(configs, {"Q": torch.empty(0, dtype=getattr(torch, _TORCH_DTYPE[dt]))})
             for D in head_dims:
-                for c in (kept if args.all_configs else kept[:1]):
-                    cx = dict(HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D), CAUSAL=True, UPCAST_DOT=False,
-                              DOT_PRECISION="ieee", **c.kwargs)
+                for c in kept if args.all_configs else kept[:1]:
+                    cx = dict(
+                        HEAD_DIM=D,
+                        BLOCK_D=triton.next_power_of_2(D),
+                        CAUSAL=True,
+                        UPCAST_DOT=False,
+                        DOT_PRECISION="ieee",
+                        **c.kwargs,
+                    )
                     jobs.append((kernel.fn, dt, cx, c.num_warps, c.num_stages))
     for dt in dtypes:
         jobs.append((fa._attn_bwd_preprocess, dt, dict(HEAD_DIM=80, BLOCK_D=128, BLOCK_M=fa._PREPROCESS_BLOCK_M), 4, 3))
         # (kernel, block constexprs, warps): flat elementwise launches and bias_gelu's tiles
         flat = (dict(BLOCK_SIZE=dispatch.ELEMENTWISE_BLOCK_SIZE), dispatch.ELEMENTWISE_NUM_WARPS)
         tile = (dict(BLOCK_M=ge._BLOCK_M, BLOCK_N=ge._BLOCK_N), ge._NUM_WARPS)
-        launches = [(k, {"APPROXIMATE_TANH": approx}, shape) for approx in (True, False)
-                    for k, shape in ((ge._gelu_fwd_kernel, flat), (ge._gelu_bwd_kernel, flat),
-                                     (ge._bias_gelu_fwd_kernel, tile), (ge._bias_gelu_bwd_kernel, tile))]
+        launches = [
+            (k, {"APPROXIMATE_TANH": approx}, shape)
+            for approx in (True, False)
+            for k, shape in (
+                (ge._gelu_fwd_kernel, flat),
+                (ge._gelu_bwd_kernel, flat),
+                (ge._bias_gelu_fwd_kernel, tile),
+                (ge._bias_gelu_bwd_kernel, tile),
+            )
+        ]
         launches += [(k, {}, flat) for k in (sw._swiglu_fwd_kernel, sw._swiglu_bwd_kernel)]
         for kernel, cx, (blocks, warps) in launches:
             per_thread = math.prod(blocks.values()) // (32 * warps)
@@ -578,33 +663,50 @@ def compile_only(args, K) -> int:
         blocks = {k: v for k, v in cx.items() if k.startswith("BLOCK") or k in ("HEAD_DIM", "APPROXIMATE_TANH")}
         t0 = time.time()
         try:
-            compiled = triton.compile(ASTSource(fn, _signature(fn, dt, cx), cx, _aligned(fn, cx)), target=target,
-                                      options=dict(num_warps=warps, num_stages=stages))
-        except Exception as e:  # noqa: BLE001 - report every failing kernel, then fail
+            compiled = triton.compile(
+                ASTSource(fn, _signature(fn, dt, cx), cx, _aligned(fn, cx)),
+                target=target,
+                options=dict(num_warps=warps, num_stages=stages),
+            )
+        except Exception as e:
             failures += 1
             print(f"FAIL {fn.__name__:<24} {dt:<5} {blocks}: {type(e).__name__}: {str(e)[-400:]}")
             continue
         u = _resource_usage(compiled.asm["cubin"])
         # Offline, triton never loads the kernel, so nothing else checks these two.
         limit = _SMEM_LIMIT.get(args.arch)
-        problems = ([f"shared memory {compiled.metadata.shared} > {limit} bytes"]
-                    if limit is not None and compiled.metadata.shared > limit else [])
+        problems = (
+            [f"shared memory {compiled.metadata.shared} > {limit} bytes"]
+            if limit is not None and compiled.metadata.shared > limit
+            else []
+        )
         problems += [f"{u['local']} bytes of register spills"] if u["local"] not in ("0", "?") else []
         if problems:
             failures += 1
             print(f"FAIL {fn.__name__:<24} {dt:<5} {blocks}: {'; '.join(problems)}")
             continue
-        mix = "" if u["sass"] is None else (
-            f" sass {u['sass']:>5} mufu {u['mufu']:>3} bar {u['bar']:>2} (in loops {u['loop_bar']})"
-            + (f" = {u['sass'] / per_thread[0]:.1f} instr, {u['mufu'] / per_thread[0]:.1f} mufu per element"
-               if per_thread else ""))
-        print(f"ok   {fn.__name__:<24} {dt:<5} warps {warps} stages {stages} smem {compiled.metadata.shared:>6} "
-              f"regs {u['regs']:>3} spill(local) {u['local']:>4}{mix}  {blocks}  {time.time() - t0:.1f}s")
+        mix = (
+            ""
+            if u["sass"] is None
+            else (
+                f" sass {u['sass']:>5} mufu {u['mufu']:>3} bar {u['bar']:>2} (in loops {u['loop_bar']})"
+                + (
+                    f" = {u['sass'] / per_thread[0]:.1f} instr, {u['mufu'] / per_thread[0]:.1f} mufu per element"
+                    if per_thread
+                    else ""
+                )
+            )
+        )
+        print(
+            f"ok   {fn.__name__:<24} {dt:<5} warps {warps} stages {stages} smem {compiled.metadata.shared:>6} "
+            f"regs {u['regs']:>3} spill(local) {u['local']:>4}{mix}  {blocks}  {time.time() - t0:.1f}s"
+        )
     print(f"{len(jobs) - failures}/{len(jobs)} compiled")
     return 1 if failures else 0
 
 
 # --------------------------------------------------------------------------------------
+
 
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -618,21 +720,27 @@ def main(argv=None) -> int:
     if args.compile_only:
         return compile_only(args, K)
     if not args.dry_run and not torch.cuda.is_available():
-        print("error: no CUDA device: this benchmark needs a GPU. Use --dry-run to exercise the script "
-              "on CPU, or --compile-only to compile the kernels for sm_90 without one.", file=sys.stderr)
+        print(
+            "error: no CUDA device: this benchmark needs a GPU. Use --dry-run to exercise the script "
+            "on CPU, or --compile-only to compile the kernels for sm_90 without one.",
+            file=sys.stderr,
+        )
         return 2
     if not K.HAS_TRITON:
         print("error: triton is not importable; nothing to benchmark", file=sys.stderr)
         return 2
     from tinyllm.kernels import dispatch
+
     if args.dry_run and not dispatch.INTERPRETED:
         print("error: the Triton interpreter did not activate for the dry run", file=sys.stderr)
         return 2
     device = "cpu" if args.dry_run else "cuda"
     out = None if args.no_csv else (args.out or (None if args.dry_run else DEFAULT_CSV))
     s = Session(args, device, out)
-    print(f"# {s.meta['gpu']} | torch {s.meta['torch']} | triton {s.meta['triton']} | cuda {s.meta['cuda']} "
-          f"| commit {s.meta['commit']} | {s.meta['date']}")
+    print(
+        f"# {s.meta['gpu']} | torch {s.meta['torch']} | triton {s.meta['triton']} | cuda {s.meta['cuda']} "
+        f"| commit {s.meta['commit']} | {s.meta['date']}"
+    )
     ok = True
     if not args.skip_checks:
         print("## correctness (vs float64 reference)")

@@ -28,7 +28,11 @@ MAX_DOC = 2 << 20  # skip single files over 2 MB (generated tables, not text)
 
 def _read(path: Path) -> str | None:
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError):
         return None
     if not raw or len(raw) > MAX_DOC or b"\x00" in raw[:4096]:  # binary
@@ -45,15 +49,21 @@ def _files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
 def sources() -> list[tuple[str, list[Path], float]]:
     """(name, files, share of the corpus) in the order they are taken."""
     man = Path("/usr/share/man")
-    other_langs = sorted(d for d in man.iterdir() if d.is_dir() and not d.name.startswith("man")) if man.is_dir() else []
+    other_langs = (
+        sorted(d for d in man.iterdir() if d.is_dir() and not d.name.startswith("man")) if man.is_dir() else []
+    )
     man_files = [f for d in other_langs for f in _files(d, (".gz",))] + _files(man, (".gz",))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     site = Path(sysconfig.get_paths()["purelib"])
     py_std = [p for p in _files(stdlib, (".py",)) if "site-packages" not in p.parts]
     return [
         ("man pages", list(dict.fromkeys(man_files)), 0.30),
-        ("docs", _files(Path("/usr/share/doc"), (".gz", ".txt", "README", "NEWS", ".md", ".rst"))
-         + _files(Path("/usr/share/info"), (".gz",)), 0.20),
+        (
+            "docs",
+            _files(Path("/usr/share/doc"), (".gz", ".txt", "README", "NEWS", ".md", ".rst"))
+            + _files(Path("/usr/share/info"), (".gz",)),
+            0.20,
+        ),
         ("python source", py_std + _files(site, (".py",)), 0.50),
     ]
 

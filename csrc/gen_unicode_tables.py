@@ -62,13 +62,13 @@ def render(classes: list[int], folds: dict[str, list[int]]) -> str:
     blocks: dict[tuple[int, ...], int] = {}
     stage1 = []
     for hi in range(0x110000 >> 8):
-        block = tuple(classes[hi << 8:(hi + 1) << 8])
+        block = tuple(classes[hi << 8 : (hi + 1) << 8])
         stage1.append(blocks.setdefault(block, len(blocks)))
     assert len(blocks) < 256, "stage-1 entries are uint8"
     stage2 = [c for block in blocks for c in block]
 
     def rows(values, per=32):
-        return ",\n".join("    " + ",".join(str(v) for v in values[i:i + per]) for i in range(0, len(values), per))
+        return ",\n".join("    " + ",".join(str(v) for v in values[i : i + per]) for i in range(0, len(values), per))
 
     cases = []
     for ch, cps in folds.items():
@@ -120,8 +120,10 @@ def main() -> None:
     classes = classify()
     folds = contraction_folds()
     OUT.write_text(render(classes, folds))
-    print(f"wrote {OUT}; {unicodedata_differences(classes)} code points classified differently by "
-          f"unicodedata {unicodedata.unidata_version} (regex {regex.__version__} is newer)")
+    print(
+        f"wrote {OUT}; {unicodedata_differences(classes)} code points classified differently by "
+        f"unicodedata {unicodedata.unidata_version} (regex {regex.__version__} is newer)"
+    )
 
 
 if __name__ == "__main__":

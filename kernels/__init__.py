@@ -15,9 +15,18 @@ from .gelu import BiasGeluFunction, GeluFunction, bias_gelu, bias_gelu_ref, gelu
 from .swiglu import SwiGLUFunction, swiglu, swiglu_ref
 
 __all__ = [
-    "flash_attention", "flash_attention_ref", "FlashAttentionFunction",
-    "gelu", "gelu_ref", "GeluFunction",
-    "bias_gelu", "bias_gelu_ref", "BiasGeluFunction",
-    "swiglu", "swiglu_ref", "SwiGLUFunction",
-    "kernel_backend", "HAS_TRITON",
+    "flash_attention",
+    "flash_attention_ref",
+    "FlashAttentionFunction",
+    "gelu",
+    "gelu_ref",
+    "GeluFunction",
+    "bias_gelu",
+    "bias_gelu_ref",
+    "BiasGeluFunction",
+    "swiglu",
+    "swiglu_ref",
+    "SwiGLUFunction",
+    "kernel_backend",
+    "HAS_TRITON",
 ]

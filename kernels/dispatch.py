@@ -28,7 +28,6 @@ import torch
 try:  # triton is optional: Linux-only wheel, and absent on macOS / Windows
     import triton
     import triton.language as tl
-
     from triton.runtime.interpreter import InterpretedFunction
 
     HAS_TRITON, TRITON_IMPORT_ERROR = True, None
@@ -50,14 +49,26 @@ except (ImportError, OSError, RuntimeError) as e:  # pragma: no cover - exercise
             return lambda f: f
 
         @staticmethod
-        def Config(*args, **kwargs):  # noqa: N802 - mirrors triton.Config
+        def Config(*args, **kwargs):
             return None
 
     triton = tl = _MissingTriton()
 
-__all__ = ["HAS_TRITON", "INTERPRETED", "SUPPORTED_DTYPES", "kernel_backend", "use_interpreter",
-           "launchable", "device_of", "check_elementwise_input", "launch_elementwise", "ELEMENTWISE_BLOCK_SIZE",
-           "ELEMENTWISE_NUM_WARPS", "triton", "tl"]
+__all__ = [
+    "HAS_TRITON",
+    "INTERPRETED",
+    "SUPPORTED_DTYPES",
+    "kernel_backend",
+    "use_interpreter",
+    "launchable",
+    "device_of",
+    "check_elementwise_input",
+    "launch_elementwise",
+    "ELEMENTWISE_BLOCK_SIZE",
+    "ELEMENTWISE_NUM_WARPS",
+    "triton",
+    "tl",
+]
 
 # Dtypes the kernels accept (fp32 accumulation inside for all three).
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -79,9 +90,11 @@ def _interpret_env() -> bool:
 # Both triton's own jit functions and ours (decorated just after this module) interpret.
 INTERPRETED = HAS_TRITON and _interpret_env() and isinstance(tl.max, InterpretedFunction)
 
-_LATE_INTERPRET = ("TRITON_INTERPRET=1 was set after triton was imported (import torch._dynamo or "
-                   "torch.compile imports it), so the Triton interpreter is not active; set it in the "
-                   "environment before the first import of torch._dynamo / triton / tinyllm.kernels")
+_LATE_INTERPRET = (
+    "TRITON_INTERPRET=1 was set after triton was imported (import torch._dynamo or "
+    "torch.compile imports it), so the Triton interpreter is not active; set it in the "
+    "environment before the first import of torch._dynamo / triton / tinyllm.kernels"
+)
 
 
 def kernel_backend(tensor: torch.Tensor) -> str:
@@ -95,15 +108,20 @@ def kernel_backend(tensor: torch.Tensor) -> str:
         return "reference"
     if not HAS_TRITON:
         if forced == "triton":
-            raise RuntimeError(f"TINYLLM_KERNELS=triton but triton is not importable ({TRITON_IMPORT_ERROR!r}; "
-                               "pip install triton, Linux only); unset it to use the reference")
+            raise RuntimeError(
+                f"TINYLLM_KERNELS=triton but triton is not importable ({TRITON_IMPORT_ERROR!r}; "
+                "pip install triton, Linux only); unset it to use the reference"
+            )
         return "reference"
     if tensor.device.type == "cuda" or (INTERPRETED and tensor.device.type == "cpu"):
         return "triton"
     if forced == "triton" or (tensor.device.type == "cpu" and _interpret_env()):
-        raise RuntimeError(_LATE_INTERPRET if _interpret_env() else
-                           f"TINYLLM_KERNELS=triton for a {tensor.device.type} tensor needs CUDA or "
-                           "TRITON_INTERPRET=1 (set before triton is imported)")
+        raise RuntimeError(
+            _LATE_INTERPRET
+            if _interpret_env()
+            else f"TINYLLM_KERNELS=triton for a {tensor.device.type} tensor needs CUDA or "
+            "TRITON_INTERPRET=1 (set before triton is imported)"
+        )
     return "reference"
 
 
@@ -137,8 +155,10 @@ def check_elementwise_input(op: str, name: str, t) -> None:
     if t.dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"{op}: {name} dtype must be float32, float16 or bfloat16, got {t.dtype}")
     if not t.is_contiguous():
-        raise ValueError(f"{op}: {name} must be contiguous, got shape {tuple(t.shape)} with strides "
-                         f"{t.stride()}; call .contiguous() first")
+        raise ValueError(
+            f"{op}: {name} must be contiguous, got shape {tuple(t.shape)} with strides "
+            f"{t.stride()}; call .contiguous() first"
+        )
 
 
 # Elementwise kernels: 4096 elements per program (16 per thread at 8 warps: 16-byte vector

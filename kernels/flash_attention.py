@@ -68,8 +68,9 @@ _INTERPRET_DQ = dict(BLOCK_M=32, BLOCK_N=16)
 _PREPROCESS_BLOCK_M = 64
 
 
-def flash_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
-                        softmax_scale: float | None = None) -> torch.Tensor:
+def flash_attention_ref(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True, softmax_scale: float | None = None
+) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v, written out: the spec and the CPU fallback.
 
     Materialises the (B, H, T, T) scores; the softmax runs in at least float32.
@@ -88,25 +89,36 @@ def flash_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causa
 # Kernels
 # --------------------------------------------------------------------------------------
 
+
 def _fwd_configs():
     # BLOCK_M must be a multiple of BLOCK_N (the causal diagonal starts on a BLOCK_N edge).
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bm, bn, w, s in [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3),
-                                 (128, 32, 4, 4), (64, 64, 4, 3), (64, 32, 4, 4)]]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+        for bm, bn, w, s in [
+            (128, 64, 8, 3),
+            (128, 64, 4, 3),
+            (128, 128, 8, 3),
+            (128, 32, 4, 4),
+            (64, 64, 4, 3),
+            (64, 32, 4, 4),
+        ]
+    ]
 
 
 def _dkdv_configs():
     # BLOCK_N (keys) must be a multiple of BLOCK_M (queries).
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bm, bn, w, s in [(32, 128, 8, 3), (32, 128, 4, 3), (64, 128, 8, 2),
-                                 (32, 64, 4, 3), (16, 64, 4, 4)]]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+        for bm, bn, w, s in [(32, 128, 8, 3), (32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (16, 64, 4, 4)]
+    ]
 
 
 def _dq_configs():
     # BLOCK_M (queries) must be a multiple of BLOCK_N (keys).
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bm, bn, w, s in [(128, 32, 8, 3), (128, 32, 4, 3), (128, 64, 8, 2),
-                                 (64, 32, 4, 3), (64, 16, 4, 4)]]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+        for bm, bn, w, s in [(128, 32, 8, 3), (128, 32, 4, 3), (128, 64, 8, 2), (64, 32, 4, 3), (64, 16, 4, 4)]
+    ]
 
 
 _TUNE_KEY = ["SEQ_BUCKET", "HEAD_DIM", "CAUSAL"]  # (+ the tensors' dtypes, added by triton)
@@ -126,15 +138,36 @@ _PRUNE = {"early_config_prune": _prune_for_fp32}
 
 @triton.autotune(configs=_fwd_configs(), key=_TUNE_KEY, prune_configs_by=_PRUNE)
 @triton.jit
-def _attn_fwd(Q, K, V, Out, LSE, softmax_scale,
-              stride_qz, stride_qh, stride_qm,
-              stride_kz, stride_kh, stride_kn,
-              stride_vz, stride_vh, stride_vn,
-              stride_oz, stride_oh, stride_om,
-              H, T, SEQ_BUCKET,
-              HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
-              UPCAST_DOT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _attn_fwd(
+    Q,
+    K,
+    V,
+    Out,
+    LSE,
+    softmax_scale,
+    stride_qz,
+    stride_qh,
+    stride_qm,
+    stride_kz,
+    stride_kh,
+    stride_kn,
+    stride_vz,
+    stride_vh,
+    stride_vn,
+    stride_oz,
+    stride_oh,
+    stride_om,
+    H,
+    T,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
     off_z = (pid_bh // H).to(tl.int64)
@@ -152,8 +185,7 @@ def _attn_fwd(Q, K, V, Out, LSE, softmax_scale,
     m_ok = offs_m < T
 
     # The query tile is loaded once and stays in SRAM for the whole loop.
-    q = tl.load(q_base + offs_m[:, None] * stride_qm + offs_d[None, :],
-                mask=m_ok[:, None] & d_ok[None, :], other=0.0)
+    q = tl.load(q_base + offs_m[:, None] * stride_qm + offs_d[None, :], mask=m_ok[:, None] & d_ok[None, :], other=0.0)
     if UPCAST_DOT:
         q = q.to(tl.float32)
     qk_scale = softmax_scale * 1.4426950408889634  # log2(e): exp2 instead of exp
@@ -177,8 +209,11 @@ def _attn_fwd(Q, K, V, Out, LSE, softmax_scale,
         for start_n in range(lo, hi, BLOCK_N):
             offs_kn = start_n + offs_n
             kv_mask = (offs_kn[:, None] < T) & d_ok[None, :]
-            kT = tl.load(k_base + offs_kn[None, :] * stride_kn + offs_d[:, None],
-                         mask=(offs_kn[None, :] < T) & d_ok[:, None], other=0.0)  # (BLOCK_D, BLOCK_N)
+            kT = tl.load(
+                k_base + offs_kn[None, :] * stride_kn + offs_d[:, None],
+                mask=(offs_kn[None, :] < T) & d_ok[:, None],
+                other=0.0,
+            )  # (BLOCK_D, BLOCK_N)
             if UPCAST_DOT:
                 kT = kT.to(tl.float32)
             qk = tl.dot(q, kT, input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), fp32
@@ -203,16 +238,30 @@ def _attn_fwd(Q, K, V, Out, LSE, softmax_scale,
 
     acc = acc / l_i[:, None]
     tl.store(LSE + pid_bh.to(tl.int64) * T + offs_m, m_i + tl.math.log2(l_i), mask=m_ok)
-    tl.store(o_base + offs_m[:, None] * stride_om + offs_d[None, :], acc.to(Out.dtype.element_ty),
-             mask=m_ok[:, None] & d_ok[None, :])
+    tl.store(
+        o_base + offs_m[:, None] * stride_om + offs_d[None, :],
+        acc.to(Out.dtype.element_ty),
+        mask=m_ok[:, None] & d_ok[None, :],
+    )
 
 
 @triton.jit
-def _attn_bwd_preprocess(O, DO, Delta,
-                         stride_oz, stride_oh, stride_om,
-                         stride_doz, stride_doh, stride_dom,
-                         H, T,
-                         HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr):
+def _attn_bwd_preprocess(
+    O,
+    DO,
+    Delta,
+    stride_oz,
+    stride_oh,
+    stride_om,
+    stride_doz,
+    stride_doh,
+    stride_dom,
+    H,
+    T,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
     # delta_i = sum_d dO_id * O_id: the row term of the softmax derivative.
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -221,25 +270,55 @@ def _attn_bwd_preprocess(O, DO, Delta,
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     mask = (offs_m[:, None] < T) & (offs_d[None, :] < HEAD_DIM)
-    o = tl.load(O + off_z * stride_oz + off_h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
-                mask=mask, other=0.0).to(tl.float32)
-    do = tl.load(DO + off_z * stride_doz + off_h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
-                 mask=mask, other=0.0).to(tl.float32)
+    o = tl.load(
+        O + off_z * stride_oz + off_h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :], mask=mask, other=0.0
+    ).to(tl.float32)
+    do = tl.load(
+        DO + off_z * stride_doz + off_h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
+        mask=mask,
+        other=0.0,
+    ).to(tl.float32)
     tl.store(Delta + pid_bh.to(tl.int64) * T + offs_m, tl.sum(o * do, axis=1), mask=offs_m < T)
 
 
 @triton.autotune(configs=_dkdv_configs(), key=_TUNE_KEY, prune_configs_by=_PRUNE)
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, softmax_scale,
-                   stride_qz, stride_qh, stride_qm,
-                   stride_kz, stride_kh, stride_kn,
-                   stride_vz, stride_vh, stride_vn,
-                   stride_doz, stride_doh, stride_dom,
-                   stride_dkz, stride_dkh, stride_dkn,
-                   H, T, SEQ_BUCKET,
-                   HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
-                   UPCAST_DOT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _attn_bwd_dkdv(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    Delta,
+    DK,
+    DV,
+    softmax_scale,
+    stride_qz,
+    stride_qh,
+    stride_qm,
+    stride_kz,
+    stride_kh,
+    stride_kn,
+    stride_vz,
+    stride_vh,
+    stride_vn,
+    stride_doz,
+    stride_doh,
+    stride_dom,
+    stride_dkz,
+    stride_dkh,
+    stride_dkn,
+    H,
+    T,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     # One key tile; dK and dV accumulate in SRAM over all query tiles that see it.
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -256,10 +335,16 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, softmax_scale,
     d_ok = offs_d < HEAD_DIM
     n_ok = offs_n < T
     kv_mask = n_ok[:, None] & d_ok[None, :]
-    k = tl.load(K + off_z * stride_kz + off_h * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
-                mask=kv_mask, other=0.0)
-    v = tl.load(V + off_z * stride_vz + off_h * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
-                mask=kv_mask, other=0.0)
+    k = tl.load(
+        K + off_z * stride_kz + off_h * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
+        mask=kv_mask,
+        other=0.0,
+    )
+    v = tl.load(
+        V + off_z * stride_vz + off_h * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
+        mask=kv_mask,
+        other=0.0,
+    )
     if UPCAST_DOT:
         k = k.to(tl.float32)
         v = v.to(tl.float32)
@@ -289,16 +374,20 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, softmax_scale,
             # nothing to dK or dV, and the causal stage-0 tail needs no mask.
             offs_m = start_m + offs_m0
             m_ok = offs_m < T
-            qT = tl.load(q_base + offs_m[None, :] * stride_qm + offs_d[:, None],
-                         mask=m_ok[None, :] & d_ok[:, None], other=0.0)  # (BLOCK_D, BLOCK_M)
-            do = tl.load(do_base + offs_m[:, None] * stride_dom + offs_d[None, :],
-                         mask=m_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+            qT = tl.load(
+                q_base + offs_m[None, :] * stride_qm + offs_d[:, None], mask=m_ok[None, :] & d_ok[:, None], other=0.0
+            )  # (BLOCK_D, BLOCK_M)
+            do = tl.load(
+                do_base + offs_m[:, None] * stride_dom + offs_d[None, :], mask=m_ok[:, None] & d_ok[None, :], other=0.0
+            )  # (BLOCK_M, BLOCK_D)
             lse = tl.load(LSE + row_base + offs_m, mask=m_ok, other=0.0)
             delta = tl.load(Delta + row_base + offs_m, mask=m_ok, other=0.0)
             if UPCAST_DOT:
                 qT = qT.to(tl.float32)
                 do = do.to(tl.float32)
-            pT = tl.math.exp2(tl.dot(k, qT, input_precision=DOT_PRECISION) * qk_scale - lse[None, :])  # (BLOCK_N, BLOCK_M)
+            pT = tl.math.exp2(
+                tl.dot(k, qT, input_precision=DOT_PRECISION) * qk_scale - lse[None, :]
+            )  # (BLOCK_N, BLOCK_M)
             if STAGE == 1:
                 keep = m_ok[None, :] & n_ok[:, None]
                 if CAUSAL:
@@ -323,16 +412,41 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, softmax_scale,
 
 @triton.autotune(configs=_dq_configs(), key=_TUNE_KEY, prune_configs_by=_PRUNE)
 @triton.jit
-def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, softmax_scale,
-                 stride_qz, stride_qh, stride_qm,
-                 stride_kz, stride_kh, stride_kn,
-                 stride_vz, stride_vh, stride_vn,
-                 stride_doz, stride_doh, stride_dom,
-                 stride_dqz, stride_dqh, stride_dqm,
-                 H, T, SEQ_BUCKET,
-                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
-                 UPCAST_DOT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _attn_bwd_dq(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    Delta,
+    DQ,
+    softmax_scale,
+    stride_qz,
+    stride_qh,
+    stride_qm,
+    stride_kz,
+    stride_kh,
+    stride_kn,
+    stride_vz,
+    stride_vh,
+    stride_vn,
+    stride_doz,
+    stride_doh,
+    stride_dom,
+    stride_dqz,
+    stride_dqh,
+    stride_dqm,
+    H,
+    T,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     # One query tile; dQ accumulates in SRAM over the key tiles it sees.
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -349,10 +463,16 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, softmax_scale,
     d_ok = offs_d < HEAD_DIM
     m_ok = offs_m < T
     qd_mask = m_ok[:, None] & d_ok[None, :]
-    q = tl.load(Q + off_z * stride_qz + off_h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
-                mask=qd_mask, other=0.0)
-    do = tl.load(DO + off_z * stride_doz + off_h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
-                 mask=qd_mask, other=0.0)
+    q = tl.load(
+        Q + off_z * stride_qz + off_h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
+        mask=qd_mask,
+        other=0.0,
+    )
+    do = tl.load(
+        DO + off_z * stride_doz + off_h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
+        mask=qd_mask,
+        other=0.0,
+    )
     lse = tl.load(LSE + row_base + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(Delta + row_base + offs_m, mask=m_ok, other=0.0)
     if UPCAST_DOT:
@@ -382,7 +502,9 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, softmax_scale,
             if UPCAST_DOT:
                 kT = kT.to(tl.float32)
                 vT = vT.to(tl.float32)
-            p = tl.math.exp2(tl.dot(q, kT, input_precision=DOT_PRECISION) * qk_scale - lse[:, None])  # (BLOCK_M, BLOCK_N)
+            p = tl.math.exp2(
+                tl.dot(q, kT, input_precision=DOT_PRECISION) * qk_scale - lse[:, None]
+            )  # (BLOCK_M, BLOCK_N)
             if STAGE == 1:
                 keep = offs_n[None, :] < T
                 if CAUSAL:
@@ -396,13 +518,17 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, softmax_scale,
             dq = tl.dot(ds_lo, tl.trans(kT), dq, input_precision=DOT_PRECISION)
 
     dq = dq * softmax_scale
-    tl.store(DQ + off_z * stride_dqz + off_h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
-             dq.to(DQ.dtype.element_ty), mask=qd_mask)
+    tl.store(
+        DQ + off_z * stride_dqz + off_h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
+        dq.to(DQ.dtype.element_ty),
+        mask=qd_mask,
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------
+
 
 def _kernel_flags(q: torch.Tensor) -> dict:
     interpret = use_interpreter()
@@ -425,12 +551,29 @@ def _flash_attention_fwd(q, k, v, causal: bool, softmax_scale: float):
     out = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)  # base-2, scaled
     flags = _kernel_flags(q)
-    args = (q, k, v, out, lse, softmax_scale,
-            q.stride(0), q.stride(1), q.stride(2),
-            k.stride(0), k.stride(1), k.stride(2),
-            v.stride(0), v.stride(1), v.stride(2),
-            out.stride(0), out.stride(1), out.stride(2),
-            H, T, _seq_bucket(T))
+    args = (
+        q,
+        k,
+        v,
+        out,
+        lse,
+        softmax_scale,
+        q.stride(0),
+        q.stride(1),
+        q.stride(2),
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        v.stride(0),
+        v.stride(1),
+        v.stride(2),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        H,
+        T,
+        _seq_bucket(T),
+    )
     kernel = launchable(_attn_fwd)
     if use_interpreter():
         grid = (triton.cdiv(T, _INTERPRET_FWD["BLOCK_M"]), B * H)
@@ -447,19 +590,42 @@ def _flash_attention_bwd(do, q, k, v, out, lse, causal: bool, softmax_scale: flo
     delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     pre = launchable(_attn_bwd_preprocess)
     pre[(triton.cdiv(T, _PREPROCESS_BLOCK_M), B * H)](
-        out, do, delta,
-        out.stride(0), out.stride(1), out.stride(2),
-        do.stride(0), do.stride(1), do.stride(2),
-        H, T, HEAD_DIM=D, BLOCK_D=flags["BLOCK_D"], BLOCK_M=_PREPROCESS_BLOCK_M)
+        out,
+        do,
+        delta,
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        do.stride(0),
+        do.stride(1),
+        do.stride(2),
+        H,
+        T,
+        HEAD_DIM=D,
+        BLOCK_D=flags["BLOCK_D"],
+        BLOCK_M=_PREPROCESS_BLOCK_M,
+    )
 
     dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
     dk = torch.empty_like(dq)
     dv = torch.empty_like(dq)
-    qkv_do_strides = (q.stride(0), q.stride(1), q.stride(2),
-                      k.stride(0), k.stride(1), k.stride(2),
-                      v.stride(0), v.stride(1), v.stride(2),
-                      do.stride(0), do.stride(1), do.stride(2),
-                      dq.stride(0), dq.stride(1), dq.stride(2))  # dq, dk, dv share strides
+    qkv_do_strides = (
+        q.stride(0),
+        q.stride(1),
+        q.stride(2),
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        v.stride(0),
+        v.stride(1),
+        v.stride(2),
+        do.stride(0),
+        do.stride(1),
+        do.stride(2),
+        dq.stride(0),
+        dq.stride(1),
+        dq.stride(2),
+    )  # dq, dk, dv share strides
     tail = (H, T, _seq_bucket(T))
     dkdv_kernel = launchable(_attn_bwd_dkdv)
     dq_kernel = launchable(_attn_bwd_dq)
@@ -467,9 +633,9 @@ def _flash_attention_bwd(do, q, k, v, out, lse, causal: bool, softmax_scale: flo
     dq_args = (q, k, v, do, lse, delta, dq, softmax_scale, *qkv_do_strides, *tail)
     if interpret:
         dkdv_kernel[(triton.cdiv(T, _INTERPRET_DKDV["BLOCK_N"]), B * H)](
-            *dkdv_args, CAUSAL=causal, **flags, **_INTERPRET_DKDV)
-        dq_kernel[(triton.cdiv(T, _INTERPRET_DQ["BLOCK_M"]), B * H)](
-            *dq_args, CAUSAL=causal, **flags, **_INTERPRET_DQ)
+            *dkdv_args, CAUSAL=causal, **flags, **_INTERPRET_DKDV
+        )
+        dq_kernel[(triton.cdiv(T, _INTERPRET_DQ["BLOCK_M"]), B * H)](*dq_args, CAUSAL=causal, **flags, **_INTERPRET_DQ)
     else:
         dkdv_kernel[lambda META: (triton.cdiv(T, META["BLOCK_N"]), B * H)](*dkdv_args, CAUSAL=causal, **flags)
         dq_kernel[lambda META: (triton.cdiv(T, META["BLOCK_M"]), B * H)](*dq_args, CAUSAL=causal, **flags)
@@ -478,8 +644,9 @@ def _flash_attention_bwd(do, q, k, v, out, lse, causal: bool, softmax_scale: flo
 
 # torch.library ops: opaque to torch.compile (no graph break), traced through their fakes.
 @torch.library.custom_op("tinyllm::flash_attention_fwd", mutates_args=())
-def _flash_attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-                            softmax_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _flash_attention_fwd_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, softmax_scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     with device_of(q):
         return _flash_attention_fwd(q, k, v, causal, softmax_scale)
 
@@ -491,9 +658,16 @@ def _(q, k, v, causal, softmax_scale):
 
 
 @torch.library.custom_op("tinyllm::flash_attention_bwd", mutates_args=())
-def _flash_attention_bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                            out: torch.Tensor, lse: torch.Tensor, causal: bool,
-                            softmax_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _flash_attention_bwd_op(
+    do: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    causal: bool,
+    softmax_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     with device_of(q):
         return _flash_attention_bwd(do, q, k, v, out, lse, causal, softmax_scale)
 
@@ -520,8 +694,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         if do.stride(-1) != 1:
             do = do.contiguous()
-        dq, dk, dv = torch.ops.tinyllm.flash_attention_bwd(do, q, k, v, out, lse, ctx.causal,
-                                                           ctx.softmax_scale)
+        dq, dk, dv = torch.ops.tinyllm.flash_attention_bwd(do, q, k, v, out, lse, ctx.causal, ctx.softmax_scale)
         return dq, dk, dv, None, None
 
 
@@ -532,8 +705,10 @@ def _check_contract(q, k, v, softmax_scale):
     if q.dim() != 4:
         raise ValueError(f"flash_attention: q must be 4-D (B, H, T, D), got shape {tuple(q.shape)}")
     if k.shape != q.shape or v.shape != q.shape:
-        raise ValueError("flash_attention: q, k, v must have the same shape (B, H, T, D), got "
-                         f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+        raise ValueError(
+            "flash_attention: q, k, v must have the same shape (B, H, T, D), got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if not (k.device == q.device == v.device):
         raise ValueError(f"flash_attention: q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
     if not (k.dtype == q.dtype == v.dtype):
@@ -545,14 +720,17 @@ def _check_contract(q, k, v, softmax_scale):
         raise ValueError(f"flash_attention: head dim D must be in [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}], got {D}")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.stride(-1) != 1:  # D >= 16 here, so a stride of the head dim matters
-            raise ValueError(f"flash_attention: {name} must be contiguous in the head dim (stride 1), "
-                             f"got strides {t.stride()}; call .contiguous() first")
+            raise ValueError(
+                f"flash_attention: {name} must be contiguous in the head dim (stride 1), "
+                f"got strides {t.stride()}; call .contiguous() first"
+            )
     if softmax_scale is not None and not (isinstance(softmax_scale, (int, float)) and softmax_scale > 0):
         raise ValueError(f"flash_attention: softmax_scale must be a positive float or None, got {softmax_scale!r}")
 
 
-def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
-                    softmax_scale: float | None = None) -> torch.Tensor:
+def flash_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True, softmax_scale: float | None = None
+) -> torch.Tensor:
     """Scaled dot-product attention, q, k, v: (B, H, T, D) -> (B, H, T, D), differentiable.
 
     Triton on CUDA (and on CPU under TRITON_INTERPRET=1), `flash_attention_ref` elsewhere;

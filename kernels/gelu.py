@@ -40,8 +40,16 @@ import math
 
 import torch
 
-from .dispatch import (check_elementwise_input, device_of, kernel_backend, launch_elementwise, launchable, tl, triton,
-                       use_interpreter)
+from .dispatch import (
+    check_elementwise_input,
+    device_of,
+    kernel_backend,
+    launch_elementwise,
+    launchable,
+    tl,
+    triton,
+    use_interpreter,
+)
 
 __all__ = ["gelu", "gelu_ref", "GeluFunction", "bias_gelu", "bias_gelu_ref", "BiasGeluFunction"]
 
@@ -77,6 +85,7 @@ def bias_gelu_ref(x: torch.Tensor, bias: torch.Tensor, approximate: str = "tanh"
 # --------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------
+
 
 @triton.jit
 def _gelu_core(z, APPROXIMATE_TANH: tl.constexpr, GRAD: tl.constexpr):
@@ -128,8 +137,9 @@ def _gelu_bwd_kernel(DY, X, DX, n_elements, APPROXIMATE_TANH: tl.constexpr, BLOC
 
 
 @triton.jit
-def _bias_gelu_fwd_kernel(X, Bias, Y, M, N, APPROXIMATE_TANH: tl.constexpr,
-                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _bias_gelu_fwd_kernel(
+    X, Bias, Y, M, N, APPROXIMATE_TANH: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
+):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = offs_n < N
@@ -142,8 +152,19 @@ def _bias_gelu_fwd_kernel(X, Bias, Y, M, N, APPROXIMATE_TANH: tl.constexpr,
 
 
 @triton.jit
-def _bias_gelu_bwd_kernel(DY, X, Bias, DX, DBiasPartial, M, N, rows_per_program,
-                          APPROXIMATE_TANH: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _bias_gelu_bwd_kernel(
+    DY,
+    X,
+    Bias,
+    DX,
+    DBiasPartial,
+    M,
+    N,
+    rows_per_program,
+    APPROXIMATE_TANH: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     # Program (i, j): rows [i * rows_per_program, ...) x columns of tile j. dz goes to DX and
     # into a (BLOCK_M, BLOCK_N) float32 accumulator; one reduction over its rows at the end
     # (a cross-warp sum in every iteration would cost a barrier each time) gives this
@@ -170,6 +191,7 @@ def _bias_gelu_bwd_kernel(DY, X, Bias, DX, DBiasPartial, M, N, rows_per_program,
 # --------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------
+
 
 def _tiles():
     if use_interpreter():
@@ -209,7 +231,8 @@ def _bias_gelu_fwd_op(x: torch.Tensor, bias: torch.Tensor, approximate: str) -> 
     block_m, block_n, opts = _tiles()
     with device_of(x):
         launchable(_bias_gelu_fwd_kernel)[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
-            x, bias, y, M, N, APPROXIMATE_TANH=approximate == "tanh", BLOCK_M=block_m, BLOCK_N=block_n, **opts)
+            x, bias, y, M, N, APPROXIMATE_TANH=approximate == "tanh", BLOCK_M=block_m, BLOCK_N=block_n, **opts
+        )
     return y
 
 
@@ -219,8 +242,9 @@ def _(x, bias, approximate):
 
 
 @torch.library.custom_op("tinyllm::bias_gelu_bwd", mutates_args=())
-def _bias_gelu_bwd_op(dy: torch.Tensor, x: torch.Tensor, bias: torch.Tensor,
-                      approximate: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _bias_gelu_bwd_op(
+    dy: torch.Tensor, x: torch.Tensor, bias: torch.Tensor, approximate: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     N = bias.shape[0]
     M = x.numel() // N
     block_m, block_n, opts = _tiles()
@@ -233,8 +257,19 @@ def _bias_gelu_bwd_op(dy: torch.Tensor, x: torch.Tensor, bias: torch.Tensor,
     partial = torch.empty((row_blocks, N), dtype=torch.float32, device=x.device)
     with device_of(x):
         launchable(_bias_gelu_bwd_kernel)[(row_blocks, col_blocks)](
-            dy, x, bias, dx, partial, M, N, rows_per_program,
-            APPROXIMATE_TANH=approximate == "tanh", BLOCK_M=block_m, BLOCK_N=block_n, **opts)
+            dy,
+            x,
+            bias,
+            dx,
+            partial,
+            M,
+            N,
+            rows_per_program,
+            APPROXIMATE_TANH=approximate == "tanh",
+            BLOCK_M=block_m,
+            BLOCK_N=block_n,
+            **opts,
+        )
     return dx, partial.sum(0).to(bias.dtype)
 
 
@@ -294,8 +329,9 @@ def bias_gelu(x: torch.Tensor, bias: torch.Tensor, approximate: str = "tanh") ->
     check_elementwise_input("bias_gelu", "bias", bias)
     _check_approximate("bias_gelu", approximate)
     if bias.dim() != 1 or x.dim() < 1 or x.shape[-1] != bias.shape[0]:
-        raise ValueError(f"bias_gelu: expected x (..., N) and bias (N,), got x {tuple(x.shape)} "
-                         f"and bias {tuple(bias.shape)}")
+        raise ValueError(
+            f"bias_gelu: expected x (..., N) and bias (N,), got x {tuple(x.shape)} and bias {tuple(bias.shape)}"
+        )
     if x.device != bias.device:
         raise ValueError(f"bias_gelu: x and bias must be on one device, got {x.device} and {bias.device}")
     if x.numel() == 0 or kernel_backend(x) == "reference":

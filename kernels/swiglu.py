@@ -23,6 +23,7 @@ from .dispatch import check_elementwise_input, kernel_backend, launch_elementwis
 
 __all__ = ["swiglu", "swiglu_ref", "SwiGLUFunction"]
 
+
 def swiglu_ref(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up, computed in at least float32 and rounded once."""
     g = gate.to(torch.promote_types(gate.dtype, torch.float32))
@@ -67,8 +68,7 @@ def _(gate, up):
 
 
 @torch.library.custom_op("tinyllm::swiglu_bwd", mutates_args=())
-def _swiglu_bwd_op(dy: torch.Tensor, gate: torch.Tensor,
-                   up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _swiglu_bwd_op(dy: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     dg = torch.empty_like(gate)
     du = torch.empty_like(up)
     launch_elementwise(_swiglu_bwd_kernel, gate.numel(), dy, gate, up, dg, du)

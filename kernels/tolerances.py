@@ -35,9 +35,9 @@ __all__ = ["CLOSE", "TOLERANCES", "Tolerance", "elementwise_bound", "error_bound
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-    factor: float                 # rule 1: ours <= factor x PyTorch's error in this dtype (+ floor)
-    interpreter_factor: float     # rule 1 under TRITON_INTERPRET=1 (bf16: its casts truncate)
-    atol: float                   # the floor of rules 1 and 2, times max(1, max |ref|) in rule 1
+    factor: float  # rule 1: ours <= factor x PyTorch's error in this dtype (+ floor)
+    interpreter_factor: float  # rule 1 under TRITON_INTERPRET=1 (bf16: its casts truncate)
+    atol: float  # the floor of rules 1 and 2, times max(1, max |ref|) in rule 1
     interpreter_rtol: float | None = None  # rule 2 (bf16 elementwise, interpreter): one ulp
 
 
@@ -46,7 +46,7 @@ class Tolerance:
 TOLERANCES = {
     torch.float32: Tolerance(factor=2.0, interpreter_factor=2.0, atol=2e-6),
     torch.float16: Tolerance(factor=2.0, interpreter_factor=2.0, atol=1e-4),
-    torch.bfloat16: Tolerance(factor=2.0, interpreter_factor=4.0, atol=1e-3, interpreter_rtol=2.0 ** -7),
+    torch.bfloat16: Tolerance(factor=2.0, interpreter_factor=4.0, atol=1e-3, interpreter_rtol=2.0**-7),
 }
 
 CLOSE = {

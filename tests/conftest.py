@@ -29,8 +29,15 @@ def run_cli(tmp_path):
         e.setdefault("PYTHONUNBUFFERED", "1")
         if env:
             e.update(env)
-        return subprocess.run([sys.executable, "-m", "tinyllm", *map(str, args)], input=input, text=True,
-                              capture_output=True, timeout=timeout, env=e, cwd=cwd or tmp_path)
+        return subprocess.run(
+            [sys.executable, "-m", "tinyllm", *map(str, args)],
+            input=input,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            env=e,
+            cwd=cwd or tmp_path,
+        )
 
     return run
 
@@ -39,6 +46,7 @@ def run_cli(tmp_path):
 def corpus(tmp_path_factory):
     """600 KJV verses as a text file, one paragraph (document) each: the small corpus of the trainer tests."""
     from tinyllm.data.corpus import bible_verses
+
     path = tmp_path_factory.mktemp("corpus") / "kjv.txt"
     path.write_text("\n\n".join(bible_verses()[:600]) + "\n", encoding="utf-8")
     return path

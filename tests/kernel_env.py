@@ -18,10 +18,10 @@ if "triton" not in sys.modules:
 # against itself; the tests that need it set it themselves (monkeypatch).
 os.environ.pop("TINYLLM_KERNELS", None)
 
-import pytest  # noqa: E402
+import pytest
 
-import tinyllm.kernels as K  # noqa: E402,F401 (setup.py installs kernels/ as tinyllm.kernels)
-from tinyllm.kernels import dispatch  # noqa: E402
+import tinyllm.kernels as K  # noqa: F401 (setup.py installs kernels/ as tinyllm.kernels)
+from tinyllm.kernels import dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
 IS_CHILD = os.environ.get("TINYLLM_KERNEL_TESTS_CHILD") == "1"
@@ -29,13 +29,21 @@ RERUN = dispatch.HAS_TRITON and not dispatch.INTERPRETED and not IS_CHILD
 needs_interpreter = pytest.mark.skipif(
     not dispatch.HAS_TRITON or RERUN,
     reason=f"triton not importable ({dispatch.TRITON_IMPORT_ERROR!r}; test_installed_triton_imports fails "
-           "if it is installed)" if not dispatch.HAS_TRITON else
-    "triton was imported before TRITON_INTERPRET=1; covered by test_rerun_in_subprocess")
+    "if it is installed)"
+    if not dispatch.HAS_TRITON
+    else "triton was imported before TRITON_INTERPRET=1; covered by test_rerun_in_subprocess",
+)
 needs_rerun = pytest.mark.skipif(not RERUN, reason="the interpreter is active in this process")
 
 
 def rerun_in_subprocess(test_file: str) -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1", "TINYLLM_KERNEL_TESTS_CHILD": "1"}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file],
-                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]

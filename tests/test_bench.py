@@ -6,16 +6,42 @@ import pytest
 
 pytest.importorskip("transformers")
 
-TOY = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "16",
-       "--vocab_size", "97", "--batch_size", "2", "--steps", "3", "--warmup", "1", "--device", "cpu", "--threads", "1"]
+TOY = [
+    "--d_model",
+    "32",
+    "--n_layers",
+    "2",
+    "--n_heads",
+    "2",
+    "--d_ff",
+    "64",
+    "--context_length",
+    "16",
+    "--vocab_size",
+    "97",
+    "--batch_size",
+    "2",
+    "--steps",
+    "3",
+    "--warmup",
+    "1",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def test_bench_train_prints_both_rates_and_the_ratio_and_appends_a_row(run_cli, tmp_path):
     r = run_cli("bench", "train", *TOY, "--out", tmp_path / "results")
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("tinyllm bench train: tiny with vocab_size, context_length, d_model, n_layers, "
-                               "n_heads, d_ff changed (") and "batch 2 x context 16" in lines[0]
+    assert (
+        lines[0].startswith(
+            "tinyllm bench train: tiny with vocab_size, context_length, d_model, n_layers, n_heads, d_ff changed ("
+        )
+        and "batch 2 x context 16" in lines[0]
+    )
     rows = {ln.split()[0]: ln.split() for ln in lines if ln.strip().startswith(("tinyllm ", "transformers "))}
     for name in ("tinyllm", "transformers"):
         assert float(rows[name][1].replace(",", "")) > 0  # tokens/s
@@ -72,14 +98,34 @@ def test_profile_rows_count_each_gpu_kernel_once():
     from tinyllm.bench.profile import _step_rows
 
     events = [
-        Ev(key="aten::mm", device_type=DeviceType.CPU, is_user_annotation=False,
-           self_cpu_time_total=50.0, self_device_time_total=900.0),
-        Ev(key="sm90_xmma_gemm_bf16", device_type=DeviceType.CUDA, is_user_annotation=False,
-           self_cpu_time_total=0.0, self_device_time_total=900.0),
-        Ev(key="Optimizer.step#AdamW.step", device_type=DeviceType.CUDA, is_user_annotation=True,
-           self_cpu_time_total=0.0, self_device_time_total=400.0),
-        Ev(key="multi_tensor_apply_kernel", device_type=DeviceType.CUDA, is_user_annotation=False,
-           self_cpu_time_total=0.0, self_device_time_total=300.0),
+        Ev(
+            key="aten::mm",
+            device_type=DeviceType.CPU,
+            is_user_annotation=False,
+            self_cpu_time_total=50.0,
+            self_device_time_total=900.0,
+        ),
+        Ev(
+            key="sm90_xmma_gemm_bf16",
+            device_type=DeviceType.CUDA,
+            is_user_annotation=False,
+            self_cpu_time_total=0.0,
+            self_device_time_total=900.0,
+        ),
+        Ev(
+            key="Optimizer.step#AdamW.step",
+            device_type=DeviceType.CUDA,
+            is_user_annotation=True,
+            self_cpu_time_total=0.0,
+            self_device_time_total=400.0,
+        ),
+        Ev(
+            key="multi_tensor_apply_kernel",
+            device_type=DeviceType.CUDA,
+            is_user_annotation=False,
+            self_cpu_time_total=0.0,
+            self_device_time_total=300.0,
+        ),
     ]
     assert _step_rows(events, cuda=True, n=2) == [("sm90_xmma_gemm_bf16", 0.45), ("multi_tensor_apply_kernel", 0.15)]
     assert _step_rows(events, cuda=False, n=1) == [("aten::mm", 0.05)]

@@ -19,16 +19,35 @@ QA = [
     {"id": 3, "question": "What colour is the sky?", "answer": "Blue, on a clear day."},
     {"id": 4, "question": "Where do fish live?", "answer": "In water."},
 ]
-MODEL = ["--d_model", "64", "--n_layers", "2", "--n_heads", "4", "--d_ff", "128", "--context_length", "64",
-         "--vocab_size", "300"]
+MODEL = [
+    "--d_model",
+    "64",
+    "--n_layers",
+    "2",
+    "--n_heads",
+    "4",
+    "--d_ff",
+    "128",
+    "--context_length",
+    "64",
+    "--vocab_size",
+    "300",
+]
 QUIET = ["--device", "cpu", "--progress", "false", "--sample_tokens", "0", "--eval_iters", "1"]
 # Tiny models gain nothing from a second thread, and lose a lot when another job holds the cores.
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
 def tinyllm_cli(*args, cwd, input=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tinyllm", *map(str, args)], cwd=cwd, input=input, text=True,
-                          capture_output=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "tinyllm", *map(str, args)],
+        cwd=cwd,
+        input=input,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 def ok(proc):
@@ -41,19 +60,73 @@ def runs(tmp_path_factory):
     """Pretrain on text, then fine-tune on Q&A from it twice: a 1-step run at a vanishing
     learning rate (to see what was loaded) and a run that learns the answers."""
     from tinyllm.data.corpus import bible_verses
+
     d = tmp_path_factory.mktemp("qa_runs")
     (d / "text.txt").write_text("\n".join(bible_verses()[:300]) + "\n", encoding="utf-8")
     (d / "qa.json").write_text(json.dumps(QA), encoding="utf-8")
-    ok(tinyllm_cli("train", "--data", "text.txt", "--out_dir", "pre", *MODEL, *QUIET, "--max_iters", "30",
-                   "--batch_size", "8", "--eval_interval", "30", cwd=d))
-    ok(tinyllm_cli("train", "--data", "qa.json", "--init_from", "pre/latest.pt", "--out_dir", "probe", *QUIET,
-                   "--max_iters", "1", "--max_lr", "1e-9", "--warmup_iters", "0", cwd=d))
-    ok(tinyllm_cli("train", "--data", "qa.json", "--init_from", "pre/latest.pt", "--out_dir", "ft", *QUIET,
-                   "--max_iters", "120", "--max_lr", "3e-3", "--warmup_iters", "10", "--eval_interval", "60", cwd=d))
+    ok(
+        tinyllm_cli(
+            "train",
+            "--data",
+            "text.txt",
+            "--out_dir",
+            "pre",
+            *MODEL,
+            *QUIET,
+            "--max_iters",
+            "30",
+            "--batch_size",
+            "8",
+            "--eval_interval",
+            "30",
+            cwd=d,
+        )
+    )
+    ok(
+        tinyllm_cli(
+            "train",
+            "--data",
+            "qa.json",
+            "--init_from",
+            "pre/latest.pt",
+            "--out_dir",
+            "probe",
+            *QUIET,
+            "--max_iters",
+            "1",
+            "--max_lr",
+            "1e-9",
+            "--warmup_iters",
+            "0",
+            cwd=d,
+        )
+    )
+    ok(
+        tinyllm_cli(
+            "train",
+            "--data",
+            "qa.json",
+            "--init_from",
+            "pre/latest.pt",
+            "--out_dir",
+            "ft",
+            *QUIET,
+            "--max_iters",
+            "120",
+            "--max_lr",
+            "3e-3",
+            "--warmup_iters",
+            "10",
+            "--eval_interval",
+            "60",
+            cwd=d,
+        )
+    )
     return d
 
 
 # ---- fine-tuning ------------------------------------------------------------------------------
+
 
 def test_init_from_loads_weights_and_tokenizer_and_starts_at_step_0(runs):
     pre = torch.load(runs / "pre" / "latest.pt", weights_only=True)
@@ -61,8 +134,10 @@ def test_init_from_loads_weights_and_tokenizer_and_starts_at_step_0(runs):
     assert pre["step"] == 30 and probe["step"] == 1  # step 0 + 1 step, not 30 + 1
     assert probe["is_qa"] is True and not pre.get("is_qa")
     assert probe["tokenizer"] == pre["tokenizer"]  # the pretrained tokenizer, not one trained on the Q&A
-    assert probe["model_config"]["d_model"] == 64 and probe["model_config"]["vocab_size"] == \
-        pre["model_config"]["vocab_size"]
+    assert (
+        probe["model_config"]["d_model"] == 64
+        and probe["model_config"]["vocab_size"] == pre["model_config"]["vocab_size"]
+    )
     for name, w in pre["model"].items():  # the pretrained weights (one step at lr 1e-9 moves nothing)
         assert torch.allclose(probe["model"][name], w, atol=1e-6), name
     rows = [json.loads(line) for line in (runs / "probe" / "metrics.jsonl").read_text().splitlines()]
@@ -76,58 +151,94 @@ def test_fine_tuned_checkpoint_is_qa_and_learns_the_answers(runs):
     model, tok, info = tinyllm.load_checkpoint(runs / "ft" / "latest.pt")
     assert info["is_qa"] is True and info["step"] == 120
     from tinyllm.generate import answer
+
     got = [answer(model, tok, p["question"]) for p in QA]
     assert got == [p["answer"] for p in QA]
 
 
 # ---- generate ----------------------------------------------------------------------------------
 
+
 def test_generate_wraps_the_question_and_prints_only_the_answer(runs):
-    r = ok(tinyllm_cli("generate", "--checkpoint", "ft/latest.pt", "--prompt", "Who are you?",
-                       "--temperature", "0", cwd=runs))
+    r = ok(
+        tinyllm_cli(
+            "generate", "--checkpoint", "ft/latest.pt", "--prompt", "Who are you?", "--temperature", "0", cwd=runs
+        )
+    )
     assert r.stdout == "I am a tiny test model.\n"  # no leading space, no <EOS>, nothing after it
 
 
 def test_generate_raw_does_not_wrap(runs):
     template = "<BOS> Question: What is two plus two?\nAnswer:"
-    r = ok(tinyllm_cli("generate", "--checkpoint", "ft/latest.pt", "--prompt", template, "--raw",
-                       "--temperature", "0", cwd=runs))
+    r = ok(
+        tinyllm_cli(
+            "generate", "--checkpoint", "ft/latest.pt", "--prompt", template, "--raw", "--temperature", "0", cwd=runs
+        )
+    )
     assert r.stdout == " Four. \n"  # the model's own text after the prompt, template spaces and all
-    r = ok(tinyllm_cli("generate", "--checkpoint", "ft/latest.pt", "--prompt", "What is two plus two?", "--raw",
-                       "--temperature", "0", "--max_tokens", "8", cwd=runs))
+    r = ok(
+        tinyllm_cli(
+            "generate",
+            "--checkpoint",
+            "ft/latest.pt",
+            "--prompt",
+            "What is two plus two?",
+            "--raw",
+            "--temperature",
+            "0",
+            "--max_tokens",
+            "8",
+            cwd=runs,
+        )
+    )
     assert r.stdout != "Four.\n"
 
 
 # ---- chat ------------------------------------------------------------------------------------
 
+
 def test_chat_over_stdin_answers_and_takes_settings(runs):
-    script = "Who are you?\n/temp 0.7\n/top_k 40\n/top_p 0.9\n/settings\n/top_p 2\n/temp hot\n/nope\n" \
-             "What colour is the sky?\n"
+    script = (
+        "Who are you?\n/temp 0.7\n/top_k 40\n/top_p 0.9\n/settings\n/top_p 2\n/temp hot\n/nope\n"
+        "What colour is the sky?\n"
+    )
     r = ok(tinyllm_cli("chat", "--checkpoint", "ft/latest.pt", "--seed", "0", cwd=runs, input=script))
     answers = r.stdout.splitlines()
     assert answers[0] == "I am a tiny test model."
     assert len(answers) == 2 and answers[1]  # the second question sampled at the new settings
     err = r.stderr
-    for ack in ("temperature set to 0.7", "top_k set to 40", "top_p set to 0.9",
-                "temperature 0.7, top_k 40, top_p 0.9, max_tokens 200",
-                "/top_p 2: must be a number in (0, 1]", "/temp needs one value: a number >= 0",
-                "unknown command /nope"):
+    for ack in (
+        "temperature set to 0.7",
+        "top_k set to 40",
+        "top_p set to 0.9",
+        "temperature 0.7, top_k 40, top_p 0.9, max_tokens 200",
+        "/top_p 2: must be a number in (0, 1]",
+        "/temp needs one value: a number >= 0",
+        "unknown command /nope",
+    ):
         assert ack in err, (ack, err)
     assert "Traceback" not in err
 
 
 def test_chat_sigint_exits_cleanly(runs):
     # SIGINT is restored for the child in case the test runner was started with it ignored
-    p = subprocess.Popen([sys.executable, "-m", "tinyllm", "chat", "--checkpoint", "ft/latest.pt"], cwd=runs,
-                         env=ENV, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tinyllm", "chat", "--checkpoint", "ft/latest.pt"],
+        cwd=runs,
+        env=ENV,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         p.stdin.write("Where do fish live?\n")
         p.stdin.flush()
         assert p.stdout.readline() == "In water.\n"  # it is now waiting for the next line
         time.sleep(0.5)  # as a person would: a signal that lands before the read starts waits for input (CPython)
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
+        _, err = p.communicate(timeout=60)
     finally:
         p.kill()
     assert p.returncode == 0, err
@@ -193,17 +304,23 @@ def test_chat_commands_and_cli_flags_share_one_range_check():
     import math
 
     from tinyllm.cli.generate import check_sampling_flags as _check_sampling
-    from tinyllm.generate.chat import apply_command
     from tinyllm.errors import TinyLLMError
+    from tinyllm.generate.chat import apply_command
 
     def flags(**kw):
-        return argparse.Namespace(**{"temperature": 0.0, "seed": None, "top_k": None, "top_p": None,
-                                     "max_tokens": 200, **kw})
+        return argparse.Namespace(
+            **{"temperature": 0.0, "seed": None, "top_k": None, "top_p": None, "max_tokens": 200, **kw}
+        )
 
     settings = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_tokens": 200}
-    for cmd, flag, value in (("/temp", "temperature", "inf"), ("/temp", "temperature", "nan"),
-                             ("/temp", "temperature", "-1"), ("/top_p", "top_p", "2"),
-                             ("/top_k", "top_k", "-3"), ("/max_tokens", "max_tokens", "0")):
+    for cmd, flag, value in (
+        ("/temp", "temperature", "inf"),
+        ("/temp", "temperature", "nan"),
+        ("/temp", "temperature", "-1"),
+        ("/top_p", "top_p", "2"),
+        ("/top_k", "top_k", "-3"),
+        ("/max_tokens", "max_tokens", "0"),
+    ):
         msg = apply_command(f"{cmd} {value}", settings)
         assert msg.startswith(f"{cmd} {value}: must be "), msg
         with pytest.raises(TinyLLMError, match=f"--{flag} must be"):

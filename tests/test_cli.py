@@ -5,9 +5,34 @@ import json
 import pytest
 import torch
 
-SMALL = ["--d_model", "32", "--n_layers", "1", "--n_heads", "2", "--d_ff", "64", "--context_length", "16",
-         "--vocab_size", "280", "--batch_size", "4", "--max_iters", "2", "--eval_interval", "1", "--eval_iters", "1",
-         "--sample_tokens", "0", "--device", "cpu", "--progress", "false"]
+SMALL = [
+    "--d_model",
+    "32",
+    "--n_layers",
+    "1",
+    "--n_heads",
+    "2",
+    "--d_ff",
+    "64",
+    "--context_length",
+    "16",
+    "--vocab_size",
+    "280",
+    "--batch_size",
+    "4",
+    "--max_iters",
+    "2",
+    "--eval_interval",
+    "1",
+    "--eval_iters",
+    "1",
+    "--sample_tokens",
+    "0",
+    "--device",
+    "cpu",
+    "--progress",
+    "false",
+]
 
 
 def assert_clean_error(proc, *needles):
@@ -59,11 +84,31 @@ def test_every_flag_has_help_text():
 
 def test_train_help_lists_tinyllm_flags(run_cli):
     text = run_cli("train", "--help").stdout
-    for flag in ("--batch_size", "--max_iters", "--d_model", "--n_layers", "--n_heads", "--context_length",
-                 "--vocab_size", "--max_lr", "--warmup_iters", "--grad_accumulation_steps", "--dropout",
-                 "--preset", "--data", "--out_dir", "--seed", "--device", "--eval_interval",
-                 "--checkpoint_interval", "--pos_emb", "--activation", "--attention", "--compile",
-                 "--use_learned_pos_emb"):
+    for flag in (
+        "--batch_size",
+        "--max_iters",
+        "--d_model",
+        "--n_layers",
+        "--n_heads",
+        "--context_length",
+        "--vocab_size",
+        "--max_lr",
+        "--warmup_iters",
+        "--grad_accumulation_steps",
+        "--dropout",
+        "--preset",
+        "--data",
+        "--out_dir",
+        "--seed",
+        "--device",
+        "--eval_interval",
+        "--checkpoint_interval",
+        "--pos_emb",
+        "--activation",
+        "--attention",
+        "--compile",
+        "--use_learned_pos_emb",
+    ):
         assert flag in text, flag
 
 
@@ -91,13 +136,18 @@ def test_malformed_json(tmp_path, run_cli):
     assert_nothing_written(tmp_path / "o")
 
 
-@pytest.mark.parametrize("records, needles", [
-    ([{"question": "q", "answer": "a"}, {"answer": "no question"}], ["record 1", "question"]),
-    ([{"question": "q", "answer": "a"}, {"question": "q2", "answer": "a"}, {"question": "no answer"}],
-     ["record 2", "answer"]),
-    ([{"question": 5, "answer": "a"}], ["record 0", "question", "string"]),
-    ([{"question": "q", "answer": ["a"]}], ["record 0", "answer", "string"]),
-])
+@pytest.mark.parametrize(
+    "records, needles",
+    [
+        ([{"question": "q", "answer": "a"}, {"answer": "no question"}], ["record 1", "question"]),
+        (
+            [{"question": "q", "answer": "a"}, {"question": "q2", "answer": "a"}, {"question": "no answer"}],
+            ["record 2", "answer"],
+        ),
+        ([{"question": 5, "answer": "a"}], ["record 0", "question", "string"]),
+        ([{"question": "q", "answer": ["a"]}], ["record 0", "answer", "string"]),
+    ],
+)
 def test_bad_qa_record_names_index_and_field(tmp_path, run_cli, records, needles):
     (tmp_path / "qa.json").write_text(json.dumps(records))
     r = run_cli("train", "--data", tmp_path / "qa.json", "--out_dir", tmp_path / "o", *SMALL)
@@ -122,10 +172,15 @@ def good_checkpoint(tmp_path_factory):
     import os
     import subprocess
     import sys
+
     d = tmp_path_factory.mktemp("ck")
     (d / "t.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
-    r = subprocess.run([sys.executable, "-m", "tinyllm", "train", "--data", str(d / "t.txt"), "--out_dir",
-                        str(d / "o"), *SMALL], capture_output=True, text=True, env=dict(os.environ))
+    r = subprocess.run(
+        [sys.executable, "-m", "tinyllm", "train", "--data", str(d / "t.txt"), "--out_dir", str(d / "o"), *SMALL],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
     assert r.returncode == 0, r.stderr
     return d / "o" / "latest.pt"
 
@@ -135,8 +190,11 @@ def test_truncated_checkpoint(tmp_path, run_cli, good_checkpoint):
     data = good_checkpoint.read_bytes()
     bad.write_bytes(data[: len(data) // 2])
     for cmd in ("generate", "chat"):
-        r = run_cli(cmd, "--checkpoint", bad, "--prompt", "x") if cmd == "generate" else \
-            run_cli(cmd, "--checkpoint", bad, input="")
+        r = (
+            run_cli(cmd, "--checkpoint", bad, "--prompt", "x")
+            if cmd == "generate"
+            else run_cli(cmd, "--checkpoint", bad, input="")
+        )
         assert_clean_error(r, "half.pt")
 
 
@@ -150,10 +208,16 @@ def test_foreign_checkpoints(tmp_path, run_cli):
 
 
 def test_bad_sampling_flags(run_cli, good_checkpoint):
-    for flags, needle in ((["--temperature", "-1"], "--temperature"), (["--top_k", "0"], "--top_k"),
-                          (["--top_p", "1.5"], "--top_p"), (["--max_tokens", "0"], "--max_tokens"),
-                          (["--temperature", "nan"], "--temperature"), (["--seed", str(2 ** 70)], "--seed"),
-                          (["--device", "mps"], "--device"), (["--device", "cuda:7"], "--device")):
+    for flags, needle in (
+        (["--temperature", "-1"], "--temperature"),
+        (["--top_k", "0"], "--top_k"),
+        (["--top_p", "1.5"], "--top_p"),
+        (["--max_tokens", "0"], "--max_tokens"),
+        (["--temperature", "nan"], "--temperature"),
+        (["--seed", str(2**70)], "--seed"),
+        (["--device", "mps"], "--device"),
+        (["--device", "cuda:7"], "--device"),
+    ):
         assert_clean_error(run_cli("generate", "--checkpoint", good_checkpoint, *flags), needle)
 
 
@@ -166,8 +230,9 @@ def test_bad_model_flags(tmp_path, run_cli):
     r = run_cli("train", "--data", tmp_path / "t.txt", "--out_dir", tmp_path / "o", *SMALL, "--batch_size", "0")
     assert_clean_error(r, "batch_size")
     for flags, needle in ((["--min_lr", "-1"], "--min_lr"), (["--max_lr", "inf"], "--max_lr")):
-        assert_clean_error(run_cli("train", "--data", tmp_path / "t.txt", "--out_dir", tmp_path / "o", *SMALL,
-                                   *flags), needle)
+        assert_clean_error(
+            run_cli("train", "--data", tmp_path / "t.txt", "--out_dir", tmp_path / "o", *SMALL, *flags), needle
+        )
 
 
 def test_tokenizer_cli_roundtrip_and_view(tmp_path, run_cli):
@@ -183,5 +248,4 @@ def test_tokenizer_cli_roundtrip_and_view(tmp_path, run_cli):
     view = run_cli("tokenizer", "view", "--tokenizer", tok, "--text", "the lower").stdout
     assert "▁lower" in view or "▁low" in view
     assert_clean_error(run_cli("tokenizer", "decode", "--tokenizer", tok, "--ids", "1 99999"), "99999")
-    assert_clean_error(run_cli("tokenizer", "encode", "--tokenizer", tmp_path / "none.txt", "--text", "a"),
-                       "none.txt")
+    assert_clean_error(run_cli("tokenizer", "encode", "--tokenizer", tmp_path / "none.txt", "--text", "a"), "none.txt")

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tinyllm.data.corpus import bible_verses, load_documents
-from tinyllm.data.corpus import load_corpus, split_documents
-from tinyllm.data.tokens import build_token_files
-from tinyllm.data.tokens import TokenDataset, read_tokens, token_dtype, unigram_entropy, write_tokens
+from tinyllm.data.corpus import bible_verses, load_corpus, load_documents, split_documents
+from tinyllm.data.tokens import TokenDataset, build_token_files, read_tokens, token_dtype, unigram_entropy, write_tokens
 from tinyllm.errors import TinyLLMError
 from tinyllm.tokenizer import Tokenizer
 
@@ -78,7 +76,6 @@ def test_split_is_deterministic_disjoint_and_complete():
     assert int(val[0].split()[1]) < len(docs) // 4 and int(val[-1].split()[1]) > len(docs) // 2
 
 
-
 @pytest.mark.parametrize("n", range(2, 13))
 def test_small_corpus_split_holds_out_a_document(n):
     docs = [f"doc {i}\n" for i in range(n)]
@@ -103,7 +100,7 @@ def test_bom_and_crlf_files_give_the_same_documents_as_lf(tmp_path):
 
 def test_prepare_streams_bom_and_crlf_files_like_load_documents(tmp_path, monkeypatch):
     from tinyllm.data import corpus as C
-    from tinyllm.data import prepare as P
+
     lf = "first para\nline two\n\n \n\nsecond — ünïcödé\n\n\nthird\nend\n" * 3 + "tail"
     f = tmp_path / "crlf.txt"
     raw = b"\xef\xbb\xbf" + lf.replace("\n", "\r\n").encode() + b"\rlone cr\r\r\n"
@@ -118,14 +115,15 @@ def test_prepare_streams_bom_and_crlf_files_like_load_documents(tmp_path, monkey
 
 
 def test_prepare_splits_a_small_corpus_as_split_documents():
-    from tinyllm.data import corpus as C
     from tinyllm.data import prepare as P
+
     for n in range(1, 13):
         docs = [f"doc {i}\n" for i in range(n)]
         train, val = split_documents(docs)
         flags = P.split_flags(True, 0, n)
         assert [d for d, s in zip(docs, flags) if s in ("train", "both")] == train, n
         assert [d for d, s in zip(docs, flags) if s in ("val", "both")] == val, n
+
 
 def test_text_folder_and_bad_utf8(tmp_path):
     (tmp_path / "a.txt").write_text("first paragraph\n\nsecond paragraph\n")
@@ -140,7 +138,7 @@ def test_text_folder_and_bad_utf8(tmp_path):
 def test_token_files_are_reused_and_rebuilt_when_the_tokenizer_changes(tmp_path):
     corpus = load_corpus(_write(tmp_path / "c.txt", "\n\n".join(f"line number {i} of the text" for i in range(400))))
     tok = Tokenizer.train(corpus.tokenizer_texts(), vocab_size=300)
-    train, val, meta = build_token_files(corpus, tok, tmp_path / "data", 16)
+    train, _, meta = build_token_files(corpus, tok, tmp_path / "data", 16)
     stamp = (tmp_path / "data" / "train.bin").stat().st_mtime_ns
     build_token_files(corpus, tok, tmp_path / "data", 16)
     assert (tmp_path / "data" / "train.bin").stat().st_mtime_ns == stamp

@@ -12,16 +12,48 @@ from pathlib import Path
 import pytest
 import torch
 
+from tinyllm.data.tokens import part_bounds
 from tinyllm.errors import TinyLLMError
 from tinyllm.train import distributed as D
-from tinyllm.data.tokens import part_bounds
 from tinyllm.train.batches import slice_batch
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "32",
-         "--vocab_size", "300", "--batch_size", "4", "--max_iters", "6", "--warmup_iters", "2", "--max_lr", "1e-2",
-         "--eval_interval", "3", "--eval_iters", "2", "--checkpoint_interval", "3", "--sample_tokens", "0",
-         "--seed", "3", "--device", "cpu", "--progress", "false"]
+FLAGS = [
+    "--d_model",
+    "32",
+    "--n_layers",
+    "2",
+    "--n_heads",
+    "2",
+    "--d_ff",
+    "64",
+    "--context_length",
+    "32",
+    "--vocab_size",
+    "300",
+    "--batch_size",
+    "4",
+    "--max_iters",
+    "6",
+    "--warmup_iters",
+    "2",
+    "--max_lr",
+    "1e-2",
+    "--eval_interval",
+    "3",
+    "--eval_iters",
+    "2",
+    "--checkpoint_interval",
+    "3",
+    "--sample_tokens",
+    "0",
+    "--seed",
+    "3",
+    "--device",
+    "cpu",
+    "--progress",
+    "false",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
@@ -37,7 +69,7 @@ def weights(out: Path) -> dict:
 def assert_close_weights(a: dict, b: dict, **tol):
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=lambda m: f"{k}: {m}", **tol)
+        torch.testing.assert_close(a[k], b[k], msg=lambda m, k=k: f"{k}: {m}", **tol)
 
 
 def free_port() -> int:
@@ -50,8 +82,21 @@ def free_port() -> int:
 def one_rank(tmp_path_factory, corpus):
     """1 process, 2 micro-batches per step: the reference for the 2-rank runs."""
     out = tmp_path_factory.mktemp("one") / "out"
-    r = run([sys.executable, "-m", "tinyllm", "train", "--data", corpus, "--out_dir", out, *FLAGS,
-             "--grad_accumulation_steps", "2"])
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "tinyllm",
+            "train",
+            "--data",
+            corpus,
+            "--out_dir",
+            out,
+            *FLAGS,
+            "--grad_accumulation_steps",
+            "2",
+        ]
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
@@ -59,8 +104,20 @@ def one_rank(tmp_path_factory, corpus):
 def test_two_ranks_end_with_the_weights_of_one_rank_with_double_accumulation(tmp_path, corpus, one_rank):
     """TinyLLM's spelling through the thin train.py: torchrun --nproc_per_node=2 train.py ..."""
     out = tmp_path / "out"
-    r = run([*TORCHRUN, "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), "--data", corpus,
-             "--out_dir", out, *FLAGS], cwd=tmp_path)
+    r = run(
+        [
+            *TORCHRUN,
+            "--standalone",
+            "--nproc_per_node=2",
+            str(ROOT / "train.py"),
+            "--data",
+            corpus,
+            "--out_dir",
+            out,
+            *FLAGS,
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "on cpu x 2 ranks" in r.stderr
     assert r.stderr.count("done: 6 steps") == 1  # only rank 0 reports
@@ -76,11 +133,32 @@ def test_two_torchrun_launches_rendezvous_as_two_nodes(tmp_path, corpus, one_ran
     """Two `torchrun --nnodes=2` launches on localhost meet through the c10d rendezvous."""
     out = tmp_path / "out"
     port = free_port()
-    procs = [subprocess.Popen([*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", f"--node_rank={i}",
-                               "--rdzv_backend=c10d", f"--rdzv_endpoint=localhost:{port}", "--rdzv_id=tinyllm-test",
-                               "-m", "tinyllm", "train", "--data", str(corpus), "--out_dir", str(out), *FLAGS],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                *TORCHRUN,
+                "--nnodes=2",
+                "--nproc_per_node=1",
+                f"--node_rank={i}",
+                "--rdzv_backend=c10d",
+                f"--rdzv_endpoint=localhost:{port}",
+                "--rdzv_id=tinyllm-test",
+                "-m",
+                "tinyllm",
+                "train",
+                "--data",
+                str(corpus),
+                "--out_dir",
+                str(out),
+                *FLAGS,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
+        for i in range(2)
+    ]
     # drain both pipes at once: a launch blocked on a full pipe would stall the other at its exit barrier
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(p.communicate, timeout=240) for p in procs]
@@ -89,8 +167,10 @@ def test_two_torchrun_launches_rendezvous_as_two_nodes(tmp_path, corpus, one_ran
         except subprocess.TimeoutExpired:
             for p in procs:
                 p.kill()
-            logs = [f"--- launch {i} ---\n{(f.result()[0] if f.done() and not f.exception() else '')[-2000:]}"
-                    for i, f in enumerate(futures)]
+            logs = [
+                f"--- launch {i} ---\n{(f.result()[0] if f.done() and not f.exception() else '')[-2000:]}"
+                for i, f in enumerate(futures)
+            ]
             pytest.fail("two-node launch timed out\n" + "\n".join(logs))
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-3000:]
@@ -106,11 +186,41 @@ def test_compile_under_ddp_with_accumulation_matches_eager(tmp_path, corpus):
     Dropout off: compiled dropout draws other masks than eager."""
     flags = [*FLAGS, "--dropout", "0", "--max_iters", "3", "--eval_interval", "3"]
     eager, compiled = tmp_path / "eager", tmp_path / "compiled"
-    r = run([sys.executable, "-m", "tinyllm", "train", "--data", corpus, "--out_dir", eager, *flags,
-             "--grad_accumulation_steps", "4"])
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "tinyllm",
+            "train",
+            "--data",
+            corpus,
+            "--out_dir",
+            eager,
+            *flags,
+            "--grad_accumulation_steps",
+            "4",
+        ]
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    r = run([*TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "tinyllm", "train", "--data", corpus,
-             "--out_dir", compiled, *flags, "--grad_accumulation_steps", "2", "--compile"], timeout=600)
+    r = run(
+        [
+            *TORCHRUN,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tinyllm",
+            "train",
+            "--data",
+            corpus,
+            "--out_dir",
+            compiled,
+            *flags,
+            "--grad_accumulation_steps",
+            "2",
+            "--compile",
+        ],
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "compiled" in r.stderr
     assert_close_weights(weights(compiled), weights(eager), rtol=1e-3, atol=1e-4)
@@ -118,9 +228,11 @@ def test_compile_under_ddp_with_accumulation_matches_eager(tmp_path, corpus):
 
 # ---- pieces, in-process -----------------------------------------------------------------------
 
+
 def test_rank_slices_partition_the_token_stream():
-    from tinyllm.data.tokens import TokenDataset
     import numpy as np
+
+    from tinyllm.data.tokens import TokenDataset
 
     ids = np.arange(1000, dtype=np.uint16)
     ds = TokenDataset([ids[:600], ids[600:]], context_length=8)
@@ -131,7 +243,7 @@ def test_rank_slices_partition_the_token_stream():
         starts = x[:, 0]
         # the 984 valid starts (592 + 392) split into 4 slices of 246
         lo_, hi_ = part_bounds(984, g, parts)
-        to_id = lambda s: s if s < 592 else s - 592 + 600  # noqa: E731
+        to_id = lambda s: s if s < 592 else s - 592 + 600
         assert to_id(lo_) <= starts.min() and starts.max() <= to_id(hi_ - 1)
     # one slice: the same windows as TokenDataset.sample
     a = slice_batch(ds, torch.Generator().manual_seed(7), 16)

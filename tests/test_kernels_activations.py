@@ -10,11 +10,12 @@ See test_kernels_flash_attention.py for why TRITON_INTERPRET is set here and the
 """
 
 import math
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from kernel_env import K, needs_interpreter, needs_rerun, rerun_in_subprocess
+
 from tinyllm.kernels.tolerances import CLOSE, elementwise_bound, error_bound
 
 # tl.sigmoid(x) = 1 / (1 + exp(-x)): numpy warns when exp(-x) overflows to inf; the result, 0, is right.
@@ -41,7 +42,9 @@ def _check(name, dtype, got, torch_, ref, elementwise=True):
         return
     err_torch = (torch_.double() - ref).abs().max().item()
     bound = error_bound(dtype, err_torch, ref.abs().max().item(), interpreted=True)
-    assert err.max().item() <= bound, f"{name}: error {err.max().item():.3g} > bound {bound:.3g} (torch {err_torch:.3g})"
+    assert err.max().item() <= bound, (
+        f"{name}: error {err.max().item():.3g} > bound {bound:.3g} (torch {err_torch:.3g})"
+    )
 
 
 def _run(fn, tensors, dy):
@@ -113,16 +116,20 @@ def test_bias_gelu_fp32_bias_with_bf16_input():
 def test_gelu_extreme_inputs(approximate):
     """Far tails, zero and tiny values: the one-exp sigmoid form must not overflow, cancel or
     lose the sign of 2u (float32 kernel against the float64 reference)."""
-    x = torch.tensor([-1e4, -100.0, -30.0, -9.5, -4.0, -1.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3,
-                      1.0, 4.0, 9.5, 30.0, 100.0, 1e4])
+    x = torch.tensor(
+        [-1e4, -100.0, -30.0, -9.5, -4.0, -1.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3, 1.0, 4.0, 9.5, 30.0, 100.0, 1e4]
+    )
     bias = torch.full((x.shape[0],), 0.25)
     dy = torch.ones_like(x)
     cases = {
-        "gelu": (_run(lambda a: K.gelu(a, approximate), [x], dy),
-                 _run(lambda a: K.gelu_ref(a, approximate), [x.double()], dy.double())),
-        "bias_gelu": (_run(lambda a, c: K.bias_gelu(a[None], c, approximate)[0], [x, bias], dy),
-                      _run(lambda a, c: K.bias_gelu_ref(a, c, approximate), [x.double(), bias.double()],
-                           dy.double())),
+        "gelu": (
+            _run(lambda a: K.gelu(a, approximate), [x], dy),
+            _run(lambda a: K.gelu_ref(a, approximate), [x.double()], dy.double()),
+        ),
+        "bias_gelu": (
+            _run(lambda a, c: K.bias_gelu(a[None], c, approximate)[0], [x, bias], dy),
+            _run(lambda a, c: K.bias_gelu_ref(a, c, approximate), [x.double(), bias.double()], dy.double()),
+        ),
     }
     for op, (got, ref) in cases.items():
         for name, a, r in zip(("y", "dx", "dbias"), got, ref):
@@ -138,8 +145,10 @@ def test_references_match_pytorch(approximate):
     assert torch.allclose(K.gelu_ref(x, approximate), F.gelu(x, approximate=approximate), **tol)
     assert torch.allclose(K.bias_gelu_ref(x, b, approximate), F.gelu(x + b, approximate=approximate), **tol)
     assert torch.allclose(K.swiglu_ref(g, x), F.silu(g) * x, **tol)
-    assert math.isclose(K.gelu_ref(torch.tensor(1.0, dtype=torch.float64), approximate).item(),
-                        F.gelu(torch.tensor(1.0, dtype=torch.float64), approximate=approximate).item())
+    assert math.isclose(
+        K.gelu_ref(torch.tensor(1.0, dtype=torch.float64), approximate).item(),
+        F.gelu(torch.tensor(1.0, dtype=torch.float64), approximate=approximate).item(),
+    )
 
 
 @needs_rerun

@@ -11,10 +11,11 @@ import os
 import subprocess
 import sys
 import textwrap
+
 import pytest
 import torch
-
 from kernel_env import ROOT, K, dispatch, needs_interpreter, needs_rerun, rerun_in_subprocess
+
 from tinyllm.kernels.tolerances import CLOSE
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
@@ -26,8 +27,7 @@ _PRELUDE = "import tinyllm\nimport tinyllm.kernels as K\n"
 def _python(code: str, env_extra: dict | None = None, drop=("TRITON_INTERPRET", "TINYLLM_KERNELS")):
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def _qkv(B=1, H=2, T=19, D=32, dtype=torch.float32, requires_grad=False):
@@ -35,6 +35,7 @@ def _qkv(B=1, H=2, T=19, D=32, dtype=torch.float32, requires_grad=False):
 
 
 # ---- dispatch ---------------------------------------------------------------------------
+
 
 @needs_interpreter
 def test_backend_choice(monkeypatch):
@@ -73,8 +74,12 @@ def test_triton_and_reference_paths_agree(monkeypatch):
     for backend in ("triton", "reference"):
         monkeypatch.setenv("TINYLLM_KERNELS", backend)
         leaves = [t.clone().requires_grad_() for t in (q, k, v, x, b)]
-        out = K.flash_attention(*leaves[:3], causal=False).sum() + K.bias_gelu(leaves[3], leaves[4]).sum() \
-            + K.swiglu(leaves[3], leaves[3] * 2).sum() + K.gelu(leaves[3], approximate="none").sum()
+        out = (
+            K.flash_attention(*leaves[:3], causal=False).sum()
+            + K.bias_gelu(leaves[3], leaves[4]).sum()
+            + K.swiglu(leaves[3], leaves[3] * 2).sum()
+            + K.gelu(leaves[3], approximate="none").sum()
+        )
         out.backward()
         results[backend] = [out.detach()] + [t.grad for t in leaves]
     for a, r in zip(results["triton"], results["reference"]):
@@ -91,7 +96,10 @@ def test_installed_triton_imports():
 
 def test_import_without_triton_falls_back():
     """No triton: import works, every op runs its reference, forcing triton is an error."""
-    code = "import sys; sys.modules['triton'] = None\n" + _PRELUDE + textwrap.dedent("""
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        + _PRELUDE
+        + textwrap.dedent("""
         import os, torch
         assert not K.HAS_TRITON
         q, k, v = (torch.randn(1, 2, 9, 16, requires_grad=True) for _ in range(3))
@@ -108,14 +116,16 @@ def test_import_without_triton_falls_back():
             raise AssertionError("TINYLLM_KERNELS=triton without triton must fail")
         print("fallback ok")
     """)
+    )
     r = _python(code, {"TRITON_INTERPRET": "1"})
     assert r.returncode == 0 and "fallback ok" in r.stdout, r.stderr[-3000:]
 
 
 @pytest.mark.skipif(not dispatch.HAS_TRITON, reason="triton not installed")
 def test_late_triton_interpret_is_an_error_not_a_silent_fallback():
-    code = _PRELUDE.replace("import tinyllm\n", "import tinyllm, torch._dynamo, os\n"
-                            "os.environ['TRITON_INTERPRET'] = '1'\n", 1) + textwrap.dedent("""
+    code = _PRELUDE.replace(
+        "import tinyllm\n", "import tinyllm, torch._dynamo, os\nos.environ['TRITON_INTERPRET'] = '1'\n", 1
+    ) + textwrap.dedent("""
         import torch
         assert not K.dispatch.INTERPRETED
         try:
@@ -133,6 +143,7 @@ def test_late_triton_interpret_is_an_error_not_a_silent_fallback():
 
 
 # ---- contract errors --------------------------------------------------------------------
+
 
 def _bad_attention_calls():
     q, k, v = _qkv()
@@ -158,18 +169,31 @@ def test_flash_attention_contract(case):
         K.flash_attention(*args, **kwargs)
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: K.gelu(torch.randn(4, 6).t()), "contiguous"),
-    (lambda: K.gelu(torch.randn(4).double()), "float32, float16 or bfloat16"),
-    (lambda: K.gelu(torch.randn(4), approximate="erf"), "approximate"),
-    (lambda: K.bias_gelu(torch.randn(4, 6), torch.randn(5)), r"x \(\.\.\., N\) and bias \(N,\)"),
-    (lambda: K.bias_gelu(torch.randn(4, 6), torch.randn(1, 6)), "bias"),
-    (lambda: K.bias_gelu(torch.randn(4, 6), torch.randn(6, device="meta")), "one device"),
-    (lambda: K.swiglu(torch.randn(4, 6), torch.randn(4, 5)), "one shape"),
-    (lambda: K.swiglu(torch.randn(4, 6), torch.randn(4, 6).half()), "share a dtype"),
-    (lambda: K.swiglu(torch.randn(6, 4).t(), torch.randn(4, 6)), "contiguous"),
-], ids=["gelu-strided", "gelu-f64", "gelu-approx", "bias-len", "bias-2d", "bias-device", "swiglu-shape",
-        "swiglu-dtype", "swiglu-strided"])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: K.gelu(torch.randn(4, 6).t()), "contiguous"),
+        (lambda: K.gelu(torch.randn(4).double()), "float32, float16 or bfloat16"),
+        (lambda: K.gelu(torch.randn(4), approximate="erf"), "approximate"),
+        (lambda: K.bias_gelu(torch.randn(4, 6), torch.randn(5)), r"x \(\.\.\., N\) and bias \(N,\)"),
+        (lambda: K.bias_gelu(torch.randn(4, 6), torch.randn(1, 6)), "bias"),
+        (lambda: K.bias_gelu(torch.randn(4, 6), torch.randn(6, device="meta")), "one device"),
+        (lambda: K.swiglu(torch.randn(4, 6), torch.randn(4, 5)), "one shape"),
+        (lambda: K.swiglu(torch.randn(4, 6), torch.randn(4, 6).half()), "share a dtype"),
+        (lambda: K.swiglu(torch.randn(6, 4).t(), torch.randn(4, 6)), "contiguous"),
+    ],
+    ids=[
+        "gelu-strided",
+        "gelu-f64",
+        "gelu-approx",
+        "bias-len",
+        "bias-2d",
+        "bias-device",
+        "swiglu-shape",
+        "swiglu-dtype",
+        "swiglu-strided",
+    ],
+)
 def test_activation_contracts(call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -182,6 +206,7 @@ def test_empty_inputs():
 
 
 # ---- torch.compile ------------------------------------------------------------------------
+
 
 class _TinyBlock(torch.nn.Module):
     """Attention + both activations, the way the model calls them ((B, T, H, D) views)."""
@@ -237,14 +262,17 @@ def test_torch_compile_fullgraph_triton_path(backend):
 
 # ---- the model on the Triton path ---------------------------------------------------------
 
+
 @needs_interpreter
 @pytest.mark.parametrize("activation", ["gelu", "swiglu"])
 def test_model_trains_on_triton_path_like_reference(activation):
     """A few AdamW steps of TinyLLM with attention='triton' (flash attention + fused activations,
     in the interpreter) track attention='reference' losses."""
     from tinyllm.model import ModelConfig, TinyLLM
-    cfg = dict(vocab_size=61, context_length=24, d_model=64, n_layers=2, n_heads=2, d_ff=96, dropout=0.0,
-               activation=activation)
+
+    cfg = dict(
+        vocab_size=61, context_length=24, d_model=64, n_layers=2, n_heads=2, d_ff=96, dropout=0.0, activation=activation
+    )
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(0, 61, (3, 24), generator=g)
     targets = torch.randint(0, 61, (3, 24), generator=g)
@@ -268,21 +296,30 @@ def test_model_trains_on_triton_path_like_reference(activation):
 
 # ---- the GPU code path, without a GPU ----------------------------------------------------
 
+
 def _nvidia_backend_available():
     """triton's NVIDIA backend is registered (the Linux wheel bundles it). An import error
     here is a broken triton and fails the test run, not a skip."""
     from triton.backends import backends
+
     return "nvidia" in backends
 
 
-@pytest.mark.skipif(not dispatch.HAS_TRITON or not _nvidia_backend_available(),
-                    reason="needs triton with its NVIDIA backend (bundled in the Linux wheel)")
+@pytest.mark.skipif(
+    not dispatch.HAS_TRITON or not _nvidia_backend_available(),
+    reason="needs triton with its NVIDIA backend (bundled in the Linux wheel)",
+)
 def test_kernels_compile_for_sm90():
     """Compiles every kernel (one autotune config each) to an sm_90 cubin: catches what the
     interpreter cannot (Triton front-end rules, shared memory, register spills)."""
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--compile-only"],
-                       env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"},
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--compile-only"],
+        env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
     assert "FAIL" not in r.stdout
 
@@ -301,8 +338,9 @@ def test_gpu_benchmark_script_cli(tmp_path):
     if not dispatch.HAS_TRITON:
         return
     out = tmp_path / "rows.csv"
-    r = subprocess.run([sys.executable, script, "--dry-run", "--out", str(out)], env=env, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, script, "--dry-run", "--out", str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
     with out.open() as f:
         rows = list(csv.DictReader(f))
@@ -317,7 +355,7 @@ def _documented_columns(results_file: str) -> list[str]:
     lines = (ROOT / "benchmarks" / "README.md").read_text().splitlines()
     start = lines.index(next(x for x in lines if x.startswith(f"### `{results_file}`")))
     columns = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("#"):
             break
         if line.startswith("| `"):

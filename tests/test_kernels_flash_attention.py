@@ -13,8 +13,8 @@ interpreter cannot be switched on here and this file re-runs itself in a subproc
 
 import pytest
 import torch
-
 from kernel_env import K, needs_interpreter, needs_rerun, rerun_in_subprocess
+
 from tinyllm.kernels.tolerances import error_bound
 
 # tl.sigmoid(x) = 1 / (1 + exp(-x)): numpy warns when exp(-x) overflows to inf; the result, 0, is right.

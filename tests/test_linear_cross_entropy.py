@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tinyllm.model import ModelConfig, TinyLLM
 from tinyllm.kernels.tolerances import CLOSE, error_bound
+from tinyllm.model import ModelConfig, TinyLLM
 from tinyllm.model.loss import linear_cross_entropy, linear_cross_entropy_ref
 
 TOL = CLOSE[torch.float32]  # the same math in another order (chunks): kernels/tolerances.py
@@ -26,8 +26,9 @@ def _loss_and_grads(fn, h, w, t, **kw):
     return loss.detach(), h.grad, w.grad
 
 
-@pytest.mark.parametrize("N,C,V,chunk", [(37, 24, 61, 5), (37, 24, 61, 16), (37, 24, 61, 1000), (9, 7, 41, 4),
-                                         (64, 32, 300, None)])
+@pytest.mark.parametrize(
+    "N,C,V,chunk", [(37, 24, 61, 5), (37, 24, 61, 16), (37, 24, 61, 1000), (9, 7, 41, 4), (64, 32, 300, None)]
+)
 def test_matches_the_plain_head_and_loss(N, C, V, chunk):
     h, w, t = _inputs(N, C, V)
     got = _loss_and_grads(linear_cross_entropy, h, w, t, chunk=chunk)
@@ -77,7 +78,7 @@ def test_model_without_logits_trains_like_the_model_with_them():
         grads.append((loss.detach(), {n: p.grad for n, p in m.named_parameters()}))
     torch.testing.assert_close(grads[0][0], grads[1][0], **TOL)
     for n, g in grads[0][1].items():
-        torch.testing.assert_close(grads[1][1][n], g, **TOL, msg=lambda m: f"{n}: {m}")
+        torch.testing.assert_close(grads[1][1][n], g, **TOL, msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_compiles_without_a_graph_break():

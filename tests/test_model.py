@@ -96,7 +96,7 @@ def test_kv_cache_logits_match_full_forward(pos_emb, attention):
     pieces = [m(x[:, :10], cache=cache)[0]]  # prefill a chunk
     pieces.append(m(x[:, 10:17], cache=cache)[0])  # a chunk at an offset (explicit mask)
     for t in range(17, 29):  # one token at a time
-        pieces.append(m(x[:, t:t + 1], cache=cache)[0])
+        pieces.append(m(x[:, t : t + 1], cache=cache)[0])
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-4)
 
 
@@ -106,14 +106,17 @@ def test_sequence_longer_than_context_is_rejected():
         m(torch.zeros(1, 38, dtype=torch.long))
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (dict(d_model=50), "divisible by n_heads"),
-    (dict(pos_emb="alibi"), "pos_emb must be one of"),
-    (dict(activation="tanh"), "activation must be one of"),
-    (dict(attention="flash"), "attention must be one of"),
-    (dict(vocab_size=0), "vocab_size must be a positive integer"),
-    (dict(dropout=1.5), "dropout must be in"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (dict(d_model=50), "divisible by n_heads"),
+        (dict(pos_emb="alibi"), "pos_emb must be one of"),
+        (dict(activation="tanh"), "activation must be one of"),
+        (dict(attention="flash"), "attention must be one of"),
+        (dict(vocab_size=0), "vocab_size must be a positive integer"),
+        (dict(dropout=1.5), "dropout must be in"),
+    ],
+)
 def test_bad_config_is_a_clear_error(bad, msg):
     with pytest.raises(TinyLLMError, match=msg):
         ModelConfig(**{**SMALL, **bad})

@@ -9,10 +9,8 @@ import pytest
 import tinyllm.data.corpus as C
 import tinyllm.data.prepare as P
 import tinyllm.data.shards as S
-from tinyllm.data.corpus import load_documents
-from tinyllm.data.corpus import load_corpus
-from tinyllm.data.tokens import build_token_files
-from tinyllm.data.tokens import token_dtype
+from tinyllm.data.corpus import load_corpus, load_documents
+from tinyllm.data.tokens import build_token_files, token_dtype
 from tinyllm.errors import TinyLLMError
 from tinyllm.tokenizer import Tokenizer
 
@@ -23,6 +21,7 @@ ENV = {"OMP_NUM_THREADS": "1"}
 def corpus(tmp_path_factory):
     """A folder of two files (paragraphs between blank lines) and a tokenizer trained on it."""
     from tinyllm.data.corpus import bible_verses
+
     d = tmp_path_factory.mktemp("corpus")
     v = bible_verses()
     (d / "docs").mkdir()
@@ -40,8 +39,18 @@ def shard_ids(out, split):
 
 def test_shards_hold_exactly_the_tokens_train_would_build(corpus, tmp_path, run_cli):
     out = tmp_path / "shards"
-    r = run_cli("prepare", "--data", corpus / "docs", "--tokenizer", corpus / "tok.txt", "--out", out,
-                "--shard_tokens", "20000", env=ENV)
+    r = run_cli(
+        "prepare",
+        "--data",
+        corpus / "docs",
+        "--tokenizer",
+        corpus / "tok.txt",
+        "--out",
+        out,
+        "--shard_tokens",
+        "20000",
+        env=ENV,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "tinyllm train --data" in r.stderr and "tokens/s" in r.stderr
     meta = json.loads((out / "meta.json").read_text())
@@ -50,7 +59,7 @@ def test_shards_hold_exactly_the_tokens_train_would_build(corpus, tmp_path, run_
     assert all(os.path.getsize(out / f) <= 2 * (20000 + 2000) for f in meta["train_shards"])
     # the same split and ids as `tinyllm train --data DIR` tokenizes into out/data/
     tok = Tokenizer.load(corpus / "tok.txt")
-    _, _, ref = build_token_files(load_corpus(corpus / "docs"), tok, tmp_path / "ref", 32)
+    build_token_files(load_corpus(corpus / "docs"), tok, tmp_path / "ref", 32)
     for split in ("train", "val"):
         want = np.fromfile(tmp_path / "ref" / f"{split}.bin", dtype=np.uint16)
         assert np.array_equal(shard_ids(out, split), want), split
@@ -61,8 +70,20 @@ def test_shards_hold_exactly_the_tokens_train_would_build(corpus, tmp_path, run_
 def test_pure_python_process_pool_writes_the_same_shards(corpus, tmp_path, run_cli):
     native, pure = tmp_path / "native", tmp_path / "pure"
     for out, env in ((native, {}), (pure, {"TINYLLM_PURE_PYTHON": "1"})):
-        r = run_cli("prepare", "--data", corpus / "docs", "--tokenizer", corpus / "tok.txt", "--out", out,
-                    "--num_workers", "2", "--progress", "false", env={**ENV, **env})
+        r = run_cli(
+            "prepare",
+            "--data",
+            corpus / "docs",
+            "--tokenizer",
+            corpus / "tok.txt",
+            "--out",
+            out,
+            "--num_workers",
+            "2",
+            "--progress",
+            "false",
+            env={**ENV, **env},
+        )
         assert r.returncode == 0, r.stderr[-3000:]
     assert "Python encoder x 2 processes" in json.loads((pure / "meta.json").read_text())["encoder"]
     for split in ("train", "val"):
@@ -70,8 +91,9 @@ def test_pure_python_process_pool_writes_the_same_shards(corpus, tmp_path, run_c
 
 
 def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch):
-    text = ("first para\nline two\n\n \n\nsecond — with ünïcödé\r\n\r\nthird\n\n\n\n" * 5
-            + "tail without break").encode() + b"\xff\xfe bad bytes\n\n  \n"
+    text = (
+        "first para\nline two\n\n \n\nsecond — with ünïcödé\r\n\r\nthird\n\n\n\n" * 5 + "tail without break"
+    ).encode() + b"\xff\xfe bad bytes\n\n  \n"
     f = tmp_path / "t.txt"
     f.write_bytes(text)
     want = load_documents(f)
@@ -92,17 +114,55 @@ def test_big_corpus_split_sends_every_tenth_block_of_50_documents_to_val():
 
 def test_train_memmaps_the_shards(corpus, tmp_path, run_cli):
     out = tmp_path / "shards"
-    r = run_cli("prepare", "--data", corpus / "docs", "--tokenizer", corpus / "tok.txt", "--out", out,
-                "--progress", "false", env=ENV)
+    r = run_cli(
+        "prepare",
+        "--data",
+        corpus / "docs",
+        "--tokenizer",
+        corpus / "tok.txt",
+        "--out",
+        out,
+        "--progress",
+        "false",
+        env=ENV,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     train_ds, val_ds, meta, tok = S.load_prepared(out, 32)
     assert all(isinstance(a, np.memmap) for a in train_ds.arrays + val_ds.arrays)
     assert train_ds.num_tokens == meta["train_tokens"] and tok.vocab_size == 300
     run = tmp_path / "run"
-    r = run_cli("train", "--data", out, "--out_dir", run, "--d_model", "32", "--n_layers", "1", "--n_heads", "2",
-                "--d_ff", "64", "--context_length", "32", "--batch_size", "4", "--max_iters", "3",
-                "--eval_interval", "3", "--eval_iters", "1", "--sample_tokens", "0", "--device", "cpu",
-                "--progress", "false", env=ENV)
+    r = run_cli(
+        "train",
+        "--data",
+        out,
+        "--out_dir",
+        run,
+        "--d_model",
+        "32",
+        "--n_layers",
+        "1",
+        "--n_heads",
+        "2",
+        "--d_ff",
+        "64",
+        "--context_length",
+        "32",
+        "--batch_size",
+        "4",
+        "--max_iters",
+        "3",
+        "--eval_interval",
+        "3",
+        "--eval_iters",
+        "1",
+        "--sample_tokens",
+        "0",
+        "--device",
+        "cpu",
+        "--progress",
+        "false",
+        env=ENV,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"data: {meta['train_tokens']:,} train tokens" in r.stderr
     assert not (run / "data").exists()  # nothing re-tokenized
@@ -147,7 +207,7 @@ def test_train_refuses_a_foreign_tokenizer_and_a_truncated_shard(corpus, tmp_pat
     P.prepare([str(corpus / "docs")], corpus / "tok.txt", out, progress=False)
     other = Tokenizer.train(["some other text entirely"], vocab_size=270, show_progress=False)
     other.save(tmp_path / "other.txt")
-    with pytest.raises(TinyLLMError, match="not the tokenizer .* was encoded with"):
+    with pytest.raises(TinyLLMError, match=r"not the tokenizer .* was encoded with"):
         S.load_prepared(out, 32, tmp_path / "other.txt")
     shard = out / json.loads((out / "meta.json").read_text())["train_shards"][0]
     shard.write_bytes(shard.read_bytes()[:-1])

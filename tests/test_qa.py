@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from tinyllm.data import PackedQADataset, format_prompt, load_qa
-from tinyllm.train.qa_defaults import qa_preset_name, qa_train_defaults
 from tinyllm.data.packed import IGNORE_INDEX
 from tinyllm.data.qa import DEMO_QA, QAPair, demo_qa_path, resolve_qa_source
 from tinyllm.errors import TinyLLMError
 from tinyllm.generate import trim_stream
+from tinyllm.train.qa_defaults import qa_preset_name, qa_train_defaults
 
 PAIRS = [
     {"id": 1, "category": "greeting", "question": "Who are you?", "answer": "I am a test model."},
@@ -25,6 +25,7 @@ PAIRS = [
 @pytest.fixture(scope="module")
 def tok():
     from tinyllm.tokenizer import Tokenizer
+
     texts = [f"Question: {p['question']}\nAnswer: {p['answer']}" for p in PAIRS] * 3
     return Tokenizer.train(texts, vocab_size=300, show_progress=False)
 
@@ -36,6 +37,7 @@ def write(tmp_path, data, name="qa.json") -> Path:
 
 
 # ---- the format ----------------------------------------------------------------------------
+
 
 def test_json_and_jsonl_give_the_same_pairs(tmp_path):
     a = load_qa(write(tmp_path, PAIRS))
@@ -55,25 +57,35 @@ def test_pair_template_is_tinyllms():
 # ---- validation: every problem names the record index and the field --------------------------
 
 BAD = {
-    "not an array": ({"question": "q", "answer": "a"},
-                     r"expected a JSON array of question/answer objects, got an object"),
-    "a string, not an array": ("\"hello\"", r"expected a JSON array .* got a string"),
-    "record not an object": ([PAIRS[0], ["q", "a"]],
-                             r"record 1: expected an object with 'question' and 'answer', got an array"),
+    "not an array": (
+        {"question": "q", "answer": "a"},
+        r"expected a JSON array of question/answer objects, got an object",
+    ),
+    "a string, not an array": ('"hello"', r"expected a JSON array .* got a string"),
+    "record not an object": (
+        [PAIRS[0], ["q", "a"]],
+        r"record 1: expected an object with 'question' and 'answer', got an array",
+    ),
     "missing question": ([PAIRS[0], PAIRS[1], {"answer": "a"}], r"record 2: missing field 'question'"),
     "missing answer": ([{"question": "q"}], r"record 0: missing field 'answer'"),
     "empty question": ([PAIRS[0], {"question": "  \n", "answer": "a"}], r"record 1: field 'question' is empty"),
     "empty answer": ([{"question": "q", "answer": ""}], r"record 0: field 'answer' is empty"),
     "number answer": ([{"question": "q", "answer": 42}], r"record 0: field 'answer' must be a string, got a number"),
-    "null question": ([PAIRS[0], {"question": None, "answer": "a"}],
-                      r"record 1: field 'question' must be a string, got null"),
+    "null question": (
+        [PAIRS[0], {"question": None, "answer": "a"}],
+        r"record 1: field 'question' must be a string, got null",
+    ),
     "list answer": ([{"question": "q", "answer": ["a"]}], r"record 0: field 'answer' must be a string, got an array"),
-    "duplicate id": ([PAIRS[0], PAIRS[1], dict(PAIRS[2], id=1)],
-                     r"record 2: field 'id': duplicate id 1 \(first used by record 0\)"),
+    "duplicate id": (
+        [PAIRS[0], PAIRS[1], dict(PAIRS[2], id=1)],
+        r"record 2: field 'id': duplicate id 1 \(first used by record 0\)",
+    ),
     "bad id type": ([dict(PAIRS[0], id=[1])], r"record 0: field 'id' must be a string or an integer, got an array"),
     "bad category": ([dict(PAIRS[0], category=3)], r"record 0: field 'category' must be a string, got a number"),
-    "special token": ([{"question": "q", "answer": "stop <EOS> here"}],
-                      r"record 0: field 'answer' contains the special token <EOS>"),
+    "special token": (
+        [{"question": "q", "answer": "stop <EOS> here"}],
+        r"record 0: field 'answer' contains the special token <EOS>",
+    ),
     "empty array": ([], r"no question/answer records"),
     "malformed": ('[{"question": "q", "answer": "a"},', r"malformed JSON at line 1 column \d+"),
 }
@@ -106,6 +118,7 @@ def test_jsonl_splits_records_on_newlines_only(tmp_path):
     with pytest.raises(TinyLLMError, match=r"line 3: malformed JSON"):
         load_qa(write(tmp_path, line + "\n" + line + "\n{oops\n", "qa.jsonl"))
 
+
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(TinyLLMError, match="no such file"):
         load_qa(tmp_path / "nope.json")
@@ -115,8 +128,11 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_pairs_longer_than_the_context_are_truncated_with_a_warning(tok, capsys):
-    pairs = [QAPair("q" * 5, "long answer " * 20, index=0), QAPair("Who?", "Me.", index=1),
-             QAPair("Why " * 30, "Because.", index=2)]
+    pairs = [
+        QAPair("q" * 5, "long answer " * 20, index=0),
+        QAPair("Who?", "Me.", index=1),
+        QAPair("Why " * 30, "Because.", index=2),
+    ]
     ds = PackedQADataset(pairs, tok, context_length=24, name="qa.json (train)")
     err = capsys.readouterr().err
     assert "qa.json (train): 2 of 3 pairs are longer than the context (24 tokens + 1) and were truncated" in err
@@ -135,6 +151,7 @@ def test_cli_reports_bad_qa_as_one_line_exit_2(run_cli, tmp_path):
 
 
 # ---- packing and the answer-only loss -----------------------------------------------------
+
 
 def _check_rows(ds, tok, x, y, loss_on):
     """Every row: whole pairs (each <BOS> ... <EOS> complete), then padding; y = x shifted by one
@@ -162,7 +179,7 @@ def _check_rows(ds, tok, x, y, loss_on):
                     cur = []
                 cur.append(pos)
             runs.append(cur)
-            assert {tuple(row[r[0]:r[-1] + 1]) for r in runs} <= answers
+            assert {tuple(row[r[0] : r[-1] + 1]) for r in runs} <= answers
             assert len(runs) == len(chunks)
         else:
             assert scored == list(range(1, n_real))
@@ -195,7 +212,7 @@ def test_sample_repacks_every_batch_from_the_seed_alone(tok):
     for s in range(20):
         x, _ = ds.sample(torch.Generator().manual_seed(s), 8)
         for row in x.tolist():
-            starts |= {i for i in range(len(row) - len(first)) if row[i:i + len(first)] == first}
+            starts |= {i for i in range(len(row) - len(first)) if row[i : i + len(first)] == first}
     assert 0 in starts and len(starts) >= 2
 
 
@@ -218,6 +235,7 @@ def test_trim_stream_drops_the_template_spaces_without_buffering_the_answer():
 
 # ---- the auto settings ------------------------------------------------------------------
 
+
 def test_auto_settings_scale_with_the_data():
     demo = load_qa(DEMO_QA)
     d = qa_train_defaults(demo)
@@ -233,6 +251,7 @@ def test_auto_settings_scale_with_the_data():
 
 # ---- the shipped demo set ------------------------------------------------------------------
 
+
 def test_demo_set_ships_in_the_package():
     path = demo_qa_path()
     assert path.is_file() and path.parent.name == "assets"
@@ -245,11 +264,17 @@ def test_demo_set_ships_in_the_package():
     pairs = load_qa(DEMO_QA)
     assert len(pairs) == len(records)
     questions = {p.question for p in pairs}
-    assert {"Who are you?", "What is tinyllm?", "What presets exist?", "What does --top_k do?",
-            "How do I train on several GPUs?"} <= questions
+    assert {
+        "Who are you?",
+        "What is tinyllm?",
+        "What presets exist?",
+        "What does --top_k do?",
+        "How do I train on several GPUs?",
+    } <= questions
     assert resolve_qa_source("qa") == str(path) and resolve_qa_source("bible") == "bible"
     # the held-out pairs rephrase trained questions: every answer is in the training split
     from tinyllm.data.corpus import split_documents
+
     train, val = split_documents(pairs)
     assert len(val) == len(pairs) // 10 and {p.answer for p in val} <= {p.answer for p in train}
 
@@ -263,6 +288,7 @@ def test_a_local_qa_path_wins_over_the_demo_name(tmp_path, monkeypatch):
 
 # ---- TinyLLM's Python entry points -----------------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore::tinyllm.tokenizer.inputs.CorpusWarning")  # 30 pairs cannot reach 2000 tokens
 def test_tinyllm_readme_snippet_runs_as_written(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
@@ -271,10 +297,12 @@ def test_tinyllm_readme_snippet_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     # --- verbatim from TinyLLM's README ---
-    from tinyllm.data import prepare_custom_data, create_dataloader
-    train_ds, val_ds, tokenizer = prepare_custom_data(json_path="data/my_dataset.json", vocab_size=2000,
-                                                      context_length=128, force_retrain_tokenizer=True)
-    loader = create_dataloader(train_ds, batch_size=8)   # yields (x, y) with y = x shifted by one
+    from tinyllm.data import create_dataloader, prepare_custom_data
+
+    train_ds, val_ds, tokenizer = prepare_custom_data(
+        json_path="data/my_dataset.json", vocab_size=2000, context_length=128, force_retrain_tokenizer=True
+    )
+    loader = create_dataloader(train_ds, batch_size=8)  # yields (x, y) with y = x shifted by one
     # ---
 
     x, y = next(iter(loader))
@@ -289,8 +317,12 @@ def test_tinyllm_readme_snippet_runs_as_written(tmp_path, monkeypatch):
 
     # a hand-written greedy loop over an (untrained) model stops at tokenizer.eos_id or the limit
     import tinyllm
-    model = tinyllm.TinyLLM(tinyllm.ModelConfig(vocab_size=tokenizer.vocab_size, context_length=128, d_model=32,
-                                                n_layers=1, n_heads=2, d_ff=64))
+
+    model = tinyllm.TinyLLM(
+        tinyllm.ModelConfig(
+            vocab_size=tokenizer.vocab_size, context_length=128, d_model=32, n_layers=1, n_heads=2, d_ff=64
+        )
+    )
     ids = tokenizer.encode(format_prompt("Who are you?"))
     with torch.no_grad():
         for _ in range(5):
@@ -305,6 +337,7 @@ def test_tinyllm_readme_snippet_runs_as_written(tmp_path, monkeypatch):
 def test_prepare_custom_data_reuses_its_tokenizer(tmp_path):
     path = write(tmp_path, [{k: v for k, v in p.items() if k != "id"} for p in PAIRS] * 4)
     from tinyllm.data import prepare_custom_data
+
     _, _, t1 = prepare_custom_data(path, vocab_size=270, context_length=64)
     stamp = os.stat(tmp_path / "qa.tokenizer.txt").st_mtime_ns
     _, _, t2 = prepare_custom_data(path, vocab_size=270, context_length=64)

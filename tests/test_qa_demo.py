@@ -27,9 +27,14 @@ MAX_TOKENS = 160  # longer than any answer in the set: hitting it means <EOS> ne
 @pytest.mark.slow
 def test_default_qa_training_reproduces_the_answers(tmp_path):
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tinyllm", "train", "--data", DEMO_QA], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=2 * TIME_LIMIT_S,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyllm", "train", "--data", DEMO_QA],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=2 * TIME_LIMIT_S,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -45,15 +50,20 @@ def test_default_qa_training_reproduces_the_answers(tmp_path):
             assert info["is_qa"] is True
             exact, unstopped = 0, []
             for p in train_pairs:
-                ids = list(generate_ids(model, tok.encode(format_prompt(p.question)), MAX_TOKENS, temperature=0.0,
-                                        eos_id=tok.eos_id))
+                ids = list(
+                    generate_ids(
+                        model, tok.encode(format_prompt(p.question)), MAX_TOKENS, temperature=0.0, eos_id=tok.eos_id
+                    )
+                )
                 exact += "".join(trim_stream(stream_text(tok, iter(ids)))) == p.answer
                 if len(ids) == MAX_TOKENS:
                     unstopped.append(p.question)
             share = exact / len(train_pairs)
             report.append(f"{name} (step {info['step']}): {exact}/{len(train_pairs)} = {share:.1%} exact")
-            print(f"\nQ&A demo: trained in {wall:.0f}s (load average {load:.2f}); {report[-1]}; "
-                  f"{len(train_pairs) - len(unstopped)}/{len(train_pairs)} stopped at <EOS>")
+            print(
+                f"\nQ&A demo: trained in {wall:.0f}s (load average {load:.2f}); {report[-1]}; "
+                f"{len(train_pairs) - len(unstopped)}/{len(train_pairs)} stopped at <EOS>"
+            )
             assert share >= MIN_EXACT, "; ".join(report) + f"; trained in {wall:.0f}s"
             assert not unstopped, f"{name}: no <EOS> within {MAX_TOKENS} tokens for {unstopped}"
     finally:

@@ -54,6 +54,7 @@ def test_readme_python_snippets_run_as_written(tmp_path):
     (tmp_path / "data" / "my_dataset.json").write_text(json.dumps(json.loads(demo_qa_path().read_text())[:30]))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for i, code in enumerate(snippets):
-        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                           env=env)
+        r = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env
+        )
         assert r.returncode == 0, f"README python snippet {i + 1} failed:\n{code}\n{r.stderr[-3000:]}"

@@ -20,8 +20,11 @@ def cli_run(*argv):
     from tinyllm.cli import build_parser
 
     args = build_parser().parse_args(["train", *argv])
-    return resolve_run(preset=args.preset, use_learned_pos_emb=args.use_learned_pos_emb,
-                       **{k: getattr(args, k) for k in MODEL_FIELDS + TRAIN_FIELDS})
+    return resolve_run(
+        preset=args.preset,
+        use_learned_pos_emb=args.use_learned_pos_emb,
+        **{k: getattr(args, k) for k in MODEL_FIELDS + TRAIN_FIELDS},
+    )
 
 
 def test_a_presets_training_defaults_reach_the_python_api_and_flags_override_them():
@@ -38,10 +41,17 @@ def test_a_presets_training_defaults_reach_the_python_api_and_flags_override_the
     assert run.preset == "tiny" and run.train == TrainConfig(out_dir=os.path.join("out", "tiny"))
 
 
-@pytest.mark.parametrize("argv", [[], ["--preset", "demo"], ["--preset", "small", "--max_iters", "9", "--pos_emb",
-                                                                 "rope", "--batch_size", "4"],
-                                  ["--use_learned_pos_emb", "False"], ["--data", "qa"],
-                                  ["--data", "qa", "--preset", "tiny", "--max_lr", "1e-3"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--preset", "demo"],
+        ["--preset", "small", "--max_iters", "9", "--pos_emb", "rope", "--batch_size", "4"],
+        ["--use_learned_pos_emb", "False"],
+        ["--data", "qa"],
+        ["--data", "qa", "--preset", "tiny", "--max_lr", "1e-3"],
+    ],
+)
 def test_the_cli_and_the_api_resolve_the_same_run(argv):
     flags = dict(zip(argv[::2], argv[1::2]))
     kwargs = {k.lstrip("-"): v for k, v in flags.items()}
@@ -94,17 +104,30 @@ def test_a_qa_file_is_parsed_once_per_run(tmp_path, monkeypatch):
     calls = []
     real = qa.load_qa
     monkeypatch.setattr(qa, "load_qa", lambda path: calls.append(path) or real(path))
-    run = resolve_run(data="qa", max_iters=2, eval_interval=2, eval_iters=1, d_model=32, n_layers=1, n_heads=2,
-                      d_ff=64, out_dir=str(tmp_path / "o"), progress=False, device="cpu")
+    run = resolve_run(
+        data="qa",
+        max_iters=2,
+        eval_interval=2,
+        eval_iters=1,
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        d_ff=64,
+        out_dir=str(tmp_path / "o"),
+        progress=False,
+        device="cpu",
+    )
     Trainer(run).run()
     assert len(calls) == 1, calls
 
 
 def test_every_subcommand_is_registered_and_help_imports_no_torch():
-    code = ("import sys; from tinyllm.cli import build_parser; p = build_parser(); "
-            "names = sorted(p._subparsers._group_actions[0].choices); "
-            "p.parse_args(['tokenizer', 'view', '--tokenizer', 'x']); "
-            "print(names, 'torch' in sys.modules)")
+    code = (
+        "import sys; from tinyllm.cli import build_parser; p = build_parser(); "
+        "names = sorted(p._subparsers._group_actions[0].choices); "
+        "p.parse_args(['tokenizer', 'view', '--tokenizer', 'x']); "
+        "print(names, 'torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "['bench', 'chat', 'generate', 'prepare', 'tokenizer', 'train'] False"
@@ -112,7 +135,9 @@ def test_every_subcommand_is_registered_and_help_imports_no_torch():
 
 def test_a_broken_subcommand_module_is_an_error_not_a_missing_command(tmp_path):
     """A subcommand module that fails to import must fail loudly (it used to vanish silently)."""
-    code = ("import sys; sys.modules['tinyllm.cli.prepare'] = None; "  # makes importing it an ImportError
-            "from tinyllm.cli import main; main(['--help'])")
+    code = (
+        "import sys; sys.modules['tinyllm.cli.prepare'] = None; "  # makes importing it an ImportError
+        "from tinyllm.cli import main; main(['--help'])"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "import of tinyllm.cli.prepare halted" in r.stderr, r.stderr[-500:]

@@ -97,8 +97,12 @@ def test_filtered_sampling_follows_the_renormalized_distribution(seed, temperatu
 def test_sampling_follows_the_distribution():
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
     gen = torch.Generator().manual_seed(2)
-    counts = torch.bincount(torch.stack([sample_next(logits, 1.0, generator=gen) for _ in range(4000)]).flatten(),
-                            minlength=3).float() / 4000
+    counts = (
+        torch.bincount(
+            torch.stack([sample_next(logits, 1.0, generator=gen) for _ in range(4000)]).flatten(), minlength=3
+        ).float()
+        / 4000
+    )
     torch.testing.assert_close(counts, torch.tensor([0.7, 0.2, 0.1]), atol=0.03, rtol=0)
 
 

@@ -92,14 +92,21 @@ def test_pure_python_switch(trained_merges):
     else:
         assert Tokenizer is _native_cls()
     text = SAMPLES[3] + SAMPLES[9] + SAMPLES[11]
-    code = ("import json, sys\n"
-            "from tinyllm.tokenizer import ReferenceTokenizer, Tokenizer\n"
-            "assert Tokenizer is ReferenceTokenizer, Tokenizer\n"
-            "merges, text = json.load(sys.stdin)\n"
-            "print(json.dumps(Tokenizer(merges).encode(text)))\n")
-    r = subprocess.run([sys.executable, "-c", code], input=json.dumps([trained_merges, text]), capture_output=True,
-                       text=True, cwd=Path(__file__).resolve().parent.parent,
-                       env=dict(os.environ, TINYLLM_PURE_PYTHON="1"))
+    code = (
+        "import json, sys\n"
+        "from tinyllm.tokenizer import ReferenceTokenizer, Tokenizer\n"
+        "assert Tokenizer is ReferenceTokenizer, Tokenizer\n"
+        "merges, text = json.load(sys.stdin)\n"
+        "print(json.dumps(Tokenizer(merges).encode(text)))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps([trained_merges, text]),
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=dict(os.environ, TINYLLM_PURE_PYTHON="1"),
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == Tokenizer(trained_merges).encode(text)
 
@@ -113,8 +120,9 @@ def test_docstring_examples(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # path_like's examples assume no such files here
     for module in (reference, inputs):
         result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, \
+        assert result.attempted > 0 and result.failed == 0, (
             f"{result.failed} docstring example(s) in {module.__name__} failed (printed above)"
+        )
 
 
 # ---- ids, specials and round trips ------------------------------------------------------
@@ -152,8 +160,9 @@ def test_special_tokens(tok):
 def test_encode_batch_matches_encode(tok):
     texts = SAMPLES * 5
     assert tok.encode_batch(texts, num_threads=2) == [tok.encode(t) for t in texts]
-    assert tok.encode_batch(texts, num_threads=1, allowed_special="none") == \
-        [tok.encode(t, allowed_special="none") for t in texts]
+    assert tok.encode_batch(texts, num_threads=1, allowed_special="none") == [
+        tok.encode(t, allowed_special="none") for t in texts
+    ]
     assert tok.encode_batch([]) == []
 
 
@@ -216,27 +225,33 @@ def test_train_inputs_mix_files_dirs_texts(impl, tmp_path):
     f = tmp_path / "c.txt"
     f.write_text("eta theta " * 50)
     tok = impl.train([tmp_path / "d", str(f.read_text()), f], vocab_size=285, show_progress=False)
-    same = impl.train(["alpha beta gamma " * 50, "delta epsilon " * 50, "eta theta " * 50, "eta theta " * 50],
-                      vocab_size=285, show_progress=False)
+    same = impl.train(
+        ["alpha beta gamma " * 50, "delta epsilon " * 50, "eta theta " * 50, "eta theta " * 50],
+        vocab_size=285,
+        show_progress=False,
+    )
     assert tok.merges == same.merges
     assert not any("zeta" in s for s in tok.token_strings(list(range(260, tok.vocab_size))))
 
 
 # A str is text; one that names or looks like a file is refused (the trap: train(["corpus.txt"])
 # trained on those ten characters and only warned that the vocab was not reached).
-@pytest.mark.parametrize("make, message", [
-    (lambda d: str(d / "corpus.txt"), r"corpus\.txt' names an existing file"),
-    (lambda d: "corpus.txt", r"^files_or_texts: 'corpus\.txt' names an existing file, but a str is training text"),
-    (lambda d: str(d), r"names an existing directory"),
-    (lambda d: "docs", r"'docs' names an existing directory"),
-    (lambda d: "docs/", r"'docs/' names an existing directory"),
-    (lambda d: "missing.txt", r"'missing\.txt' looks like a file name"),
-    (lambda d: "Corpus.JSONL", r"looks like a file name"),
-    (lambda d: "/nonexistent/corpus", r"'/nonexistent/corpus' looks like a path"),
-    (lambda d: "missing_dir/", r"looks like a path"),
-    (lambda d: "docs/missing", r"'docs/missing' looks like a path"),
-    (lambda d: "my corpus.txt", r"names an existing file"),  # spaces in a name that exists
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: str(d / "corpus.txt"), r"corpus\.txt' names an existing file"),
+        (lambda d: "corpus.txt", r"^files_or_texts: 'corpus\.txt' names an existing file, but a str is training text"),
+        (lambda d: str(d), r"names an existing directory"),
+        (lambda d: "docs", r"'docs' names an existing directory"),
+        (lambda d: "docs/", r"'docs/' names an existing directory"),
+        (lambda d: "missing.txt", r"'missing\.txt' looks like a file name"),
+        (lambda d: "Corpus.JSONL", r"looks like a file name"),
+        (lambda d: "/nonexistent/corpus", r"'/nonexistent/corpus' looks like a path"),
+        (lambda d: "missing_dir/", r"looks like a path"),
+        (lambda d: "docs/missing", r"'docs/missing' looks like a path"),
+        (lambda d: "my corpus.txt", r"names an existing file"),  # spaces in a name that exists
+    ],
+)
 @pytest.mark.parametrize("wrap", [lambda s: s, lambda s: [s], lambda s: ["some text", s], lambda s: iter([s])])
 def test_train_refuses_str_that_is_a_path(impl, tmp_path, monkeypatch, make, message, wrap):
     monkeypatch.chdir(tmp_path)
@@ -250,15 +265,25 @@ def test_train_refuses_str_that_is_a_path(impl, tmp_path, monkeypatch, make, mes
     assert f"pass pathlib.Path({item!r})" in str(e.value) and "Texts(" in str(e.value)
 
 
-@pytest.mark.parametrize("text", [
-    "hello",  # one word
-    "a", ".txt", "e.g.", "Node.js", "and/or", "1/2", "https://example.com/page", "see notes.txt",
-    "missing corpus.txt",  # spaces: a sentence that ends in a file name
-    "read corpus.txt\n",  # several lines
-    "corpus.txt " + "word " * 60,  # a long text containing .txt
-    "x" * 300 + ".txt",  # one word, but longer than any file name
-    "docs" + "\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello",  # one word
+        "a",
+        ".txt",
+        "e.g.",
+        "Node.js",
+        "and/or",
+        "1/2",
+        "https://example.com/page",
+        "see notes.txt",
+        "missing corpus.txt",  # spaces: a sentence that ends in a file name
+        "read corpus.txt\n",  # several lines
+        "corpus.txt " + "word " * 60,  # a long text containing .txt
+        "x" * 300 + ".txt",  # one word, but longer than any file name
+        "docs" + "\n",
+    ],
+)
 def test_train_takes_text_that_mentions_files(impl, tmp_path, monkeypatch, text):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "docs").mkdir()
@@ -345,17 +370,23 @@ def test_invalid_utf8_file_trains_with_warning(impl, tmp_path):
 
 
 # ---- bad input: one line, names the thing ----------------------------------------------
-@pytest.mark.parametrize("call, message", [
-    (lambda T: T.train(["", ""], vocab_size=300), r"training corpus is empty: no text in 2 texts"),
-    (lambda T: T.train([], vocab_size=300), r"training corpus is empty: no texts or files were given"),
-    (lambda T: T.train("abc", vocab_size=259), r"vocab_size=259 is too small: it must be at least 260"),
-    (lambda T: T.train("abc", vocab_size=300.0), r"vocab_size must be an int"),
-    (lambda T: T.train("abc", vocab_size=300, pattern="gpt3"), r"unknown split pattern 'gpt3'"),
-    (lambda T: T.train("abc", vocab_size=300, num_threads=0), r"num_threads must be None or a positive int"),
-    (lambda T: T.train(b"abc", vocab_size=300), r"got bytes"),
-    (lambda T: T.train([1, 2], vocab_size=300), r"expected str texts or pathlib.Path"),
-    (lambda T: T.train(Path("/nonexistent/corpus.txt"), vocab_size=300), r"corpus file /nonexistent/corpus.txt does not exist"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda T: T.train(["", ""], vocab_size=300), r"training corpus is empty: no text in 2 texts"),
+        (lambda T: T.train([], vocab_size=300), r"training corpus is empty: no texts or files were given"),
+        (lambda T: T.train("abc", vocab_size=259), r"vocab_size=259 is too small: it must be at least 260"),
+        (lambda T: T.train("abc", vocab_size=300.0), r"vocab_size must be an int"),
+        (lambda T: T.train("abc", vocab_size=300, pattern="gpt3"), r"unknown split pattern 'gpt3'"),
+        (lambda T: T.train("abc", vocab_size=300, num_threads=0), r"num_threads must be None or a positive int"),
+        (lambda T: T.train(b"abc", vocab_size=300), r"got bytes"),
+        (lambda T: T.train([1, 2], vocab_size=300), r"expected str texts or pathlib.Path"),
+        (
+            lambda T: T.train(Path("/nonexistent/corpus.txt"), vocab_size=300),
+            r"corpus file /nonexistent/corpus.txt does not exist",
+        ),
+    ],
+)
 def test_train_bad_input(impl, call, message):
     with pytest.raises(TinyLLMError, match=message):
         call(impl)
@@ -382,24 +413,30 @@ def test_train_unreadable_file(impl, tmp_path, monkeypatch):
 
 
 def test_train_vocab_out_of_reach_warns(impl):
-    with pytest.warns(CorpusWarning, match=r"vocab_size=5000 is more than this corpus can reach: "
-                                           r"training stopped at vocab size 2\d\d"):
+    with pytest.warns(
+        CorpusWarning,
+        match=r"vocab_size=5000 is more than this corpus can reach: "
+        r"training stopped at vocab size 2\d\d",
+    ):
         tok = impl.train(["abcabc abc"], vocab_size=5000, show_progress=False)
     assert tok.vocab_size < 300
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda t: t.encode(b"bytes"), r"encode: text must be str, got bytes"),
-    (lambda t: t.encode("x", allowed_special="some"), r"allowed_special must be 'all', 'none' or a set"),
-    (lambda t: t.encode("x", allowed_special={"<SEP>"}), r"unknown special token\(s\) \['<SEP>'\]"),
-    (lambda t: t.encode_batch("one string"), r"texts must be a list of str"),
-    (lambda t: t.encode_batch(["ok", 3]), r"texts\[1\] must be str, got int"),
-    (lambda t: t.encode_batch(["ok"], num_threads=0), r"num_threads must be None or a positive int"),
-    (lambda t: t.decode([5, 1000]), r"token id 1000 is out of range for vocab_size 1000"),
-    (lambda t: t.decode([-1]), r"token id -1 is out of range"),
-    (lambda t: t.decode([1.5]), r"ids must be ints, got float"),
-    (lambda t: t.decode("abc"), r"ids must be a sequence of ints, got str"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda t: t.encode(b"bytes"), r"encode: text must be str, got bytes"),
+        (lambda t: t.encode("x", allowed_special="some"), r"allowed_special must be 'all', 'none' or a set"),
+        (lambda t: t.encode("x", allowed_special={"<SEP>"}), r"unknown special token\(s\) \['<SEP>'\]"),
+        (lambda t: t.encode_batch("one string"), r"texts must be a list of str"),
+        (lambda t: t.encode_batch(["ok", 3]), r"texts\[1\] must be str, got int"),
+        (lambda t: t.encode_batch(["ok"], num_threads=0), r"num_threads must be None or a positive int"),
+        (lambda t: t.decode([5, 1000]), r"token id 1000 is out of range for vocab_size 1000"),
+        (lambda t: t.decode([-1]), r"token id -1 is out of range"),
+        (lambda t: t.decode([1.5]), r"ids must be ints, got float"),
+        (lambda t: t.decode("abc"), r"ids must be a sequence of ints, got str"),
+    ],
+)
 def test_encode_decode_bad_input(tok, call, message):
     with pytest.raises(TinyLLMError, match=message):
         call(tok)
@@ -440,14 +477,17 @@ def _broken(text: str, what: str) -> str:
     raise AssertionError(what)
 
 
-@pytest.mark.parametrize("what, message", [
-    ("version", r"tokenizer format version v2 is not supported \(this tinyllm reads v1\)"),
-    ("truncated_merges", r"is truncated: its header says \d+ merges, found 13"),
-    ("truncated_end", r"is truncated: the final 'end' line is missing"),
-    ("bad_line", r"line 11: expected '<left id> <right id>', got '12 x'"),
-    ("corrupt_text", r"line 11: token text .* does not match merge .* the file is corrupted"),
-    ("forward_ref", r"line 9: merge \(999, 4\) refers to a token id that is special or not defined"),
-])
+@pytest.mark.parametrize(
+    "what, message",
+    [
+        ("version", r"tokenizer format version v2 is not supported \(this tinyllm reads v1\)"),
+        ("truncated_merges", r"is truncated: its header says \d+ merges, found 13"),
+        ("truncated_end", r"is truncated: the final 'end' line is missing"),
+        ("bad_line", r"line 11: expected '<left id> <right id>', got '12 x'"),
+        ("corrupt_text", r"line 11: token text .* does not match merge .* the file is corrupted"),
+        ("forward_ref", r"line 9: merge \(999, 4\) refers to a token id that is special or not defined"),
+    ],
+)
 def test_load_bad_files(impl, tok, tmp_path, what, message):
     import re
 
@@ -495,13 +535,24 @@ def _mixed_corpus(max_bytes: int) -> list[str]:
 
     from pybible.Bible import Bible
 
-    docs = ["\n".join(list(Bible)[i:i + 400]) for i in range(0, len(Bible), 400)]
+    docs = ["\n".join(list(Bible)[i : i + 400]) for i in range(0, len(Bible), 400)]
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(stdlib.glob("*.py"))[:60]:
         docs.append(path.read_text(encoding="utf-8", errors="replace"))
     rng = random.Random(0)
-    scripts = [(0x430, 0x44F), (0x3B1, 0x3C9), (0x627, 0x64A), (0x5D0, 0x5EA), (0x915, 0x94C), (0xE01, 0xE2E),
-               (0xAC00, 0xAD00), (0x4E00, 0x4F00), (0x3041, 0x3096), (0x1F600, 0x1F64F), (0x660, 0x669)]
+    scripts = [
+        (0x430, 0x44F),
+        (0x3B1, 0x3C9),
+        (0x627, 0x64A),
+        (0x5D0, 0x5EA),
+        (0x915, 0x94C),
+        (0xE01, 0xE2E),
+        (0xAC00, 0xAD00),
+        (0x4E00, 0x4F00),
+        (0x3041, 0x3096),
+        (0x1F600, 0x1F64F),
+        (0x660, 0x669),
+    ]
     for _ in range(60):
         words = []
         for _ in range(2000):

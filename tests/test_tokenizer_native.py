@@ -23,17 +23,62 @@ if not native_available():
         pytest.fail("TINYLLM_REQUIRE_NATIVE=1 but tinyllm._bpe is not built", pytrace=False)
     pytest.skip("the C++ core (tinyllm._bpe) is not built", allow_module_level=True)
 
-from tinyllm import _bpe  # noqa: E402
-from tinyllm.tokenizer.native import NativeTokenizer  # noqa: E402
+from tinyllm import _bpe
+from tinyllm.tokenizer.native import NativeTokenizer
 
 # Characters where the split patterns are delicate: contraction letters in both cases
 # (and U+017F, which matches 's' case-insensitively), every \s flavour, digits from
 # several scripts, combining marks (not letters), ZWJ emoji, CJK, specials' brackets.
 TRICKY = list("aZsStTdDmMlLvVeErR'’ 0123456789.,;:!?-_()<>/\\\"#\t\n\r\x0b\x0c") + [
-    "\u017f", "\u00a0", "\u1680", "\u2000", "\u2028", "\u2029", "\u202f", "\u3000", "\x85", "\x1c",
-    "é", "ß", "ǅ", "中", "文", "ア", "한", "ж", "ω", "א", "ع", "क", "ि", "\u0301", "\u200d",
-    "٣", "²", "Ⅻ", "½", "😀", "👍", "🏽", "\U0001F1EB", "\ud800", "\udfff", "\ufffd", "\x00", "\uffff",
-    "<EOS>", "<BOS>", "<PAD", "UNK>", "'s", "'LL", "'Ve", "\r\n", "  ", "\n\n", "123456",
+    "\u017f",
+    "\u00a0",
+    "\u1680",
+    "\u2000",
+    "\u2028",
+    "\u2029",
+    "\u202f",
+    "\u3000",
+    "\x85",
+    "\x1c",
+    "é",
+    "ß",
+    "ǅ",
+    "中",
+    "文",
+    "ア",
+    "한",
+    "ж",
+    "ω",
+    "א",
+    "ع",
+    "क",
+    "ि",
+    "\u0301",
+    "\u200d",
+    "٣",
+    "²",
+    "Ⅻ",
+    "½",
+    "😀",
+    "👍",
+    "🏽",
+    "\U0001f1eb",
+    "\ud800",
+    "\udfff",
+    "\ufffd",
+    "\x00",
+    "\uffff",
+    "<EOS>",
+    "<BOS>",
+    "<PAD",
+    "UNK>",
+    "'s",
+    "'LL",
+    "'Ve",
+    "\r\n",
+    "  ",
+    "\n\n",
+    "123456",
 ]
 tricky_text = st.lists(st.one_of(st.sampled_from(TRICKY), st.characters()), max_size=40).map("".join)
 any_text = st.one_of(tricky_text, st.text(max_size=60))
@@ -64,8 +109,20 @@ def _multilingual(seed: int, words: int = 400) -> str:
     import random
 
     rng = random.Random(seed)
-    ranges = [(0x430, 0x44F), (0x3B1, 0x3C9), (0x627, 0x64A), (0x5D0, 0x5EA), (0x915, 0x94C), (0xE01, 0xE2E),
-              (0xAC00, 0xAD00), (0x4E00, 0x4F00), (0x3041, 0x3096), (0x1F600, 0x1F64F), (0x61, 0x7A), (0x660, 0x669)]
+    ranges = [
+        (0x430, 0x44F),
+        (0x3B1, 0x3C9),
+        (0x627, 0x64A),
+        (0x5D0, 0x5EA),
+        (0x915, 0x94C),
+        (0xE01, 0xE2E),
+        (0xAC00, 0xAD00),
+        (0x4E00, 0x4F00),
+        (0x3041, 0x3096),
+        (0x1F600, 0x1F64F),
+        (0x61, 0x7A),
+        (0x660, 0x669),
+    ]
     out = []
     for _ in range(words):
         lo, hi = rng.choice(ranges)
@@ -85,9 +142,11 @@ def test_unicode_tables_match_installed_regex():
         want = 1 if letter.match(ch) else 2 if number.match(ch) else 3 if space.match(ch) else 0
         if classes[cp] != want:
             wrong.append(cp)
-    assert not wrong, (f"{len(wrong)} code points (first U+{wrong[0]:04X}) differ between csrc/unicode_tables.h "
-                       f"(regex {_bpe.UNICODE_REGEX_VERSION}) and the installed regex {regex.__version__}: "
-                       "run `python csrc/gen_unicode_tables.py` and rebuild")
+    assert not wrong, (
+        f"{len(wrong)} code points (first U+{wrong[0]:04X}) differ between csrc/unicode_tables.h "
+        f"(regex {_bpe.UNICODE_REGEX_VERSION}) and the installed regex {regex.__version__}: "
+        "run `python csrc/gen_unicode_tables.py` and rebuild"
+    )
     folds = {chr(cp) for cp in range(0x80, 0x110000) if regex.fullmatch(r"(?i:[sdmtlver])", chr(cp))}
     assert {ch for ch in folds if _bpe.contraction_fold(ord(ch)) != "\0"} == folds
 
@@ -108,9 +167,30 @@ def test_pretokenize_matches_regex_on_replaced_bytes(pattern, data):
     assert _bpe.pretokenize(text, pattern) == [to_utf8(p) for p in regex.findall(PATTERNS[pattern], text)]
 
 
-utf8ish = st.lists(st.one_of(st.sampled_from([b"\xc3", b"\xa9", b"\xe2\x82", b"\xac", b"\xf0\x9f", b"\x98\x80",
-                                              b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90", b"\xe0\x80", b"\xff", b"a",
-                                              b" ", b"\x80"]), st.binary(max_size=3)), max_size=30).map(b"".join)
+utf8ish = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                b"\xc3",
+                b"\xa9",
+                b"\xe2\x82",
+                b"\xac",
+                b"\xf0\x9f",
+                b"\x98\x80",
+                b"\xed\xa0\x80",
+                b"\xc0\xaf",
+                b"\xf4\x90",
+                b"\xe0\x80",
+                b"\xff",
+                b"a",
+                b" ",
+                b"\x80",
+            ]
+        ),
+        st.binary(max_size=3),
+    ),
+    max_size=30,
+).map(b"".join)
 
 
 @HYP
@@ -164,10 +244,22 @@ def test_encode_random_bytes_decoded_with_replace(pair, data):
     assert nat.decode(nat.encode(text)) == text
 
 
-@pytest.mark.parametrize("text", [
-    " " * 5000, "\n" * 3000 + "x", "a" * 2000, "ab" * 900, "1" * 1000, "!?" * 700, "中文" * 400,
-    "\t \r\n" * 500, "😀" * 300, "the" * 600, " " * 100 + "the" * 100,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        " " * 5000,
+        "\n" * 3000 + "x",
+        "a" * 2000,
+        "ab" * 900,
+        "1" * 1000,
+        "!?" * 700,
+        "中文" * 400,
+        "\t \r\n" * 500,
+        "😀" * 300,
+        "the" * 600,
+        " " * 100 + "the" * 100,
+    ],
+)
 def test_long_pieces(pair, text):
     """Pre-tokens longer than the flat-scan limit take the heap path in C++."""
     ref, nat = pair
@@ -202,8 +294,10 @@ def test_decode_matches_reference(pair):
 
 
 # ---- training ------------------------------------------------------------------------
-words = st.lists(st.sampled_from(["a", "b", "ab", "ba", "aab", " ", "  ", "\n", "'s", "1", "23", "é", "中", "<EOS>", "."]),
-                 max_size=12).map("".join)
+words = st.lists(
+    st.sampled_from(["a", "b", "ab", "ba", "aab", " ", "  ", "\n", "'s", "1", "23", "é", "中", "<EOS>", "."]),
+    max_size=12,
+).map("".join)
 
 
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
@@ -222,8 +316,7 @@ def test_train_matches_reference(pattern, corpus, extra):
             with pytest.raises(TinyLLMError, match=regex.escape(str(e))):
                 NativeTokenizer.train(corpus, vocab_size=260 + extra, pattern=pattern, show_progress=False)
             return
-        got = NativeTokenizer.train(corpus, vocab_size=260 + extra, pattern=pattern, num_threads=2,
-                                    show_progress=False)
+        got = NativeTokenizer.train(corpus, vocab_size=260 + extra, pattern=pattern, num_threads=2, show_progress=False)
     assert got.merges == want.merges
 
 
@@ -245,7 +338,7 @@ def test_counts_added_after_a_query_are_kept():
     trainer.add_texts(first)
     assert trainer.num_pretokens() == len(count_pretokens(first))
     for i in range(0, len(later), 3):  # one chunk per call: the calls rotate over the workers
-        trainer.add_texts(later[i:i + 3])
+        trainer.add_texts(later[i : i + 3])
         if i == 30:
             trainer.pretoken_counts()
     want = count_pretokens(first + later)
@@ -268,10 +361,10 @@ def test_train_bible_identical(tmp_path):
 def test_train_file_streams_across_blocks(tmp_path):
     """A 2.5 MB file (block size 1 MB) with multi-byte characters and invalid bytes
     straddling the block edges counts exactly like the whole text decoded at once."""
-    unit = ("naïve café 数据 x'll 123456 \r\n  ".encode() + b"\xe2\x82 " + "😀".encode())
+    unit = "naïve café 数据 x'll 123456 \r\n  ".encode() + b"\xe2\x82 " + "😀".encode()
     raw = bytearray(unit * (2_600_000 // len(unit)))
     for edge in (1 << 20, 2 << 20):  # invalid and split sequences right at the block edges
-        raw[edge - 2:edge + 2] = b"\xf0\x9f\x98\xc3"
+        raw[edge - 2 : edge + 2] = b"\xf0\x9f\x98\xc3"
     path = tmp_path / "big.txt"
     path.write_bytes(bytes(raw))
     trainer = _bpe.Trainer("gpt4", 2)

@@ -31,9 +31,12 @@ def lazy_exports(package: str, names: dict[str, str]):
     return __getattr__, __dir__
 
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "ModelConfig": ".model.config",
-    "TinyLLM": ".model.gpt",
-    "load_checkpoint": ".train.checkpoint",
-    "Tokenizer": ".tokenizer",
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ModelConfig": ".model.config",
+        "TinyLLM": ".model.gpt",
+        "load_checkpoint": ".train.checkpoint",
+        "Tokenizer": ".tokenizer",
+    },
+)

@@ -1,8 +1,8 @@
 """Benchmarks that ship with the CLI (`tinyllm bench train`), and provenance for every result row.
 
-    bench/train.py       training steps: TinyLLM against transformers' GPT2LMHeadModel, same shapes
-    bench/profile.py     where a step's time goes, by kind of op
-    bench/provenance.py  machine and commit of a result row
+bench/train.py       training steps: TinyLLM against transformers' GPT2LMHeadModel, same shapes
+bench/profile.py     where a step's time goes, by kind of op
+bench/provenance.py  machine and commit of a result row
 """
 
 # Shapes only the benchmark knows: GPT-2 small (124M), the size of the GPU goal.

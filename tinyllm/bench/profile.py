@@ -63,17 +63,21 @@ def profile_step(step, device, n: int) -> dict:
     categories: dict[str, float] = {}
     for name, ms in rows:
         categories[_category(name)] = categories.get(_category(name), 0.0) + ms
-    return {"total_ms": sum(ms for _, ms in rows), "top": rows[:12],
-            "categories": sorted(categories.items(), key=lambda kv: -kv[1]),
-            "what": "GPU kernel time" if cuda else "CPU self time of aten ops"}
+    return {
+        "total_ms": sum(ms for _, ms in rows),
+        "top": rows[:12],
+        "categories": sorted(categories.items(), key=lambda kv: -kv[1]),
+        "what": "GPU kernel time" if cuda else "CPU self time of aten ops",
+    }
 
 
 def profile_report(profiles) -> list[str]:
     lines = []
     for name, p in zip(("tinyllm", "transformers"), profiles):
         lines.append(f"  profile {name}: {p['total_ms']:.2f} ms per step of {p['what']}")
-        lines.append("    by category: " + ", ".join(f"{c} {ms:.2f} ms ({ms / p['total_ms']:.0%})"
-                                                    for c, ms in p["categories"]))
+        lines.append(
+            "    by category: " + ", ".join(f"{c} {ms:.2f} ms ({ms / p['total_ms']:.0%})" for c, ms in p["categories"])
+        )
         for op, ms in p["top"]:
             lines.append(f"    {ms:8.3f} ms  {ms / p['total_ms']:4.0%}  {op[:110]}")
     return lines

@@ -15,12 +15,10 @@ forms the (B, T, V) logits (model/loss.py); GPT2LMHeadModel forms them, as it al
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +28,6 @@ from ..errors import TinyLLMError
 from . import BENCH_SIZES, GOALS
 from .profile import profile_report, profile_step
 from .provenance import cpu_name, git_commit
-
 
 
 def model_config(args):
@@ -55,19 +52,34 @@ def hf_model(cfg, device):
         from transformers import GPT2Config, GPT2LMHeadModel
         from transformers.utils import logging as hf_logging
     except ImportError as e:
-        raise TinyLLMError(f"bench train compares against Hugging Face transformers, which is not installed "
-                           f"({e}): pip install transformers") from None
+        raise TinyLLMError(
+            f"bench train compares against Hugging Face transformers, which is not installed "
+            f"({e}): pip install transformers"
+        ) from None
     hf_logging.set_verbosity_error()
-    conf = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.d_model,
-                      n_layer=cfg.n_layers, n_head=cfg.n_heads, n_inner=cfg.d_ff,
-                      activation_function="gelu_pytorch_tanh", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                      tie_word_embeddings=True, use_cache=False, bos_token_id=0, eos_token_id=0)
+    conf = GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.context_length,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layers,
+        n_head=cfg.n_heads,
+        n_inner=cfg.d_ff,
+        activation_function="gelu_pytorch_tanh",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=True,
+        use_cache=False,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     conf._attn_implementation = "sdpa"
     return GPT2LMHeadModel(conf).to(device).train()
 
 
 def make_step(model, opt, x, y, autocast, hf: bool):
     """One training step: forward, backward, AdamW, zero_grad."""
+
     def step():
         with autocast():
             if hf:  # HF shifts the labels itself
@@ -77,6 +89,7 @@ def make_step(model, opt, x, y, autocast, hf: bool):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+
     return step
 
 
@@ -120,7 +133,7 @@ def alternate(steps, warmup: int, n: int, device) -> list[list[float]]:
             s()
     times = [[], []]
     for i in range(n):
-        for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+        for j in (0, 1) if i % 2 == 0 else (1, 0):
             times[j].append(timed(steps[j], device))
     return times
 
@@ -156,11 +169,23 @@ def bench_train(args) -> dict:
     changed = [k for k in SHAPE_FIELDS if getattr(args, k) is not None]
     peak, fpt = peak_flops(device, amp), ours.flops_per_token()
     return {
-        "size": args.preset + (f" with {', '.join(changed)} changed" if changed else ""), "cfg": cfg,
-        "params": n_ours, "batch": B, "context": T, "dtype": dtype, "device": device,
-        "device_name": device_name(device), "compile": args.compile, "steps": args.steps, "warmup": args.warmup,
-        "backend": ours.backend, "times": times, "tokens_per_sec": tps, "ratio": tps[0] / tps[1],
-        "mfu": [mfu(fpt, t, peak) for t in tps], "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "size": args.preset + (f" with {', '.join(changed)} changed" if changed else ""),
+        "cfg": cfg,
+        "params": n_ours,
+        "batch": B,
+        "context": T,
+        "dtype": dtype,
+        "device": device,
+        "device_name": device_name(device),
+        "compile": args.compile,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "backend": ours.backend,
+        "times": times,
+        "tokens_per_sec": tps,
+        "ratio": tps[0] / tps[1],
+        "mfu": [mfu(fpt, t, peak) for t in tps],
+        "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "goal": None if changed else GOALS.get((device.type, args.preset)),
         "profiles": [profile_step(s, device, args.profile) for s in steps] if args.profile else None,
     }
@@ -179,8 +204,9 @@ def report(r: dict) -> str:
     BT = r["batch"] * r["context"]
     for name, t, tps, m in zip(("tinyllm", "transformers"), r["times"], r["tokens_per_sec"], r["mfu"]):
         spread = f"{BT / max(t):,.0f}..{BT / min(t):,.0f}"
-        lines.append(f"  {name:<14}{tps:>12,.0f}{1e3 * statistics.median(t):>10.1f}{spread:>22}"
-                     + (f"{m:>8.1%}" if m else ""))
+        lines.append(
+            f"  {name:<14}{tps:>12,.0f}{1e3 * statistics.median(t):>10.1f}{spread:>22}" + (f"{m:>8.1%}" if m else "")
+        )
     verdict = ""
     if r["goal"]:
         verdict = f" (goal {r['goal']}x: {'met' if r['ratio'] >= r['goal'] else 'NOT met'})"
@@ -188,8 +214,10 @@ def report(r: dict) -> str:
     if r.get("profiles"):
         lines += profile_report(r["profiles"])
     if r["goal"] and r["ratio"] < r["goal"] and r["device"].type == "cpu":
-        lines.append("  (on CPU 77% of our step and 74% of transformers' is the same float32 matmuls, already at the cores' peak: "
-                     "the same arithmetic cannot run 1.3x faster; see benchmarks/README.md)")
+        lines.append(
+            "  (on CPU 77% of our step and 74% of transformers' is the same float32 matmuls, already at the cores' peak: "
+            "the same arithmetic cannot run 1.3x faster; see benchmarks/README.md)"
+        )
     return "\n".join(lines)
 
 
@@ -201,10 +229,15 @@ def write_rows(r: dict, out: str | Path) -> Path:
     path = out / "train.csv" if out.suffix != ".csv" else out
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
-    what = (f"train step {r['size']} B{r['batch']} T{r['context']} {r['dtype']} "
-            f"{'compiled' if r['compile'] else 'eager'}")
-    notes = [f"torch {torch.__version__}", f"transformers {transformers.__version__}", f"attention {r['backend']}",
-             f"{r['steps']} steps"]
+    what = (
+        f"train step {r['size']} B{r['batch']} T{r['context']} {r['dtype']} {'compiled' if r['compile'] else 'eager'}"
+    )
+    notes = [
+        f"torch {torch.__version__}",
+        f"transformers {transformers.__version__}",
+        f"attention {r['backend']}",
+        f"{r['steps']} steps",
+    ]
     if r["load"] is not None:
         notes.append(f"load {r['load']:.2f}")
     if r["mfu"][0]:
@@ -212,9 +245,34 @@ def write_rows(r: dict, out: str | Path) -> Path:
     with open(path, "a", newline="") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(["what", "ours", "ours_value", "against", "their_value", "unit", "ratio", "machine", "commit",
-                        "date", "notes"])
-        w.writerow([what, "tinyllm", f"{r['tokens_per_sec'][0]:.1f}", "transformers-gpt2",
-                    f"{r['tokens_per_sec'][1]:.1f}", "tokens/s", f"{r['ratio']:.3f}", r["device_name"], commit(),
-                    datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "; ".join(notes)])
+            w.writerow(
+                [
+                    "what",
+                    "ours",
+                    "ours_value",
+                    "against",
+                    "their_value",
+                    "unit",
+                    "ratio",
+                    "machine",
+                    "commit",
+                    "date",
+                    "notes",
+                ]
+            )
+        w.writerow(
+            [
+                what,
+                "tinyllm",
+                f"{r['tokens_per_sec'][0]:.1f}",
+                "transformers-gpt2",
+                f"{r['tokens_per_sec'][1]:.1f}",
+                "tokens/s",
+                f"{r['ratio']:.3f}",
+                r["device_name"],
+                commit(),
+                datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "; ".join(notes),
+            ]
+        )
     return path

@@ -32,26 +32,47 @@ def add_parser(sub) -> None:
 
     b = sub.add_parser("bench", help="benchmarks (train: training steps against Hugging Face transformers)")
     bsub = b.add_subparsers(dest="bench_cmd", required=True, metavar="WHAT")
-    t = bsub.add_parser("train", help="tokens/s of training steps, TinyLLM vs transformers' GPT2LMHeadModel",
-                        description=bench_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--preset", choices=[*PRESETS, *BENCH_SIZES], default="tiny",
-                   help="model size (default: tiny; gpt2 = GPT-2 small, 124M, context 1024)")
+    t = bsub.add_parser(
+        "train",
+        help="tokens/s of training steps, TinyLLM vs transformers' GPT2LMHeadModel",
+        description=bench_doc(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument(
+        "--preset",
+        choices=[*PRESETS, *BENCH_SIZES],
+        default="tiny",
+        help="model size (default: tiny; gpt2 = GPT-2 small, 124M, context 1024)",
+    )
     t.add_argument("--batch_size", type=int, default=8, help="sequences per step (default: 8)")
     for name in SHAPE_FIELDS:
         t.add_argument(f"--{name}", type=int, default=None, help=f"override the size's {name}")
     t.add_argument("--steps", type=int, default=10, help="timed steps per model (default: 10)")
     t.add_argument("--warmup", type=int, default=3, help="untimed steps per model first (default: 3)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    t.add_argument("--dtype", default="auto",
-                   help="auto (bfloat16 autocast on CUDA, float32 on CPU), float32 or bfloat16")
+    t.add_argument(
+        "--dtype", default="auto", help="auto (bfloat16 autocast on CUDA, float32 on CPU), float32 or bfloat16"
+    )
     t.add_argument("--compile", action="store_true", help="torch.compile both models")
-    t.add_argument("--attention", default="auto", choices=["auto", "sdpa", "triton", "reference"],
-                   help="our attention backend (default: auto = sdpa)")
+    t.add_argument(
+        "--attention",
+        default="auto",
+        choices=["auto", "sdpa", "triton", "reference"],
+        help="our attention backend (default: auto = sdpa)",
+    )
     t.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    t.add_argument("--profile", type=int, default=0, metavar="N",
-                   help="after timing, profile N more steps of each model and print where the time goes "
-                        "(GPU kernels on CUDA, aten ops on CPU), by category and top ops (default: 0, off)")
+    t.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after timing, profile N more steps of each model and print where the time goes "
+        "(GPU kernels on CUDA, aten ops on CPU), by category and top ops (default: 0, off)",
+    )
     t.add_argument("--seed", type=int, default=0, help="seed for weights and the batch")
-    t.add_argument("--out", default=None,
-                   help="append a CSV row to this file, or to train.csv in this folder (e.g. benchmarks/results)")
+    t.add_argument(
+        "--out",
+        default=None,
+        help="append a CSV row to this file, or to train.csv in this folder (e.g. benchmarks/results)",
+    )
     t.set_defaults(func=cmd_bench)

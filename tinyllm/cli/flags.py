@@ -16,8 +16,12 @@ def field_docs(cls) -> dict[str, str]:
     body = tree.body[0].body
     docs = {}
     for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) \
-                and isinstance(nxt.value.value, str):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             docs[node.target.id] = nxt.value.value
     return docs
 
@@ -40,8 +44,9 @@ def _scalar_type(tp):
     return tp
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple = (), defaults_none: bool = False,
-                        group_title: str | None = None) -> None:
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser, cls, skip: tuple = (), defaults_none: bool = False, group_title: str | None = None
+) -> None:
     """Add --<field> for every field of `cls`. With defaults_none the flag's default is None
     (so the caller can tell 'not given' from a value and apply presets)."""
     docs = field_docs(cls)
@@ -56,7 +61,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple = (), 
         if not defaults_none:
             help_text += f" (default: {f.default})"
         if tp is bool:
-            target.add_argument(f"--{f.name}", type=str2bool, nargs="?", const=True, default=default,
-                                metavar="BOOL", help=help_text)
+            target.add_argument(
+                f"--{f.name}", type=str2bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_text
+            )
         else:
             target.add_argument(f"--{f.name}", type=tp, default=default, help=help_text)

@@ -20,8 +20,9 @@ def add_parser(sub) -> None:
 
 def sampling_flags(q, default_temperature: float) -> None:
     q.add_argument("--checkpoint", required=True, help="checkpoint file (e.g. out/demo/best.pt)")
-    q.add_argument("--temperature", type=float, default=default_temperature,
-                   help=f"0 = greedy (default: {default_temperature:g})")
+    q.add_argument(
+        "--temperature", type=float, default=default_temperature, help=f"0 = greedy (default: {default_temperature:g})"
+    )
     q.add_argument("--top_k", type=int, default=None, help="sample only from the k most likely tokens")
     q.add_argument("--top_p", type=float, default=None, help="sample from the smallest set reaching probability p")
     q.add_argument("--max_tokens", type=int, default=200, help="most new tokens (default: 200)")
@@ -33,8 +34,9 @@ def check_sampling_flags(args) -> None:
     """The one range check (generate.sampling.check_sampling) that chat's /commands use too."""
     from ..generate.sampling import check_sampling
 
-    check_sampling(temperature=args.temperature, seed=args.seed, top_k=args.top_k, top_p=args.top_p,
-                   max_tokens=args.max_tokens)
+    check_sampling(
+        temperature=args.temperature, seed=args.seed, top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens
+    )
 
 
 def load_for_inference(args):
@@ -54,8 +56,10 @@ def cmd_generate(args) -> int:
     if info.get("is_qa") and not args.raw:  # a question: wrap it in the training template, print only the answer
         pieces = stream_answer(model, tok, args.prompt, *sampling, seed=args.seed)
     else:
-        pieces = stream_text(tok, generate_ids(model, tok.encode(args.prompt) or [tok.bos_id], *sampling,
-                                               eos_id=tok.eos_id, seed=args.seed))
+        pieces = stream_text(
+            tok,
+            generate_ids(model, tok.encode(args.prompt) or [tok.bos_id], *sampling, eos_id=tok.eos_id, seed=args.seed),
+        )
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()

@@ -11,26 +11,43 @@ def cmd_prepare(args) -> int:
     meta = prepare(args.data, args.tokenizer, args.out, args.shard_tokens, args.num_workers, args.progress)
     secs = meta["seconds"]
     n = meta["train_tokens"] + meta["val_tokens"]
-    print(f"prepared {meta['train_tokens']:,} train tokens in {len(meta['train_shards'])} shard(s) and "
-          f"{meta['val_tokens']:,} val tokens ({meta['dtype']}) in {args.out} in {secs:.1f}s "
-          f"({n / max(secs, 1e-9):,.0f} tokens/s, {meta['encoder']}); train with: tinyllm train --data {args.out}",
-          file=sys.stderr)
+    print(
+        f"prepared {meta['train_tokens']:,} train tokens in {len(meta['train_shards'])} shard(s) and "
+        f"{meta['val_tokens']:,} val tokens ({meta['dtype']}) in {args.out} in {secs:.1f}s "
+        f"({n / max(secs, 1e-9):,.0f} tokens/s, {meta['encoder']}); train with: tinyllm train --data {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def add_parser(sub) -> None:
     from .flags import str2bool
 
-    p = sub.add_parser("prepare", help="tokenize a large corpus into token shards for `tinyllm train --data DIR`",
-                       description="Tokenize text files in parallel into uint16/uint32 token shards that "
-                                   "`tinyllm train --data DIR` memmaps.")
-    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                   help="text files and/or folders of .txt files (or 'bible')")
+    p = sub.add_parser(
+        "prepare",
+        help="tokenize a large corpus into token shards for `tinyllm train --data DIR`",
+        description="Tokenize text files in parallel into uint16/uint32 token shards that "
+        "`tinyllm train --data DIR` memmaps.",
+    )
+    p.add_argument(
+        "--data", nargs="+", required=True, metavar="PATH", help="text files and/or folders of .txt files (or 'bible')"
+    )
     p.add_argument("--tokenizer", required=True, help="tokenizer file (from `tinyllm tokenizer train`)")
     p.add_argument("--out", required=True, help="folder for the shards and meta.json")
-    p.add_argument("--shard_tokens", type=int, default=100_000_000,
-                   help="start a new shard after this many tokens (default: 100,000,000)")
+    p.add_argument(
+        "--shard_tokens",
+        type=int,
+        default=100_000_000,
+        help="start a new shard after this many tokens (default: 100,000,000)",
+    )
     p.add_argument("--num_workers", type=int, default=None, help="encoding threads/processes (default: all cores)")
-    p.add_argument("--progress", type=str2bool, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="show a progress bar on stderr (default: true)")
+    p.add_argument(
+        "--progress",
+        type=str2bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="show a progress bar on stderr (default: true)",
+    )
     p.set_defaults(func=cmd_prepare)

@@ -11,15 +11,20 @@ def add_parser(sub) -> None:
     k = sub.add_parser("tokenizer", help="train or use a BPE tokenizer")
     ksub = k.add_subparsers(dest="tok_cmd", required=True, metavar="ACTION")
     kt = ksub.add_parser("train", help="train a byte-level BPE tokenizer on a corpus")
-    kt.add_argument("--data", default="bible",
-                    help="'bible', 'qa' (the demo Q&A set), a text file, a folder of .txt files or Q&A JSON")
+    kt.add_argument(
+        "--data",
+        default="bible",
+        help="'bible', 'qa' (the demo Q&A set), a text file, a folder of .txt files or Q&A JSON",
+    )
     kt.add_argument("--vocab_size", type=int, default=10000, help="tokens in total, special tokens included")
     kt.add_argument("--pattern", default="gpt4", help="pre-tokenization split pattern: gpt4 or gpt2")
     kt.add_argument("--num_threads", type=int, default=None, help="threads for counting (default: all cores)")
     kt.add_argument("--out", required=True, help="where to save the tokenizer file")
-    for name, helptext in (("encode", "text -> ids (text from --text or stdin)"),
-                           ("decode", "ids -> text (ids from --ids or stdin)"),
-                           ("view", "show a text's tokens, spaces as '▁'")):
+    for name, helptext in (
+        ("encode", "text -> ids (text from --text or stdin)"),
+        ("decode", "ids -> text (ids from --ids or stdin)"),
+        ("view", "show a text's tokens, spaces as '▁'"),
+    ):
         q = ksub.add_parser(name, help=helptext)
         q.add_argument("--tokenizer", required=True, help="tokenizer file (e.g. out/demo/tokenizer.txt)")
         if name == "decode":
@@ -37,8 +42,13 @@ def cmd_tokenizer(args) -> int:
         from ..data.qa import resolve_qa_source
 
         corpus = load_corpus(resolve_qa_source(args.data))
-        tok = Tokenizer.train(corpus.tokenizer_texts(), vocab_size=args.vocab_size, pattern=args.pattern,
-                              num_threads=args.num_threads, show_progress=True)
+        tok = Tokenizer.train(
+            corpus.tokenizer_texts(),
+            vocab_size=args.vocab_size,
+            pattern=args.pattern,
+            num_threads=args.num_threads,
+            show_progress=True,
+        )
         tok.save(args.out)
         print(f"saved a {tok.vocab_size}-token tokenizer to {args.out}", file=sys.stderr)
         return 0

@@ -25,7 +25,7 @@ _VERSE_REF = re.compile(r"^\d+:\d+:\d+ ")  # pybible's "BB:CCC:VVV " prefix
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")  # what separates documents
 READ_BLOCK = 8 << 20  # bytes stream_documents reads at a time
 VAL_EVERY = 10  # one block of documents in ten goes to validation
-BLOCK = 50      # documents per block: the split never cuts a document, and val spans the whole corpus
+BLOCK = 50  # documents per block: the split never cuts a document, and val spans the whole corpus
 
 
 def bible_verses() -> list[str]:
@@ -51,7 +51,7 @@ def text_files(path: str | Path) -> list[Path]:
 
 
 def normalize_newlines(text: str) -> str:
-    """"\r\n" and lone "\r" -> "\n", so CRLF (and old-Mac) files split like LF files."""
+    """ "\r\n" and lone "\r" -> "\n", so CRLF (and old-Mac) files split like LF files."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -99,7 +99,7 @@ def stream_documents(path: Path) -> Iterator[tuple[str, int]]:
                 unread += len(block)
                 chunk = cr + decoder.decode(block, final=not block)
                 cr = "\r" if block and chunk.endswith("\r") else ""  # its "\n" may be in the next block
-                text += normalize_newlines(chunk[:len(chunk) - len(cr)])
+                text += normalize_newlines(chunk[: len(chunk) - len(cr)])
                 if not block:
                     break
                 # cut before the last break that more text cannot lengthen (non-space follows it)
@@ -110,11 +110,11 @@ def stream_documents(path: Path) -> Iterator[tuple[str, int]]:
                         cut = m
                 if cut is None:
                     continue
-                for par in PARAGRAPH_BREAK.split(text[:cut.start()]):
+                for par in PARAGRAPH_BREAK.split(text[: cut.start()]):
                     if par.strip():
                         yield par + "\n\n", unread
                         unread = 0
-                text = text[cut.start():]
+                text = text[cut.start() :]
     except OSError as e:
         raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from None
     for par in PARAGRAPH_BREAK.split(text):

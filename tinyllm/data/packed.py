@@ -43,8 +43,7 @@ def encode_pairs(tokenizer, pairs: list[QAPair]) -> list[tuple[list[int], int]]:
 class PackedQADataset(torch.utils.data.Dataset):
     packs_per_batch = True  # the trainer's sampler calls sample(gen, B, part, parts), not ds[i]
 
-    def __init__(self, pairs: list[QAPair], tokenizer, context_length: int, loss_on: str = "answer",
-                 name: str = "qa"):
+    def __init__(self, pairs: list[QAPair], tokenizer, context_length: int, loss_on: str = "answer", name: str = "qa"):
         if not pairs:
             raise TinyLLMError(f"{name}: no question/answer pairs")
         if loss_on not in ("answer", "all"):
@@ -52,7 +51,7 @@ class PackedQADataset(torch.utils.data.Dataset):
         self.T = context_length
         self.row_len = row_len = context_length + 1  # x and y are the row shifted by one
         self.pad_id = tokenizer.pad_id
-        self.ids: list[np.ndarray] = []     # per pair, int64
+        self.ids: list[np.ndarray] = []  # per pair, int64
         self.scored: list[np.ndarray] = []  # per pair, bool: is this token a target worth scoring
         truncated = []
         for k, (pair, (ids, n_prompt)) in enumerate(zip(pairs, encode_pairs(tokenizer, pairs))):
@@ -65,9 +64,12 @@ class PackedQADataset(torch.utils.data.Dataset):
         self.truncated = truncated
         if truncated:
             shown = ", ".join(map(str, truncated[:10])) + (", ..." if len(truncated) > 10 else "")
-            print(f"warning: {name}: {len(truncated)} of {len(pairs)} pairs are longer than the context "
-                  f"({context_length} tokens + 1) and were truncated, losing the end of their answers "
-                  f"(records {shown}); raise --context_length", file=sys.stderr)
+            print(
+                f"warning: {name}: {len(truncated)} of {len(pairs)} pairs are longer than the context "
+                f"({context_length} tokens + 1) and were truncated, losing the end of their answers "
+                f"(records {shown}); raise --context_length",
+                file=sys.stderr,
+            )
         self.num_pairs = len(pairs)
         self.rows = self._pack(range(len(pairs)))  # file order, for indexing
 
@@ -105,8 +107,8 @@ class PackedQADataset(torch.utils.data.Dataset):
         pos = 0
         for k in pair_idx:
             n = len(self.ids[k])
-            tokens[pos:pos + n] = self.ids[k]
-            scored[pos:pos + n] = self.scored[k]
+            tokens[pos : pos + n] = self.ids[k]
+            scored[pos : pos + n] = self.scored[k]
             pos += n
         row = torch.from_numpy(tokens)
         y = row[1:].clone()
@@ -126,8 +128,9 @@ class PackedQADataset(torch.utils.data.Dataset):
             raise IndexError(i)
         return self._row(self.rows[i])
 
-    def sample(self, gen: torch.Generator, batch_size: int, part: int = 0,
-               parts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, gen: torch.Generator, batch_size: int, part: int = 0, parts: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """batch_size rows packed from a fresh shuffle of the pairs -> x, y: (B, T) int64.
 
         The pairs come in shuffled passes (each pass a permutation, so a small set

@@ -29,8 +29,8 @@ from .corpus import BLOCK, VAL_EVERY, load_documents, stream_documents, text_fil
 from .qa import is_qa_file
 from .shards import FORMAT, VERSION, ShardWriter
 
-BATCH_DOCS = 4096            # documents encoded per batch ...
-BATCH_CHARS = 16 << 20       # ... or fewer when they add up to this many characters
+BATCH_DOCS = 4096  # documents encoded per batch ...
+BATCH_CHARS = 16 << 20  # ... or fewer when they add up to this many characters
 
 
 def source_files(sources: Iterable[str | Path]) -> list[Path]:
@@ -112,13 +112,16 @@ class Encoder:
         self.pool = None
         if not self.native and workers > 1:
             import multiprocessing as mp
+
             self.pool = mp.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(
-                workers, initializer=_init_worker, initargs=(tok,))
+                workers, initializer=_init_worker, initargs=(tok,)
+            )
 
     @property
     def name(self) -> str:
-        return "C++ encoder" if self.native else ("Python encoder" + (f" x {self.workers} processes"
-                                                                       if self.pool else ""))
+        return (
+            "C++ encoder" if self.native else ("Python encoder" + (f" x {self.workers} processes" if self.pool else ""))
+        )
 
     def encode(self, docs: list[str]) -> list[list[int]]:
         if self.native:
@@ -126,8 +129,11 @@ class Encoder:
         if self.pool is None:
             return [self.tok.encode(d) for d in docs]
         size = max(1, len(docs) // (4 * self.workers))
-        return [ids for part in self.pool.map(_encode_docs, [docs[i:i + size] for i in range(0, len(docs), size)])
-                for ids in part]
+        return [
+            ids
+            for part in self.pool.map(_encode_docs, [docs[i : i + size] for i in range(0, len(docs), size)])
+            for ids in part
+        ]
 
     def close(self) -> None:
         if self.pool is not None:
@@ -135,8 +141,14 @@ class Encoder:
             self.pool.join()
 
 
-def prepare(sources: list[str], tokenizer_path: str | Path, out: str | Path, shard_tokens: int = 100_000_000,
-            workers: int | None = None, progress: bool = True) -> dict:
+def prepare(
+    sources: list[str],
+    tokenizer_path: str | Path,
+    out: str | Path,
+    shard_tokens: int = 100_000_000,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Tokenize `sources` into shards under `out`; -> the meta dict written to out/meta.json."""
     from ..tokenizer import Tokenizer
     from .tokens import token_dtype
@@ -172,8 +184,15 @@ def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int,
     (the first words of the first val document). On any error the open shards are discarded."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total[0], unit=total[1], unit_scale=total[1] == "B", desc=f"tokenizing ({encoder.name})",
-               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=total[0],
+        unit=total[1],
+        unit_scale=total[1] == "B",
+        desc=f"tokenizing ({encoder.name})",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     sample_prompt, exc = "", None
     try:
         # look two batches ahead: a corpus that fits in one is split as split_documents splits it
@@ -185,7 +204,7 @@ def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int,
         start = 0
         for batch, nbytes in itertools.chain([first], [second] if second else [], it):
             for d, ids, split in zip(batch, encoder.encode(batch), split_flags(whole, start, len(batch))):
-                for name in (("train", "val") if split == "both" else (split,)):
+                for name in ("train", "val") if split == "both" else (split,):
                     writers[name].write(ids)
                 if split != "train" and not sample_prompt:
                     sample_prompt = " ".join(d.split()[:4])
@@ -201,8 +220,7 @@ def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int,
     return sample_prompt
 
 
-def write_set(out: Path, tok, writers: dict, sources, shard_tokens: int, encoder_name: str,
-              sample_prompt: str) -> dict:
+def write_set(out: Path, tok, writers: dict, sources, shard_tokens: int, encoder_name: str, sample_prompt: str) -> dict:
     """Write the tokenizer and meta.json (last: it makes the set complete); drop shards of an older set."""
     from .tokens import tokenizer_hash, write_meta
 
@@ -210,17 +228,28 @@ def write_set(out: Path, tok, writers: dict, sources, shard_tokens: int, encoder
     if not train.tokens:
         raise TinyLLMError(f"{', '.join(map(str, sources))}: no training documents")
     if not val.tokens:  # fewer than 450 documents in a big corpus: validate on training text
-        print("warning: no validation documents (the corpus has too few); validating on the training shards",
-              file=sys.stderr)
+        print(
+            "warning: no validation documents (the corpus has too few); validating on the training shards",
+            file=sys.stderr,
+        )
     tok.save(out / "tokenizer.txt")
     meta = {
-        "format": FORMAT, "version": VERSION, "dtype": train.dtype.name, "vocab_size": tok.vocab_size,
-        "tokenizer": "tokenizer.txt", "tokenizer_hash": tokenizer_hash(tok),
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": train.dtype.name,
+        "vocab_size": tok.vocab_size,
+        "tokenizer": "tokenizer.txt",
+        "tokenizer_hash": tokenizer_hash(tok),
         "sources": [str(s) for s in sources],
-        "train_shards": train.shards, "val_shards": val.shards or train.shards,
-        "train_tokens": train.tokens, "val_tokens": val.tokens or train.tokens,
-        "train_documents": train.documents, "val_documents": val.documents,
-        "shard_tokens": shard_tokens, "encoder": encoder_name, "sample_prompt": sample_prompt,
+        "train_shards": train.shards,
+        "val_shards": val.shards or train.shards,
+        "train_tokens": train.tokens,
+        "val_tokens": val.tokens or train.tokens,
+        "train_documents": train.documents,
+        "val_documents": val.documents,
+        "shard_tokens": shard_tokens,
+        "encoder": encoder_name,
+        "sample_prompt": sample_prompt,
     }
     write_meta(out / "meta.json", meta)
     keep = set(meta["train_shards"]) | set(meta["val_shards"])

@@ -87,8 +87,10 @@ def load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str
         raise TinyLLMError(f"{d / 'meta.json'}: shard format version {meta.get('version')} is not supported")
     tok = Tokenizer.load(tokenizer_path or d / meta.get("tokenizer", "tokenizer.txt"))
     if meta.get("tokenizer_hash") and tokenizer_hash(tok) != meta["tokenizer_hash"]:
-        raise TinyLLMError(f"--tokenizer {tokenizer_path}: not the tokenizer {d} was encoded with "
-                           f"(use {d / meta.get('tokenizer', 'tokenizer.txt')} or leave --tokenizer out)")
+        raise TinyLLMError(
+            f"--tokenizer {tokenizer_path}: not the tokenizer {d} was encoded with "
+            f"(use {d / meta.get('tokenizer', 'tokenizer.txt')} or leave --tokenizer out)"
+        )
     dtype = np.dtype(meta.get("dtype", "uint16"))
     arrays = {}
     for split in ("train", "val"):
@@ -96,8 +98,13 @@ def load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str
         for name in meta[f"{split}_shards"]:
             f = d / name
             if f.exists() and f.stat().st_size % dtype.itemsize:
-                raise TinyLLMError(f"{f}: size {f.stat().st_size} is not a whole number of {dtype.name} ids "
-                                   f"(truncated?)")
+                raise TinyLLMError(
+                    f"{f}: size {f.stat().st_size} is not a whole number of {dtype.name} ids (truncated?)"
+                )
             arrays[split].append(read_tokens(f, dtype))
-    return (TokenDataset(arrays["train"], context_length, f"{d} (train shards)"),
-            TokenDataset(arrays["val"], context_length, f"{d} (val shards)"), meta, tok)
+    return (
+        TokenDataset(arrays["train"], context_length, f"{d} (train shards)"),
+        TokenDataset(arrays["val"], context_length, f"{d} (val shards)"),
+        meta,
+        tok,
+    )

@@ -1,6 +1,6 @@
 """TinyLLM's Python entry points, kept so its notebooks and scripts run unchanged:
 
-    from tinyllm.data import prepare_custom_data, create_dataloader
+from tinyllm.data import prepare_custom_data, create_dataloader
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ from .packed import PackedQADataset
 from .qa import DEMO_QA, demo_qa_path, load_qa, resolve_qa_source
 
 
-def prepare_custom_data(json_path: str | Path, vocab_size: int = 2000, context_length: int = 128,
-                        force_retrain_tokenizer: bool = False, loss_on: str = "answer",
-                        tokenizer_path: str | Path | None = None):
+def prepare_custom_data(
+    json_path: str | Path,
+    vocab_size: int = 2000,
+    context_length: int = 128,
+    force_retrain_tokenizer: bool = False,
+    loss_on: str = "answer",
+    tokenizer_path: str | Path | None = None,
+):
     """TinyLLM's entry point: Q&A JSON (or 'qa', the shipped demo set) -> (train_ds, val_ds, tokenizer).
 
     The tokenizer is trained on the pairs and cached next to the data as
@@ -51,9 +56,16 @@ def prepare_custom_data(json_path: str | Path, vocab_size: int = 2000, context_l
     return train_ds, val_ds, tok
 
 
-def create_dataloader(dataset, batch_size: int = 8, shuffle: bool = True, drop_last: bool = False,
-                      num_workers: int = 0, seed: int | None = None) -> torch.utils.data.DataLoader:
+def create_dataloader(
+    dataset,
+    batch_size: int = 8,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    num_workers: int = 0,
+    seed: int | None = None,
+) -> torch.utils.data.DataLoader:
     """A DataLoader over (x, y) windows of a TokenDataset or PackedQADataset."""
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                                       num_workers=num_workers, generator=gen)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers, generator=gen
+    )

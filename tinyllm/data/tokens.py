@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -83,7 +83,9 @@ class TokenDataset(torch.utils.data.Dataset):
         starts = np.array([max(0, len(a) - self.T) for a in self.arrays], dtype=np.int64)
         if starts.sum() == 0:
             n = sum(len(a) for a in self.arrays)
-            raise TinyLLMError(f"{name}: {n} tokens is too few for context_length {self.T} (need at least {self.T + 1})")
+            raise TinyLLMError(
+                f"{name}: {n} tokens is too few for context_length {self.T} (need at least {self.T + 1})"
+            )
         self._cum_starts = np.cumsum(starts)
         windows = np.array([max(0, (len(a) - 1) // self.T) for a in self.arrays], dtype=np.int64)
         self._cum_windows = np.cumsum(windows)
@@ -96,7 +98,7 @@ class TokenDataset(torch.utils.data.Dataset):
         return int(self._cum_windows[-1])
 
     def _window(self, arr_idx: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        chunk = torch.from_numpy(self.arrays[arr_idx][start:start + self.T + 1].astype(np.int64))
+        chunk = torch.from_numpy(self.arrays[arr_idx][start : start + self.T + 1].astype(np.int64))
         return chunk[:-1], chunk[1:]
 
     def __getitem__(self, i: int):
@@ -106,8 +108,9 @@ class TokenDataset(torch.utils.data.Dataset):
         local = i - (int(self._cum_windows[a - 1]) if a else 0)
         return self._window(a, local * self.T)
 
-    def sample(self, gen: torch.Generator, batch_size: int, part: int = 0,
-               parts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, gen: torch.Generator, batch_size: int, part: int = 0, parts: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """batch_size random windows -> x, y: (B, T) int64; with parts > 1 only windows starting
         in slice `part` of `parts` of the stream (micro-batch g of G under torchrun)."""
         lo, hi = part_bounds(int(self._cum_starts[-1]), part, parts)
@@ -128,13 +131,14 @@ def unigram_entropy(tokens, vocab_size: int, chunk: int = 1 << 24) -> float:
 
     tokens: an id array, or a list of them (memmaps are counted chunk by chunk: a prepared
     corpus's val shards can be larger than RAM)."""
-    arrays = tokens if isinstance(tokens, (list, tuple)) and all(isinstance(a, np.ndarray) for a in tokens) \
-        else [tokens]
+    arrays = (
+        tokens if isinstance(tokens, (list, tuple)) and all(isinstance(a, np.ndarray) for a in tokens) else [tokens]
+    )
     counts = np.zeros(vocab_size, dtype=np.int64)
     for a in arrays:
         a = np.asarray(a).reshape(-1)
         for s in range(0, len(a), chunk):
-            c = np.bincount(np.asarray(a[s:s + chunk], dtype=np.int64), minlength=len(counts))
+            c = np.bincount(np.asarray(a[s : s + chunk], dtype=np.int64), minlength=len(counts))
             if len(c) > len(counts):  # ids past vocab_size: counted, as a plain bincount would
                 counts = np.pad(counts, (0, len(c) - len(counts)))
             counts += c
@@ -153,10 +157,9 @@ def tokenize_documents(tokenizer, docs: list[str], desc: str, chunk: int = 2048)
     """Yield id lists for the documents, in order, encode_batch'ed chunk by chunk."""
     from tqdm import tqdm
 
-    with tqdm(total=len(docs), desc=desc, unit="doc", file=sys.stderr, leave=False,
-              disable=len(docs) < chunk) as bar:
+    with tqdm(total=len(docs), desc=desc, unit="doc", file=sys.stderr, leave=False, disable=len(docs) < chunk) as bar:
         for i in range(0, len(docs), chunk):
-            batch = docs[i:i + chunk]
+            batch = docs[i : i + chunk]
             yield from tokenizer.encode_batch(batch)
             bar.update(len(batch))
 
@@ -167,8 +170,11 @@ def build_token_files(corpus, tokenizer, data_dir: str | Path, context_length: i
     from .corpus import split_documents
 
     data_dir = Path(data_dir)
-    key = {**cache_key(corpus, tokenizer.vocab_size), "tokenizer_hash": tokenizer_hash(tokenizer),
-           "dtype": token_dtype(tokenizer.vocab_size).name}
+    key = {
+        **cache_key(corpus, tokenizer.vocab_size),
+        "tokenizer_hash": tokenizer_hash(tokenizer),
+        "dtype": token_dtype(tokenizer.vocab_size).name,
+    }
     meta_path = data_dir / "meta.json"
     meta = read_meta(meta_path) if meta_path.exists() else {}
     if {k: meta.get(k) for k in key} != key:
@@ -176,11 +182,16 @@ def build_token_files(corpus, tokenizer, data_dir: str | Path, context_length: i
         meta = dict(key)
         for split, docs in (("train", train_docs), ("val", val_docs)):
             meta[f"{split}_tokens"] = write_tokens(
-                data_dir / f"{split}.bin", tokenize_documents(tokenizer, docs, f"tokenizing {split}"),
-                tokenizer.vocab_size)
+                data_dir / f"{split}.bin",
+                tokenize_documents(tokenizer, docs, f"tokenizing {split}"),
+                tokenizer.vocab_size,
+            )
             meta[f"{split}_documents"] = len(docs)
         write_meta(meta_path, meta)
     train = read_tokens(data_dir / "train.bin", meta["dtype"])
     val = read_tokens(data_dir / "val.bin", meta["dtype"])
-    return (TokenDataset(train, context_length, f"{corpus.name} (train split)"),
-            TokenDataset(val, context_length, f"{corpus.name} (val split)"), meta)
+    return (
+        TokenDataset(train, context_length, f"{corpus.name} (train split)"),
+        TokenDataset(val, context_length, f"{corpus.name} (val split)"),
+        meta,
+    )

@@ -9,7 +9,7 @@ rest of the stream.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..data.qa import format_prompt
 from .decode import generate_ids, stream_text
@@ -31,13 +31,21 @@ def trim_stream(pieces: Iterator[str]) -> Iterator[str]:
         body = piece.rstrip()
         if body:
             yield held + body
-            held = piece[len(body):]
+            held = piece[len(body) :]
         else:
             held += piece
 
 
-def stream_answer(model, tokenizer, question: str, max_tokens: int = 200, temperature: float = 0.0,
-                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
+def stream_answer(
+    model,
+    tokenizer,
+    question: str,
+    max_tokens: int = 200,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> Iterator[str]:
     """The answer to `question`, piece by piece as it is generated (greedy by default)."""
     ids = tokenizer.encode(format_prompt(question))
     out = generate_ids(model, ids, max_tokens, temperature, top_k, top_p, tokenizer.eos_id, seed)

@@ -14,14 +14,14 @@ banner, acknowledgements and notes go to stderr, so piped input gives piped answ
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
 from .answer import stream_answer
 from .sampling import SamplingSettingError, check_sampling
 
-HELP = ("commands: /temp X (0 = greedy), /top_k N (0 = off), /top_p P (1 = off), /max_tokens N, "
-        "/settings, /help, /quit")
+HELP = "commands: /temp X (0 = greedy), /top_k N (0 = off), /top_p P (1 = off), /max_tokens N, /settings, /help, /quit"
 
 # command -> (setting, type, what a value is); the range check is generate.sampling.check_sampling's,
 # the one `tinyllm generate` / `chat` apply to their flags
@@ -81,17 +81,21 @@ def _read_line(interactive: bool, stdin) -> str | None:
 
 def chat_loop(model, tokenizer, info: dict, args, stdin=None, stdout=None, stderr=None) -> int:
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
-    settings = {"temperature": args.temperature, "top_k": args.top_k or 0,
-                "top_p": args.top_p if args.top_p is not None else 1.0, "max_tokens": args.max_tokens}
+    settings = {
+        "temperature": args.temperature,
+        "top_k": args.top_k or 0,
+        "top_p": args.top_p if args.top_p is not None else 1.0,
+        "max_tokens": args.max_tokens,
+    }
     interactive = stdin is sys.stdin and stdin.isatty() and stdout.isatty()
     if interactive:
-        try:  # importing readline is what gives input() line editing and history
+        with contextlib.suppress(ImportError):  # importing readline gives input() line editing and history
             importlib.import_module("readline")
-        except ImportError:
-            pass
     if not info.get("is_qa"):
-        print("note: this checkpoint was not trained on Q&A data; questions are wrapped in the Q&A template anyway",
-              file=stderr)
+        print(
+            "note: this checkpoint was not trained on Q&A data; questions are wrapped in the Q&A template anyway",
+            file=stderr,
+        )
     print(f"tinyllm chat ({describe(settings)}). {HELP}. Ctrl-D or Ctrl-C to quit.", file=stderr, flush=True)
     try:
         while True:
@@ -106,9 +110,16 @@ def chat_loop(model, tokenizer, info: dict, args, stdin=None, stdout=None, stder
                     break
                 print(apply_command(line, settings), file=stderr, flush=True)
                 continue
-            for piece in stream_answer(model, tokenizer, line, settings["max_tokens"], settings["temperature"],
-                                       settings["top_k"] or None,
-                                       settings["top_p"] if settings["top_p"] < 1 else None, args.seed):
+            for piece in stream_answer(
+                model,
+                tokenizer,
+                line,
+                settings["max_tokens"],
+                settings["temperature"],
+                settings["top_k"] or None,
+                settings["top_p"] if settings["top_p"] < 1 else None,
+                args.seed,
+            ):
                 stdout.write(piece)
                 stdout.flush()
             stdout.write("\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -12,9 +12,17 @@ from .sampling import sample_next
 
 
 @torch.no_grad()
-def generate_ids(model: TinyLLM, prompt_ids: list[int], max_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None,
-                 seed: int | None = None, use_cache: bool = True) -> Iterator[int]:
+def generate_ids(
+    model: TinyLLM,
+    prompt_ids: list[int],
+    max_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Iterator[int]:
     """Yield up to max_tokens new ids after the prompt; stop after yielding nothing at eos_id.
 
     With use_cache the prompt is run once and each new token costs one position;
@@ -61,11 +69,20 @@ def stream_text(tokenizer, ids: Iterator[int]) -> Iterator[str]:
         yield tail
 
 
-def generate(model: TinyLLM, tokenizer, prompt: str, max_tokens: int = 200, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-             stop_at_eos: bool = True) -> str:
+def generate(
+    model: TinyLLM,
+    tokenizer,
+    prompt: str,
+    max_tokens: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop_at_eos: bool = True,
+) -> str:
     """Generated text after `prompt` (not including it)."""
     ids = tokenizer.encode(prompt) or [tokenizer.bos_id]
-    out = generate_ids(model, ids, max_tokens, temperature, top_k, top_p,
-                       tokenizer.eos_id if stop_at_eos else None, seed)
+    out = generate_ids(
+        model, ids, max_tokens, temperature, top_k, top_p, tokenizer.eos_id if stop_at_eos else None, seed
+    )
     return "".join(stream_text(tokenizer, out))

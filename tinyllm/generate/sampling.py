@@ -14,7 +14,7 @@ SAMPLING_LIMITS = {
     "top_k": (lambda v: v > 0, "a positive integer"),
     "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "max_tokens": (lambda v: v > 0, "a positive integer"),
-    "seed": (lambda v: 0 <= v < 2 ** 63, "in [0, 2**63)"),
+    "seed": (lambda v: 0 <= v < 2**63, "in [0, 2**63)"),
 }
 
 
@@ -57,8 +57,13 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """logits: (B, V) -> next ids (B,). temperature 0 is greedy (argmax)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")

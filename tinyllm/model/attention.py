@@ -35,9 +35,11 @@ def check_triton_backend(dropout: float, device: torch.device | str | None) -> l
 
     notes = []
     if dropout > 0:
-        notes.append(f"attention='triton': the flash-attention kernel has no dropout, so attention-probability "
-                     f"dropout ({dropout:g}) is skipped in training (embedding and residual dropout still apply); "
-                     f"use attention='sdpa' to keep it, or dropout=0")
+        notes.append(
+            f"attention='triton': the flash-attention kernel has no dropout, so attention-probability "
+            f"dropout ({dropout:g}) is skipped in training (embedding and residual dropout still apply); "
+            f"use attention='sdpa' to keep it, or dropout=0"
+        )
     dev = torch.device(device if device is not None else "cpu")
     if dev.type == "cuda":
         return notes
@@ -46,8 +48,10 @@ def check_triton_backend(dropout: float, device: torch.device | str | None) -> l
     except RuntimeError:  # TINYLLM_KERNELS=triton where it cannot run: the first op raises, naming why
         return notes
     if where != "triton":
-        notes.append(f"attention='triton' on {dev.type}: the Triton kernels need CUDA (or TRITON_INTERPRET=1), so "
-                     f"their PyTorch reference implementations run instead")
+        notes.append(
+            f"attention='triton' on {dev.type}: the Triton kernels need CUDA (or TRITON_INTERPRET=1), so "
+            f"their PyTorch reference implementations run instead"
+        )
     return notes
 
 
@@ -57,8 +61,7 @@ class KVCache:
     k[i], v[i]: (B, H, max_len, D), filled up to `length`.
     """
 
-    def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int,
-                 device, dtype):
+    def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int, device, dtype):
         shape = (batch, n_heads, max_len, head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
@@ -73,8 +76,14 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
-def attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int = 0,
-                  dropout_p: float = 0.0, training: bool = False) -> torch.Tensor:
+def attention_ref(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    start_pos: int = 0,
+    dropout_p: float = 0.0,
+    training: bool = False,
+) -> torch.Tensor:
     """Causal attention, written out. q: (B, H, Tq, D); k, v: (B, H, Tk, D) where the
     queries sit at absolute positions start_pos .. start_pos+Tq-1 and keys at 0..Tk-1."""
     Tq, Tk = q.shape[2], k.shape[2]
@@ -98,8 +107,9 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None,
-                start_pos: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None, start_pos: int = 0
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D)
@@ -114,6 +124,7 @@ class CausalSelfAttention(nn.Module):
             y = attention_ref(q, k, v, start_pos, p, self.training)
         elif self.backend == "triton" and k.shape[2] == T:
             from ..kernels import flash_attention  # the kernel has no dropout: attention-prob dropout is skipped
+
             y = flash_attention(q, k, v, causal=True)
         elif start_pos == 0 and k.shape[2] == T:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)

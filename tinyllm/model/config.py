@@ -47,15 +47,16 @@ class ModelConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise TinyLLMError(f"model config: {name} must be a positive integer, got {v!r}")
         if self.d_model % self.n_heads:
-            raise TinyLLMError(
-                f"model config: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise TinyLLMError(f"model config: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.pos_emb == "rope" and (self.d_model // self.n_heads) % 2:
             raise TinyLLMError(f"model config: rope needs an even head size, got {self.d_model // self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise TinyLLMError(f"model config: dropout must be in [0, 1), got {self.dropout}")
         for name, allowed in (("pos_emb", POS_EMBS), ("activation", ACTIVATIONS), ("attention", ATTENTIONS)):
             if getattr(self, name) not in allowed:
-                raise TinyLLMError(f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise TinyLLMError(
+                    f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
 
     @property
     def head_dim(self) -> int:
@@ -65,6 +66,6 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

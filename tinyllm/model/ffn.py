@@ -11,7 +11,7 @@ from .config import ModelConfig
 
 def swiglu_hidden(d_ff: int) -> int:
     """SwiGLU has three matrices instead of two: 2/3 of d_ff each keeps the parameter count."""
-    return max(1, int(round(2 * d_ff / 3)))
+    return max(1, round(2 * d_ff / 3))
 
 
 class FeedForward(nn.Module):
@@ -32,12 +32,14 @@ class FeedForward(nn.Module):
             g, u = self.gate(x), self.fc(x)
             if self.fused:
                 from ..kernels import swiglu
+
                 h = swiglu(g, u)
             else:
                 h = F.silu(g) * u
         elif self.activation == "gelu":
             if self.fused and self.fc.bias is not None:
                 from ..kernels import bias_gelu
+
                 h = bias_gelu(F.linear(x, self.fc.weight), self.fc.bias, approximate="tanh")
             else:
                 h = F.gelu(self.fc(x), approximate="tanh")

@@ -65,11 +65,19 @@ class TinyLLM(nn.Module):
     def flops_per_token(self) -> float:
         """Training FLOPs per token (forward + backward): 6N plus attention's 12 * L * C * T (PaLM appendix B)."""
         cfg = self.config
-        return 6 * self.num_params(non_embedding=True) + 6 * cfg.vocab_size * cfg.d_model \
+        return (
+            6 * self.num_params(non_embedding=True)
+            + 6 * cfg.vocab_size * cfg.d_model
             + 12 * cfg.n_layers * cfg.d_model * cfg.context_length
+        )
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                cache: KVCache | None = None, return_logits: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        return_logits: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """idx: (B, T) token ids -> logits (B, T, V), and the mean cross-entropy over
         targets != IGNORE_INDEX when targets (B, T) are given.
 
@@ -77,7 +85,7 @@ class TinyLLM(nn.Module):
         With targets and return_logits=False (training), the logits are never formed: the head
         and the loss run as one chunked op (model/loss.py) and logits come back as None.
         """
-        B, T = idx.shape
+        T = idx.shape[1]
         start = cache.length if cache is not None else 0
         if start + T > self.config.context_length:
             raise ValueError(f"sequence of {start + T} tokens exceeds context_length {self.config.context_length}")
@@ -85,7 +93,7 @@ class TinyLLM(nn.Module):
         if self.config.pos_emb == "learned":
             x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
         elif self.config.pos_emb == "sinusoidal":
-            x = x + self.pos_table[start:start + T].to(x.dtype)
+            x = x + self.pos_table[start : start + T].to(x.dtype)
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, self.rotary, cache, start)
@@ -93,29 +101,29 @@ class TinyLLM(nn.Module):
             cache.length += T
         x = self.ln_f(x)
         if targets is not None and not return_logits:
-            loss = linear_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1),
-                                        ignore_index=IGNORE_INDEX)
+            loss = linear_cross_entropy(
+                x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1), ignore_index=IGNORE_INDEX
+            )
             return None, loss
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+            )
         return logits, loss
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         p = next(self.parameters())
         cfg = self.config
-        return KVCache(cfg.n_layers, batch, cfg.n_heads, max_len or cfg.context_length, cfg.head_dim,
-                       p.device, p.dtype)
+        return KVCache(cfg.n_layers, batch, cfg.n_heads, max_len or cfg.context_length, cfg.head_dim, p.device, p.dtype)
 
     def configure_optimizer(self, lr: float, weight_decay: float, betas=(0.9, 0.95)):
         """AdamW with weight decay on matrices (dim >= 2) only; biases, norms stay undecayed."""
         params = [p for p in self.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         try:  # fused: one kernel for all parameters (CUDA, and CPU since torch 2.4) instead of foreach's many
             return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
         except (RuntimeError, TypeError):  # this device or torch has no fused AdamW

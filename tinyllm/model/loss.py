@@ -25,8 +25,9 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100  # targets with this value are not scored (padding, Q&A prompts); F.cross_entropy's default
 
 
-def linear_cross_entropy_ref(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                             ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def linear_cross_entropy_ref(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
     """h: (N, C), weight: (V, C), targets: (N,) -> mean cross-entropy of h @ weight.T."""
     return F.cross_entropy((h @ weight.t()).float(), targets, ignore_index=ignore_index)
 
@@ -57,18 +58,18 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             dh = torch.empty_like(h) if need_grad else None
             dw = torch.zeros_like(weight, dtype=torch.float32) if need_grad else None
             for s in range(0, h.shape[0], chunk):
-                hc = hc_all[s:s + chunk]                          # (c, C)
-                logits = (hc @ w.t()).float()                     # (c, V)
-                lse = torch.logsumexp(logits, dim=-1)             # (c,)
-                tc, vc = safe[s:s + chunk], valid[s:s + chunk]
-                picked = logits.gather(1, tc[:, None])[:, 0]      # (c,)
+                hc = hc_all[s : s + chunk]  # (c, C)
+                logits = (hc @ w.t()).float()  # (c, V)
+                lse = torch.logsumexp(logits, dim=-1)  # (c,)
+                tc, vc = safe[s : s + chunk], valid[s : s + chunk]
+                picked = logits.gather(1, tc[:, None])[:, 0]  # (c,)
                 loss += torch.where(vc, lse - picked, 0.0).sum()
                 if need_grad:
-                    g = logits.sub_(lse[:, None]).exp_()          # softmax, in place of the logits
+                    g = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
                     g[torch.arange(len(tc), device=g.device), tc] -= 1.0
-                    g *= (vc.to(torch.float32) / n)[:, None]      # ignored rows get no gradient
+                    g *= (vc.to(torch.float32) / n)[:, None]  # ignored rows get no gradient
                     g = g.to(dt)
-                    dh[s:s + chunk] = g @ w
+                    dh[s : s + chunk] = g @ w
                     dw += (g.t() @ hc).float()
         if need_grad:
             ctx.save_for_backward(dh, dw.to(weight.dtype))
@@ -80,13 +81,20 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return dh * grad_loss.to(dh.dtype), dw * grad_loss.to(dw.dtype), None, None, None, None
 
 
-def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         ignore_index: int = IGNORE_INDEX, chunk: int | None = None) -> torch.Tensor:
+def linear_cross_entropy(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    chunk: int | None = None,
+) -> torch.Tensor:
     """Mean cross-entropy of h @ weight.T against targets; h: (N, C), weight: (V, C), targets: (N,)."""
     if h.dim() != 2 or weight.dim() != 2 or h.shape[1] != weight.shape[1] or targets.shape != h.shape[:1]:
-        raise ValueError(f"linear_cross_entropy: expected h (N, C), weight (V, C), targets (N,); got "
-                         f"{tuple(h.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}")
+        raise ValueError(
+            f"linear_cross_entropy: expected h (N, C), weight (V, C), targets (N,); got "
+            f"{tuple(h.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}"
+        )
     need_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
-    return LinearCrossEntropyFunction.apply(h, weight, targets, ignore_index,
-                                            chunk or default_chunk(h.shape[0], weight.shape[0], h.device.type),
-                                            need_grad)
+    return LinearCrossEntropyFunction.apply(
+        h, weight, targets, ignore_index, chunk or default_chunk(h.shape[0], weight.shape[0], h.device.type), need_grad
+    )

@@ -36,8 +36,8 @@ class Rotary(nn.Module):
     def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
         """x: (B, H, T, D) -> same shape, rotated for positions start_pos .. start_pos+T-1."""
         T = x.shape[-2]
-        cos = self.cos[start_pos:start_pos + T].to(x.dtype)  # (T, D/2)
-        sin = self.sin[start_pos:start_pos + T].to(x.dtype)
+        cos = self.cos[start_pos : start_pos + T].to(x.dtype)  # (T, D/2)
+        sin = self.sin[start_pos : start_pos + T].to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, T, D/2) each
         out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, T, D/2, 2)
         return out.flatten(-2)

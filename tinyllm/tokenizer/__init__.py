@@ -25,8 +25,9 @@ try:
 except ImportError as e:  # not built (no compiler at install time) or broken
     _native_error = e
     if os.environ.get("TINYLLM_REQUIRE_NATIVE") == "1":
-        raise ImportError(f"TINYLLM_REQUIRE_NATIVE=1 but the C++ tokenizer core tinyllm._bpe "
-                          f"cannot be imported: {e}") from e
+        raise ImportError(
+            f"TINYLLM_REQUIRE_NATIVE=1 but the C++ tokenizer core tinyllm._bpe cannot be imported: {e}"
+        ) from e
 
 
 def native_available() -> bool:
@@ -39,5 +40,13 @@ if native_available() and os.environ.get("TINYLLM_PURE_PYTHON") != "1":
 else:
     Tokenizer = ReferenceTokenizer
 
-__all__ = ["Tokenizer", "ReferenceTokenizer", "Texts", "SPECIAL_TOKENS", "PATTERNS", "GPT4_PATTERN", "GPT2_PATTERN",
-           "native_available"]
+__all__ = [
+    "Tokenizer",
+    "ReferenceTokenizer",
+    "Texts",
+    "SPECIAL_TOKENS",
+    "PATTERNS",
+    "GPT4_PATTERN",
+    "GPT2_PATTERN",
+    "native_available",
+]

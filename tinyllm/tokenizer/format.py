@@ -27,8 +27,7 @@ VERSION = 1
 FIRST_MERGE_ID = BYTE_OFFSET + 256
 
 
-def tokenizer_text(pattern: str, specials: dict[str, int], merges: list[tuple[int, int]],
-                   vocab: list[bytes]) -> str:
+def tokenizer_text(pattern: str, specials: dict[str, int], merges: list[tuple[int, int]], vocab: list[bytes]) -> str:
     """Serialize; vocab[i] is token i's bytes (used only for the readable column)."""
     lines = [f"{MAGIC} v{VERSION}", f"pattern {pattern}"]
     lines += [f"special {name} {i}" for name, i in specials.items()]
@@ -83,12 +82,14 @@ def _check_version_line(first: str, source: str) -> None:
     head = first.split(" ")
     if head[0] != MAGIC:
         shown = first[:40] + ("..." if len(first) > 40 else "")
-        raise TinyLLMError(f"{source} is not a tinyllm tokenizer file (first line {shown!r}, "
-                           f"expected '{MAGIC} v{VERSION}')")
+        raise TinyLLMError(
+            f"{source} is not a tinyllm tokenizer file (first line {shown!r}, expected '{MAGIC} v{VERSION}')"
+        )
     if len(head) != 2 or head[1] != f"v{VERSION}":
         found = head[1] if len(head) > 1 else "(none)"
-        raise TinyLLMError(f"{source}: tokenizer format version {found} is not supported "
-                           f"(this tinyllm reads v{VERSION})")
+        raise TinyLLMError(
+            f"{source}: tokenizer format version {found} is not supported (this tinyllm reads v{VERSION})"
+        )
 
 
 def _read_pattern(r: _LineReader) -> str:
@@ -113,8 +114,9 @@ def _read_specials(r: _LineReader) -> None:
             raise TinyLLMError(f"{r.at()}: expected 'special <name> <id>', got {line[:40]!r}")
         specials[parts[1]] = int(parts[2])
     if specials != SPECIAL_TOKENS:
-        raise TinyLLMError(f"{r.source}: special tokens {specials} differ from the ones this tinyllm uses "
-                           f"{SPECIAL_TOKENS}")
+        raise TinyLLMError(
+            f"{r.source}: special tokens {specials} differ from the ones this tinyllm uses {SPECIAL_TOKENS}"
+        )
 
 
 def _read_merges_count(r: _LineReader) -> int:
@@ -144,12 +146,15 @@ def _read_merges(r: _LineReader, n_merges: int) -> list[tuple[int, int]]:
         a, b = int(ab[0]), int(ab[1])
         new_id = FIRST_MERGE_ID + k
         if not (BYTE_OFFSET <= a < new_id and BYTE_OFFSET <= b < new_id):
-            raise TinyLLMError(f"{r.at()}: merge ({a}, {b}) refers to a token id that is special "
-                               f"or not defined before id {new_id}")
+            raise TinyLLMError(
+                f"{r.at()}: merge ({a}, {b}) refers to a token id that is special or not defined before id {new_id}"
+            )
         vocab.append(vocab[a] + vocab[b])
         if shown and shown != repr(vocab[-1]):  # repr of bytes is canonical: compare as text
-            raise TinyLLMError(f"{r.at()}: token text {shown[:40]} does not match merge "
-                               f"({a}, {b}) = {vocab[-1]!r}; the file is corrupted")
+            raise TinyLLMError(
+                f"{r.at()}: token text {shown[:40]} does not match merge "
+                f"({a}, {b}) = {vocab[-1]!r}; the file is corrupted"
+            )
         merges.append((a, b))
     return merges
 
@@ -160,7 +165,6 @@ def _read_end(r: _LineReader, n_merges: int) -> None:
     if pos >= len(lines):
         raise TinyLLMError(f"{source} is truncated: the final 'end' line is missing")
     if lines[pos] != "end":
-        raise TinyLLMError(f"{source}: line {pos + 1}: expected 'end' after {n_merges} merges, "
-                           f"got {lines[pos][:40]!r}")
-    if any(line.strip() for line in lines[pos + 1:]):
+        raise TinyLLMError(f"{source}: line {pos + 1}: expected 'end' after {n_merges} merges, got {lines[pos][:40]!r}")
+    if any(line.strip() for line in lines[pos + 1 :]):
         raise TinyLLMError(f"{source}: line {pos + 2}: unexpected text after the 'end' line")

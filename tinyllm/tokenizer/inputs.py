@@ -70,8 +70,10 @@ class Texts:
 
     def __init__(self, texts: Iterable[str]):
         if isinstance(texts, (str, bytes, bytearray, os.PathLike)) or not isinstance(texts, Iterable):
-            raise TinyLLMError(f"Texts: expected an iterable of str, got {type(texts).__name__}"
-                               + ("; use Texts([text]) for one text" if isinstance(texts, str) else ""))
+            raise TinyLLMError(
+                f"Texts: expected an iterable of str, got {type(texts).__name__}"
+                + ("; use Texts([text]) for one text" if isinstance(texts, str) else "")
+            )
         self.texts = texts
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -84,8 +86,31 @@ class Texts:
 
 MAX_PATH_LIKE = 255  # a str longer than this (or of several lines) is always text
 # Suffixes of corpus and data files: one word ending in one is a file name, not a text.
-FILE_SUFFIXES = frozenset({".txt", ".text", ".md", ".rst", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".xml",
-                           ".html", ".htm", ".log", ".parquet", ".arrow", ".gz", ".bz2", ".xz", ".zst", ".zip", ".tar"})
+FILE_SUFFIXES = frozenset(
+    {
+        ".txt",
+        ".text",
+        ".md",
+        ".rst",
+        ".json",
+        ".jsonl",
+        ".ndjson",
+        ".csv",
+        ".tsv",
+        ".xml",
+        ".html",
+        ".htm",
+        ".log",
+        ".parquet",
+        ".arrow",
+        ".gz",
+        ".bz2",
+        ".xz",
+        ".zst",
+        ".zip",
+        ".tar",
+    }
+)
 _PATH_START = regex.compile(r"(?:~|\.{1,2})?[/\\]\w|[A-Za-z]:[/\\]")  # /x ./x ../x ~/x (or \), C:\ C:/
 _DIR_END = regex.compile(r"[\w.-][/\\]$")  # data/
 _WHITESPACE = regex.compile(r"\s")
@@ -139,7 +164,8 @@ def resolve_item(item) -> list[tuple[str, object]]:
             raise TinyLLMError(
                 f"files_or_texts: {item!r} {why}, but a str is training text, not a path; pass "
                 f"pathlib.Path({item!r}) to train on a file (or on a directory's .txt files), or "
-                f"tinyllm.tokenizer.Texts([...]) for strings that are text")
+                f"tinyllm.tokenizer.Texts([...]) for strings that are text"
+            )
         return [("text", item)]
     if isinstance(item, Texts):
         return list(item)
@@ -159,7 +185,9 @@ def resolve_item(item) -> list[tuple[str, object]]:
         return [("file", path)]
     if isinstance(item, (bytes, bytearray)):
         raise TinyLLMError("files_or_texts: got bytes; pass text as str, or a pathlib.Path for a file")
-    raise TinyLLMError(f"files_or_texts: expected str texts or pathlib.Path files/directories, got {type(item).__name__}")
+    raise TinyLLMError(
+        f"files_or_texts: expected str texts or pathlib.Path files/directories, got {type(item).__name__}"
+    )
 
 
 def iter_sources(files_or_texts) -> Iterator[tuple[str, object]]:
@@ -176,7 +204,8 @@ def iter_sources(files_or_texts) -> Iterator[tuple[str, object]]:
         return
     if not isinstance(files_or_texts, Iterable):
         raise TinyLLMError(
-            f"files_or_texts: expected a str, a path, or an iterable of them, got {type(files_or_texts).__name__}")
+            f"files_or_texts: expected a str, a path, or an iterable of them, got {type(files_or_texts).__name__}"
+        )
     if isinstance(files_or_texts, (list, tuple)):
         resolved = [src for item in files_or_texts for src in resolve_item(item)]
         yield from resolved
@@ -202,7 +231,7 @@ def iter_file_segments(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[str
     before = _replacements[0]
     carry = ""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - opened here to tell an open error from a read error; closed by the with below
     except OSError as e:
         raise TinyLLMError(f"cannot read corpus file {path}: {e.strerror}") from None
     with f:
@@ -226,8 +255,11 @@ def iter_file_segments(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[str
 
 
 def warn_invalid_utf8(path, replaced: int) -> None:
-    warnings.warn(f"corpus file {path} is not valid UTF-8: {replaced} invalid byte sequence(s) "
-                  f"read as U+FFFD", CorpusWarning, stacklevel=3)
+    warnings.warn(
+        f"corpus file {path} is not valid UTF-8: {replaced} invalid byte sequence(s) read as U+FFFD",
+        CorpusWarning,
+        stacklevel=3,
+    )
 
 
 def source_size(kind: str, obj) -> int:

@@ -65,8 +65,14 @@ class NativeTokenizer(ReferenceTokenizer):
         self._native = _bpe.Encoder(self._merges, self._pattern_name)
 
     @classmethod
-    def train(cls, files_or_texts, vocab_size: int = 32000, pattern: str = "gpt4",
-              num_threads: int | None = None, show_progress: bool = True) -> "NativeTokenizer":
+    def train(
+        cls,
+        files_or_texts,
+        vocab_size: int = 32000,
+        pattern: str = "gpt4",
+        num_threads: int | None = None,
+        show_progress: bool = True,
+    ) -> NativeTokenizer:
         """Learn vocab_size - 260 merges; counting runs on num_threads threads (default: all cores).
 
         files_or_texts as in the reference (a str that looks like a file name is refused).

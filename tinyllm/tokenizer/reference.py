@@ -68,7 +68,7 @@ def _surrogate_or_replace(err: UnicodeDecodeError):
 
 def _hex_bytes(err: UnicodeDecodeError):
     """Show undecodable bytes as <0xNN> (the token_strings view of a partial character)."""
-    return "".join(f"<0x{x:02X}>" for x in err.object[err.start:err.end]), err.end
+    return "".join(f"<0x{x:02X}>" for x in err.object[err.start : err.end]), err.end
 
 
 codecs.register_error("tinyllm.surrogate_or_replace", _surrogate_or_replace)
@@ -120,8 +120,9 @@ def merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]
 # --------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------
-def count_pretokens(files_or_texts, pattern: str = "gpt4", show_progress: bool = False,
-                    sources_seen: list | None = None) -> Counter:
+def count_pretokens(
+    files_or_texts, pattern: str = "gpt4", show_progress: bool = False, sources_seen: list | None = None
+) -> Counter:
     """Step 1: distinct pre-tokens (as str) -> count, over all texts and files.
 
     >>> count_pretokens(["hi hi", "hi<EOS>!"])
@@ -154,8 +155,9 @@ def count_pretokens(files_or_texts, pattern: str = "gpt4", show_progress: bool =
     return counts
 
 
-def train_merges(pretoken_counts: dict[str, int], n_merges: int, show_progress: bool = False,
-                 stats: dict | None = None) -> list[tuple[int, int]]:
+def train_merges(
+    pretoken_counts: dict[str, int], n_merges: int, show_progress: bool = False, stats: dict | None = None
+) -> list[tuple[int, int]]:
     """Steps 2-5: learn up to n_merges merges; return them as (left id, right id) in
     order (the id of merge i is 260 + i; alias merges of step 5 are not returned, only
     counted in stats["aliases"] when a stats dict is given).
@@ -237,8 +239,7 @@ def _pop_most_frequent(heap: list, pair_counts: dict[tuple[int, int], int]) -> t
     return None
 
 
-def _token_for_pair(pair: tuple[int, int], token_bytes: list[bytes],
-                    id_of_bytes: dict[bytes, int]) -> tuple[int, bool]:
+def _token_for_pair(pair: tuple[int, int], token_bytes: list[bytes], id_of_bytes: dict[bytes, int]) -> tuple[int, bool]:
     """The id the merged pair becomes, and whether it is new (step 5: if the joined bytes
     already are a token, that token, and no id is spent). A new token is appended.
 
@@ -257,9 +258,14 @@ def _token_for_pair(pair: tuple[int, int], token_bytes: list[bytes],
     return new_id, True
 
 
-def _merge_pair_in_words(pair: tuple[int, int], new_id: int, words: list[list[int]], counts: list[int],
-                         pair_counts: dict[tuple[int, int], int], where: dict[tuple[int, int], set[int]]
-                         ) -> set[tuple[int, int]]:
+def _merge_pair_in_words(
+    pair: tuple[int, int],
+    new_id: int,
+    words: list[list[int]],
+    counts: list[int],
+    pair_counts: dict[tuple[int, int], int],
+    where: dict[tuple[int, int], set[int]],
+) -> set[tuple[int, int]]:
     """Step 4's rewrite: merge `pair` into new_id in every word that contains it, moving
     each such word's pairs out of pair_counts and its merged pairs back in. Returns the
     pairs with new_id in them (new or grown, so they need a fresh heap entry).
@@ -331,15 +337,18 @@ def check_train_args(vocab_size, num_threads) -> None:
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TinyLLMError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
     if vocab_size < MIN_VOCAB_SIZE:
-        raise TinyLLMError(f"vocab_size={vocab_size} is too small: it must be at least {MIN_VOCAB_SIZE} "
-                           f"({len(SPECIAL_TOKENS)} special tokens + 256 bytes)")
+        raise TinyLLMError(
+            f"vocab_size={vocab_size} is too small: it must be at least {MIN_VOCAB_SIZE} "
+            f"({len(SPECIAL_TOKENS)} special tokens + 256 bytes)"
+        )
     _check_num_threads(num_threads, "")
 
 
 def _check_num_threads(num_threads, where: str) -> None:
     """num_threads is None or an int >= 1 (not a bool); `where` prefixes the message."""
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                    or num_threads < 1):
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
         raise TinyLLMError(f"{where}num_threads must be None or a positive int, got {num_threads!r}")
 
 
@@ -347,24 +356,31 @@ def finish_training(merges, vocab_size: int, sources_seen, n_pretokens: int) -> 
     """Shared end-of-training checks: an empty corpus is an error, a short vocab a warning."""
     if n_pretokens == 0:
         where = inputs.describe_sources(sources_seen)
-        raise TinyLLMError("the training corpus is empty: " +
-                           (f"no text in {where}" if sources_seen else "no texts or files were given"))
+        raise TinyLLMError(
+            "the training corpus is empty: "
+            + (f"no text in {where}" if sources_seen else "no texts or files were given")
+        )
     reached = MIN_VOCAB_SIZE + len(merges)
     if reached < vocab_size:
-        warnings.warn(f"vocab_size={vocab_size} is more than this corpus can reach: training stopped at "
-                      f"vocab size {reached} (no adjacent pair left to merge)", inputs.CorpusWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"vocab_size={vocab_size} is more than this corpus can reach: training stopped at "
+            f"vocab size {reached} (no adjacent pair left to merge)",
+            inputs.CorpusWarning,
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------------------
 # the tokenizer
 # --------------------------------------------------------------------------------------
 
+
 def check_batch_args(texts, num_threads) -> list[str]:
     """encode_batch's contract (both implementations): a list of str, num_threads None or >= 1."""
     if isinstance(texts, (str, bytes)):
-        raise TinyLLMError("encode_batch: texts must be a list of str, got a single "
-                           f"{type(texts).__name__}; use encode() for one text")
+        raise TinyLLMError(
+            f"encode_batch: texts must be a list of str, got a single {type(texts).__name__}; use encode() for one text"
+        )
     _check_num_threads(num_threads, "encode_batch: ")
     texts = texts if isinstance(texts, list) else list(texts)
     if not all(type(t) is str for t in texts):
@@ -396,8 +412,14 @@ class Tokenizer:
 
     # ---- training --------------------------------------------------------------------
     @classmethod
-    def train(cls, files_or_texts, vocab_size: int = 32000, pattern: str = "gpt4",
-              num_threads: int | None = None, show_progress: bool = True) -> "Tokenizer":
+    def train(
+        cls,
+        files_or_texts,
+        vocab_size: int = 32000,
+        pattern: str = "gpt4",
+        num_threads: int | None = None,
+        show_progress: bool = True,
+    ) -> Tokenizer:
         """Learn vocab_size - 260 merges from texts (str) and files/directories (paths).
 
         files_or_texts: a str, a pathlib.Path, a `Texts`, or an iterable of them. A str is
@@ -450,7 +472,7 @@ class Tokenizer:
         cached = self._cache.get(piece)
         if cached is not None:
             return cached
-        parts = [piece[i:i + 1] for i in range(len(piece))]
+        parts = [piece[i : i + 1] for i in range(len(piece))]
         while len(parts) > 1:
             best_rank, best_i = None, -1
             for i in range(len(parts) - 1):
@@ -459,7 +481,7 @@ class Tokenizer:
                     best_rank, best_i = rank, i
             if best_rank is None:
                 break
-            parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
+            parts[best_i : best_i + 2] = [parts[best_i] + parts[best_i + 1]]
         ids = [self._ranks[p] for p in parts]
         if len(self._cache) >= _ENCODE_CACHE_MAX:
             self._cache.clear()
@@ -532,8 +554,12 @@ class Tokenizer:
             import tiktoken
         except ImportError:
             raise TinyLLMError("to_tiktoken() needs the tiktoken package (pip install tiktoken)") from None
-        return tiktoken.Encoding(name=name, pat_str=self.pattern_regex, mergeable_ranks=self.mergeable_ranks(),
-                                 special_tokens=self.special_tokens)
+        return tiktoken.Encoding(
+            name=name,
+            pat_str=self.pattern_regex,
+            mergeable_ranks=self.mergeable_ranks(),
+            special_tokens=self.special_tokens,
+        )
 
     # ---- save / load -----------------------------------------------------------------
     def to_str(self) -> str:
@@ -541,7 +567,7 @@ class Tokenizer:
         return tokenizer_text(self._pattern_name, self._specials, self._merges, self._vocab)
 
     @classmethod
-    def from_str(cls, s: str, source: str = "<string>") -> "Tokenizer":
+    def from_str(cls, s: str, source: str = "<string>") -> Tokenizer:
         if not isinstance(s, str):
             raise TinyLLMError(f"{source}: a tokenizer must be given as str, got {type(s).__name__}")
         pattern, merges = parse_tokenizer_text(s, source)
@@ -555,7 +581,7 @@ class Tokenizer:
             f.write(self.to_str())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Tokenizer":
+    def load(cls, path: str | os.PathLike) -> Tokenizer:
         path = os.fspath(path)
         try:
             with open(path, "rb") as f:
@@ -574,8 +600,9 @@ class Tokenizer:
 
     # ---- misc ------------------------------------------------------------------------
     def __eq__(self, other) -> bool:
-        return isinstance(other, Tokenizer) and self._pattern_name == other._pattern_name \
-            and self._merges == other._merges
+        return (
+            isinstance(other, Tokenizer) and self._pattern_name == other._pattern_name and self._merges == other._merges
+        )
 
     def __hash__(self):
         return hash((self._pattern_name, len(self._merges)))
@@ -598,13 +625,16 @@ class Tokenizer:
                 return set(self._specials)
             if allowed_special == "none":
                 return set()
-            raise TinyLLMError(f"allowed_special must be 'all', 'none' or a set of special token names, "
-                               f"got {allowed_special!r}")
+            raise TinyLLMError(
+                f"allowed_special must be 'all', 'none' or a set of special token names, got {allowed_special!r}"
+            )
         try:
             allowed = set(allowed_special)
         except TypeError:
-            raise TinyLLMError(f"allowed_special must be 'all', 'none' or a set of special token names, "
-                               f"got {type(allowed_special).__name__}") from None
+            raise TinyLLMError(
+                f"allowed_special must be 'all', 'none' or a set of special token names, "
+                f"got {type(allowed_special).__name__}"
+            ) from None
         unknown = sorted(str(a) for a in allowed - set(self._specials))
         if unknown:
             raise TinyLLMError(f"allowed_special: unknown special token(s) {unknown}; known: {list(self._specials)}")
@@ -622,7 +652,7 @@ class Tokenizer:
                 bad = next(i for i in ids if not hasattr(i, "__index__"))
                 raise TinyLLMError(f"ids must be ints, got {type(bad).__name__} {bad!r}") from None
         n = len(self._vocab)
-        if ids and not (0 <= min(ids) and max(ids) < n):
+        if ids and not (min(ids) >= 0 and max(ids) < n):
             bad = next(i for i in ids if not 0 <= i < n)
             raise TinyLLMError(f"token id {bad} is out of range for vocab_size {n}")
         return ids

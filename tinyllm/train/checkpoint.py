@@ -90,7 +90,7 @@ class TrainState:
         atomic_save_torch(self.to_dict(), path)
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "checkpoint") -> "TrainState":
+    def from_dict(cls, d: dict, source: str = "checkpoint") -> TrainState:
         d = upgrade(d, source)
         known = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in d.items() if k in known}
@@ -98,7 +98,7 @@ class TrainState:
         return cls(**fields)
 
     @classmethod
-    def load(cls, path: str | Path, map_location="cpu") -> "TrainState":
+    def load(cls, path: str | Path, map_location="cpu") -> TrainState:
         """Read a checkpoint file; TinyLLMError naming the file when missing, truncated, foreign
         or of a version this tinyllm cannot read."""
         return cls.from_dict(read_file(path, map_location), str(path))
@@ -130,8 +130,10 @@ def upgrade(d: dict, source: str) -> dict:
         d["rng_per_rank"] = ranks
         d["version"] = version = FORMAT_VERSION
     if version != FORMAT_VERSION:
-        raise TinyLLMError(f"{source}: checkpoint format version {version} is not supported (this tinyllm "
-                           f"reads versions 1 and {FORMAT_VERSION}; a newer tinyllm wrote it?)")
+        raise TinyLLMError(
+            f"{source}: checkpoint format version {version} is not supported (this tinyllm "
+            f"reads versions 1 and {FORMAT_VERSION}; a newer tinyllm wrote it?)"
+        )
     for key in REQUIRED:
         if key not in d:
             raise TinyLLMError(f"{source}: checkpoint is missing '{key}'")
@@ -145,8 +147,12 @@ def rng_state() -> dict:
     state = {
         "python": list(keys) + [gauss if gauss is not None else -1],
         "python_version": version,
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -230,5 +236,8 @@ def config_mismatch(saved: dict, current: dict, fields=None) -> list[str]:
     dicts, ignoring the attention backend and dropout, which do not change the weights."""
     skip = {"attention", "dropout"}
     keys = sorted(set(saved) | set(current)) if fields is None else sorted(fields)
-    return [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
-            for k in keys if k not in skip and saved.get(k) != current.get(k)]
+    return [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
+        for k in keys
+        if k not in skip and saved.get(k) != current.get(k)
+    ]

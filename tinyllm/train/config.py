@@ -62,8 +62,15 @@ class TrainConfig:
     """Show a progress bar on stderr."""
 
     def __post_init__(self):
-        for name in ("batch_size", "max_iters", "grad_accumulation_steps", "eval_interval", "eval_iters",
-                     "checkpoint_interval", "keep_checkpoints"):
+        for name in (
+            "batch_size",
+            "max_iters",
+            "grad_accumulation_steps",
+            "eval_interval",
+            "eval_iters",
+            "checkpoint_interval",
+            "keep_checkpoints",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise TinyLLMError(f"--{name} must be a positive integer, got {v!r}")

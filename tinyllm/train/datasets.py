@@ -39,16 +39,19 @@ class Datasets:
     """The first words of the first val document: what the end-of-training sample continues."""
 
 
-def build_datasets(run, context_length: int, out: Path, dist, tokenizer=None, tokenizer_source: str = "",
-                   log=print) -> Datasets:
+def build_datasets(
+    run, context_length: int, out: Path, dist, tokenizer=None, tokenizer_source: str = "", log=print
+) -> Datasets:
     """tokenizer: the checkpoint's (resume / --init_from), which the data must be encoded with;
     tokenizer_source says which, for messages."""
     cfg, T = run.train, context_length
     if cfg.data and is_prepared_dir(cfg.data):  # shards from `tinyllm prepare`: memmapped, never loaded
         train, val, meta, tok = load_prepared(cfg.data, T, cfg.tokenizer)
         if tokenizer is not None and meta.get("tokenizer_hash") not in (None, tokenizer_hash(tokenizer)):
-            raise TinyLLMError(f"{cfg.data} was encoded with another tokenizer than {tokenizer_source}'s; run "
-                               "`tinyllm prepare` again with that tokenizer")
+            raise TinyLLMError(
+                f"{cfg.data} was encoded with another tokenizer than {tokenizer_source}'s; run "
+                "`tinyllm prepare` again with that tokenizer"
+            )
         tok = tokenizer or tok
         if dist.is_main:
             tok.save(out / "tokenizer.txt")
@@ -62,8 +65,13 @@ def build_datasets(run, context_length: int, out: Path, dist, tokenizer=None, to
         from ..data.packed import PackedQADataset
 
         train_pairs, val_pairs = split_documents(corpus.pairs, keep_all=True)
-        return Datasets(PackedQADataset(train_pairs, tok, T, cfg.loss_on, f"{cfg.data} (train)"),
-                        PackedQADataset(val_pairs, tok, T, cfg.loss_on, f"{cfg.data} (val)"), tok, True, "")
+        return Datasets(
+            PackedQADataset(train_pairs, tok, T, cfg.loss_on, f"{cfg.data} (train)"),
+            PackedQADataset(val_pairs, tok, T, cfg.loss_on, f"{cfg.data} (val)"),
+            tok,
+            True,
+            "",
+        )
     train, val = token_datasets(corpus, tok, out / "data", T, dist)
     _, val_docs = split_documents(corpus.documents)
     return Datasets(train, val, tok, False, " ".join(val_docs[0].split()[:4]) if val_docs else "")
@@ -86,8 +94,7 @@ def run_tokenizer(corpus: Corpus, run, out: Path, dist, tokenizer, log):
             tok, key = Tokenizer.load(tok_file), None
         else:
             t0 = time.perf_counter()
-            tok = Tokenizer.train(corpus.tokenizer_texts(), vocab_size=run.model.vocab_size,
-                                  show_progress=cfg.progress)
+            tok = Tokenizer.train(corpus.tokenizer_texts(), vocab_size=run.model.vocab_size, show_progress=cfg.progress)
             log(f"trained a {tok.vocab_size}-token BPE tokenizer in {time.perf_counter() - t0:.1f}s")
     tok.save(tok_file)
     if key is not None:  # after the file it describes: a crash in between retrains, never misreuses

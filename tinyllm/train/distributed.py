@@ -40,8 +40,10 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         from ..errors import TinyLLMError
-        raise TinyLLMError(f"environment variable {name}={raw!r} is not an integer (is this a torchrun launch?)") \
-            from None
+
+        raise TinyLLMError(
+            f"environment variable {name}={raw!r} is not an integer (is this a torchrun launch?)"
+        ) from None
 
 
 def dist_info() -> DistInfo:
@@ -50,8 +52,10 @@ def dist_info() -> DistInfo:
     info = DistInfo(_env_int("RANK", 0), _env_int("LOCAL_RANK", 0), world, _env_int("LOCAL_WORLD_SIZE", world))
     if not (0 <= info.rank < world and 0 <= info.local_rank < max(1, info.local_world_size)):
         from ..errors import TinyLLMError
-        raise TinyLLMError(f"inconsistent torchrun environment: RANK={info.rank}, LOCAL_RANK={info.local_rank}, "
-                           f"WORLD_SIZE={world}")
+
+        raise TinyLLMError(
+            f"inconsistent torchrun environment: RANK={info.rank}, LOCAL_RANK={info.local_rank}, WORLD_SIZE={world}"
+        )
     return info
 
 
@@ -62,8 +66,11 @@ def setup(device_pref: str) -> tuple[DistInfo, torch.device]:
     if device.type == "cuda" and info.enabled:
         if info.local_rank >= torch.cuda.device_count():
             from ..errors import TinyLLMError
-            raise TinyLLMError(f"LOCAL_RANK {info.local_rank} but this machine has {torch.cuda.device_count()} "
-                               f"CUDA devices: use --nproc_per_node <= {torch.cuda.device_count()}")
+
+            raise TinyLLMError(
+                f"LOCAL_RANK {info.local_rank} but this machine has {torch.cuda.device_count()} "
+                f"CUDA devices: use --nproc_per_node <= {torch.cuda.device_count()}"
+            )
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if device.type == "cpu" and info.local_world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -84,8 +91,10 @@ def resolve_device(pref: str) -> torch.device:
         device = torch.device(pref)
     except RuntimeError:
         from ..errors import TinyLLMError
+
         raise TinyLLMError(f"--device: unknown device {pref!r} (use auto, cpu, cuda or cuda:N)") from None
     from ..errors import TinyLLMError
+
     if device.type not in ("cpu", "cuda"):
         raise TinyLLMError(f"--device {pref}: tinyllm runs on cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -13,7 +13,7 @@ import torch
 PEAK_FLOPS: dict[str, tuple[float, float]] = {
     "H100 PCIe": (756e12, 378e12),
     "H100 NVL": (835e12, 418e12),
-    "H100": (989e12, 495e12),   # SXM5
+    "H100": (989e12, 495e12),  # SXM5
     "H200": (989e12, 495e12),
     "GH200": (989e12, 495e12),
     "A100": (312e12, 156e12),

@@ -8,9 +8,10 @@ minutes on 2 CPU cores and still get below the unigram entropy of its val tokens
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import TinyLLMError
 from ..model.config import ModelConfig
@@ -40,18 +41,32 @@ class Preset:
 
 
 def _shape(vocab, context, d_model, layers, heads, d_ff, **kw) -> ModelConfig:
-    return ModelConfig(vocab_size=vocab, context_length=context, d_model=d_model, n_layers=layers, n_heads=heads,
-                       d_ff=d_ff, **kw)
+    return ModelConfig(
+        vocab_size=vocab, context_length=context, d_model=d_model, n_layers=layers, n_heads=heads, d_ff=d_ff, **kw
+    )
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("demo", _shape(2048, 128, 192, 4, 6, 512, dropout=0.0),
-           dict(batch_size=16, max_iters=800, warmup_iters=50, max_lr=2e-3, eval_interval=100, eval_iters=10,
-                checkpoint_interval=200)),
-    Preset("tiny", _shape(10000, 256, 384, 6, 6, 512)),
-    Preset("small", _shape(10000, 512, 512, 8, 8, 1024)),
-    Preset("medium", _shape(10000, 1024, 768, 12, 12, 1536)),
-)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "demo",
+            _shape(2048, 128, 192, 4, 6, 512, dropout=0.0),
+            dict(
+                batch_size=16,
+                max_iters=800,
+                warmup_iters=50,
+                max_lr=2e-3,
+                eval_interval=100,
+                eval_iters=10,
+                checkpoint_interval=200,
+            ),
+        ),
+        Preset("tiny", _shape(10000, 256, 384, 6, 6, 512)),
+        Preset("small", _shape(10000, 512, 512, 8, 8, 1024)),
+        Preset("medium", _shape(10000, 1024, 768, 12, 12, 1536)),
+    )
+}
 
 
 def get_preset(name: str) -> Preset:

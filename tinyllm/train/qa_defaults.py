@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 
-EPOCHS_SMALL = 100     # passes over a small set: enough to reproduce answers word for word
-EPOCHS_LARGE = 30      # larger sets: generalise rather than memorise
+EPOCHS_SMALL = 100  # passes over a small set: enough to reproduce answers word for word
+EPOCHS_LARGE = 30  # larger sets: generalise rather than memorise
 BYTES_PER_TOKEN = 3.3  # UTF-8 bytes per token of a ~1k-vocab BPE on English Q&A text (measured: 3.3)
 CONTEXTS = (128, 256, 512, 1024)
 TEMPLATE_BYTES = len("<BOS> Question: \nAnswer:  <EOS>")
@@ -31,8 +31,9 @@ def qa_preset_name(n_pairs: int) -> str:
 
 def estimate_tokens(pairs) -> list[int]:
     """Rough token counts per pair, before a tokenizer exists (bytes / BYTES_PER_TOKEN)."""
-    return [math.ceil((len(p.question.encode()) + len(p.answer.encode()) + TEMPLATE_BYTES) / BYTES_PER_TOKEN)
-            for p in pairs]
+    return [
+        math.ceil((len(p.question.encode()) + len(p.answer.encode()) + TEMPLATE_BYTES) / BYTES_PER_TOKEN) for p in pairs
+    ]
 
 
 def qa_train_defaults(pairs, preset: str | None = None) -> dict:
@@ -53,8 +54,16 @@ def qa_train_defaults(pairs, preset: str | None = None) -> dict:
     steps = math.ceil(epochs * sum(lengths) / (batch * (context + 1) * 0.9))
     out = dict(context_length=context, batch_size=batch)
     if small:
-        out.update(max_iters=min(max(steps, 200), 3000), max_lr=2e-3, warmup_iters=30, eval_interval=100,
-                   eval_iters=5, checkpoint_interval=500, vocab_size=1024, dropout=0.0)
+        out.update(
+            max_iters=min(max(steps, 200), 3000),
+            max_lr=2e-3,
+            warmup_iters=30,
+            eval_interval=100,
+            eval_iters=5,
+            checkpoint_interval=500,
+            vocab_size=1024,
+            dropout=0.0,
+        )
     else:
         out.update(max_iters=min(max(steps, 1000), 20000), eval_interval=250, checkpoint_interval=1000)
     if preset is not None:  # the user picked the model's size: keep its shape

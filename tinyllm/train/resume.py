@@ -45,15 +45,18 @@ def find_start(run, out: Path, dist, log) -> StartPoint:
         # every rank must resume from the same step: with --out_dir on a disk only some nodes see, they would not
         seen = dist_utils.gather_objects(state.step if state else None, dist)
         if len(set(seen)) > 1:
-            raise TinyLLMError(f"ranks disagree about {path} (step by rank: {seen}): put --out_dir on a filesystem "
-                               f"every node shares")
+            raise TinyLLMError(
+                f"ranks disagree about {path} (step by rank: {seen}): put --out_dir on a filesystem every node shares"
+            )
         if state is not None:
             check_resumed_model(state, path, run)
             return StartPoint(state, path)
         if cfg.resume != "auto":
             raise TinyLLMError(f"{path}: no such checkpoint")
-        log(f"no checkpoint at {path}: starting " + (f"from --init_from {cfg.init_from}" if cfg.init_from
-                                                     else "from scratch"))
+        log(
+            f"no checkpoint at {path}: starting "
+            + (f"from --init_from {cfg.init_from}" if cfg.init_from else "from scratch")
+        )
     if cfg.init_from:
         init = TrainState.load(cfg.init_from)
         check_init(init, run, out)
@@ -70,20 +73,26 @@ def check_resumed_model(state: TrainState, path: Path, run) -> None:
             fields.discard("vocab_size")  # the corpus may have lowered it
     diff = config_mismatch(saved, run.model.to_dict(), fields)
     if diff:
-        raise TinyLLMError(f"cannot resume from {path}: it holds a different model ({'; '.join(diff)}); use "
-                           f"another --out_dir or drop --resume")
+        raise TinyLLMError(
+            f"cannot resume from {path}: it holds a different model ({'; '.join(diff)}); use "
+            f"another --out_dir or drop --resume"
+        )
 
 
 def check_init(init: TrainState, run, out: Path) -> None:
     """--init_from: never write over the checkpoint we start from; model flags must agree with it."""
     src = Path(run.train.init_from).resolve()
     if src.parent in (out.resolve(), (out / "checkpoints").resolve()):
-        raise TinyLLMError(f"--init_from {run.train.init_from} is inside --out_dir {out}: fine-tuning would "
-                           "overwrite it; pass another --out_dir")
+        raise TinyLLMError(
+            f"--init_from {run.train.init_from} is inside --out_dir {out}: fine-tuning would "
+            "overwrite it; pass another --out_dir"
+        )
     diff = config_mismatch(init.model_config, run.model.to_dict(), run.model_set)
     if diff:
-        raise TinyLLMError(f"--init_from {run.train.init_from}: its model differs from the flags given "
-                           f"({'; '.join(diff)}); drop those flags, the shape comes from the checkpoint")
+        raise TinyLLMError(
+            f"--init_from {run.train.init_from}: its model differs from the flags given "
+            f"({'; '.join(diff)}); drop those flags, the shape comes from the checkpoint"
+        )
 
 
 def model_shape(run, start: StartPoint) -> ModelConfig:
@@ -91,8 +100,9 @@ def model_shape(run, start: StartPoint) -> ModelConfig:
     dropout) when it starts from one, else the one asked for."""
     if start.source is None:
         return run.model
-    return ModelConfig.from_dict({**start.source.model_config, "attention": run.model.attention,
-                                  "dropout": run.model.dropout})
+    return ModelConfig.from_dict(
+        {**start.source.model_config, "attention": run.model.attention, "dropout": run.model.dropout}
+    )
 
 
 def match_vocab(model: ModelConfig, vocab_size: int, run, start: StartPoint, log) -> ModelConfig:
@@ -118,8 +128,10 @@ def restore_progress(start: StartPoint, run, dist, log) -> tuple[int, float]:
     pos, cfg = state.data_position, run.train
     parts = cfg.grad_accumulation_steps * dist.world_size
     if pos.micro_batches_per_step != parts or pos.seed != cfg.seed:
-        log(f"note: the checkpoint was written with {pos.micro_batches_per_step} micro-batches per step (world "
+        log(
+            f"note: the checkpoint was written with {pos.micro_batches_per_step} micro-batches per step (world "
             f"size x grad_accumulation_steps) and seed {pos.seed}; now {parts} and {cfg.seed}: training "
-            "continues, but not on the batches the first run would have seen")
+            "continues, but not on the batches the first run would have seen"
+        )
     log(f"resuming from {start.path} at step {state.step}")
     return int(state.step), float(state.best_val_loss)

@@ -59,8 +59,10 @@ def resolve_run(preset: str | None = None, use_learned_pos_emb: bool | None = No
 
     unknown = sorted(set(settings) - set(MODEL_FIELDS) - set(TRAIN_FIELDS))
     if unknown:
-        raise TinyLLMError(f"unknown setting(s) {', '.join(unknown)}; settings are the fields of TrainConfig and "
-                           f"ModelConfig (`tinyllm train --help` lists them)")
+        raise TinyLLMError(
+            f"unknown setting(s) {', '.join(unknown)}; settings are the fields of TrainConfig and "
+            f"ModelConfig (`tinyllm train --help` lists them)"
+        )
     given = {k: v for k, v in settings.items() if v is not None}
     if use_learned_pos_emb is not None and "pos_emb" not in given:
         given["pos_emb"] = "learned" if use_learned_pos_emb else "sinusoidal"

@@ -46,8 +46,11 @@ class TrainStep:
                     loss = loss / self.accum
                 loss.backward()
             stats[0] += loss.detach()
-        norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 \
+        norm = (
+            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.grad_clip)
+            if cfg.grad_clip > 0
             else self.no_grad_norm
+        )
         dist_utils.all_reduce_mean_and_flag(stats, stop_requested, self.dist)
         # one host sync per step for all three numbers (each .item() on CUDA is a sync of its own)
         loss, flag, norm = torch.cat([stats, norm.float().reshape(1)]).tolist()

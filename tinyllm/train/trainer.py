@@ -50,8 +50,8 @@ class TrainResult:
 class Setup:
     """Everything the loop works on, as setup() built it."""
 
-    model: TinyLLM       # the weights (what checkpoints hold)
-    forward: object      # what evaluation calls: the model, compiled with --compile
+    model: TinyLLM  # the weights (what checkpoints hold)
+    forward: object  # what evaluation calls: the model, compiled with --compile
     optimizer: torch.optim.Optimizer
     data: Datasets
     model_config: ModelConfig
@@ -94,20 +94,22 @@ class Trainer:
         tok = None
         if start.source is not None:
             from ..tokenizer import Tokenizer
+
             tok = Tokenizer.from_str(start.source.tokenizer)
         shape = resume.model_shape(run, start)
         data = build_datasets(run, shape.context_length, self.out, self.dist, tok, start.describe(), self.log)
         model_cfg = resume.match_vocab(shape, data.tokenizer.vocab_size, run, start, self.log)
         raw, opt, model, fwd = self.build_model(model_cfg, start)
         first_step, best_val = resume.restore_progress(start, run, self.dist, self.log)
-        self.log(f"model: {raw.num_params() / 1e6:.2f}M parameters ({model_cfg.d_model}d, {model_cfg.n_layers} "
-                 f"layers, {model_cfg.n_heads} heads, {raw.backend} attention) on {self.device}"
-                 + (f" x {self.dist.world_size} ranks" if self.dist.enabled else "")
-                 + (", bf16 autocast" if self.amp_dtype == torch.bfloat16 else "")
-                 + (", compiled" if cfg.compile else ""))
+        self.log(
+            f"model: {raw.num_params() / 1e6:.2f}M parameters ({model_cfg.d_model}d, {model_cfg.n_layers} "
+            f"layers, {model_cfg.n_heads} heads, {raw.backend} attention) on {self.device}"
+            + (f" x {self.dist.world_size} ranks" if self.dist.enabled else "")
+            + (", bf16 autocast" if self.amp_dtype == torch.bfloat16 else "")
+            + (", compiled" if cfg.compile else "")
+        )
         self.log(f"data: {data.train.num_tokens:,} train tokens, {data.val.num_tokens:,} val tokens")
-        step = TrainStep(model, raw, data.train, cfg, model_cfg.context_length, self.dist, self.device,
-                         self.autocast)
+        step = TrainStep(model, raw, data.train, cfg, model_cfg.context_length, self.dist, self.device, self.autocast)
         return Setup(raw, fwd, opt, data, model_cfg, start, first_step, best_val, step)
 
     def build_model(self, model_cfg: ModelConfig, start: resume.StartPoint):
@@ -125,6 +127,7 @@ class Trainer:
         model = fwd
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
+
             model = DDP(fwd, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return raw, opt, model, fwd
 
@@ -135,8 +138,15 @@ class Trainer:
         meter = Throughput(s.train_step.tokens_per_step, self.device)
         result = TrainResult(self.out, s.first_step, best_val_loss=s.best_val_loss)
         self.last_saved = s.first_step if s.start.resumed else None
-        bar = tqdm(total=cfg.max_iters, initial=s.first_step, desc="training", unit="step", file=sys.stderr,
-                   disable=not (self.main and cfg.progress), dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.max_iters,
+            initial=s.first_step,
+            desc="training",
+            unit="step",
+            file=sys.stderr,
+            disable=not (self.main and cfg.progress),
+            dynamic_ncols=True,
+        )
         step = s.first_step
         if step == 0:
             self.evaluate(s, 0, None, set_lr(s.optimizer, 0, cfg), None, metrics, result, bar)
@@ -164,8 +174,10 @@ class Trainer:
             if saving or evaluating:
                 meter.restart()  # evaluation and checkpoint time is not training throughput
             if stopping:
-                result.stopped_early = f"stopped by {stop.signal_name or 'a signal'} at step {step}; " \
-                                       f"checkpoint saved to {self.out / 'latest.pt'}"
+                result.stopped_early = (
+                    f"stopped by {stop.signal_name or 'a signal'} at step {step}; "
+                    f"checkpoint saved to {self.out / 'latest.pt'}"
+                )
                 bar.close()
                 self.log(result.stopped_early)
                 break
@@ -175,12 +187,20 @@ class Trainer:
     # ---- what the loop calls ---------------------------------------------------------------
     def check_finite(self, loss: float, grad_norm: float, step: int, bar) -> None:
         """Stop before the optimizer spreads a NaN/inf into the weights (and into a checkpoint)."""
-        bad = f"loss became {loss}" if not math.isfinite(loss) else \
-            f"gradient norm became {grad_norm}" if not math.isfinite(grad_norm) else None
+        bad = (
+            f"loss became {loss}"
+            if not math.isfinite(loss)
+            else f"gradient norm became {grad_norm}"
+            if not math.isfinite(grad_norm)
+            else None
+        )
         if bad:
             bar.close()
-            kept = f"{self.out / 'latest.pt'} (after step {self.last_saved})" if self.last_saved is not None \
+            kept = (
+                f"{self.out / 'latest.pt'} (after step {self.last_saved})"
+                if self.last_saved is not None
                 else "none (no checkpoint written yet)"
+            )
             raise TinyLLMError(f"{bad} at step {step + 1}; stopped without applying it. Last good checkpoint: {kept}")
 
     def show_progress(self, bar, s: Setup, loss: float, lr: float, tps: float) -> None:
@@ -194,8 +214,15 @@ class Trainer:
         """Rank 0: train and val loss estimates -> metrics.jsonl, and best.pt when val improved."""
         if self.main:
             tl, vl = self.losses(s)
-            row = {"step": step, "train_loss": tl, "val_loss": vl, "lr": lr, "tokens_per_sec": tps,
-                   "batch_train_loss": batch_loss, "tokens": step * s.train_step.tokens_per_step}
+            row = {
+                "step": step,
+                "train_loss": tl,
+                "val_loss": vl,
+                "lr": lr,
+                "tokens_per_sec": tps,
+                "batch_train_loss": batch_loss,
+                "tokens": step * s.train_step.tokens_per_step,
+            }
             peak = peak_flops(self.device, self.amp_dtype)
             if peak and tps:
                 row["mfu"] = mfu(s.model.flops_per_token(), tps, peak, self.dist.world_size)
@@ -211,19 +238,28 @@ class Trainer:
     def losses(self, s: Setup) -> tuple[float, float]:
         """(train loss, val loss) estimates, on the same batches at every evaluation."""
         cfg = self.cfg
-        return tuple(estimate_loss(s.forward, ds, split, cfg.eval_iters, cfg.batch_size, cfg.seed, self.device,
-                                   self.autocast) for split, ds in enumerate((s.data.train, s.data.val)))
+        return tuple(
+            estimate_loss(s.forward, ds, split, cfg.eval_iters, cfg.batch_size, cfg.seed, self.device, self.autocast)
+            for split, ds in enumerate((s.data.train, s.data.val))
+        )
 
     def state(self, s: Setup, step: int, best_val_loss: float, rngs: list) -> TrainState:
         """The checkpoint of this run after `step` steps."""
         cfg, world = self.cfg, self.dist.world_size
-        position = DataPosition(step, cfg.seed, s.train_step.parts, world, cfg.grad_accumulation_steps,
-                                cfg.batch_size)
-        return TrainState(model=s.model.state_dict(), model_config=s.model_config.to_dict(),
-                          tokenizer=s.data.tokenizer.to_str(), optimizer=s.optimizer.state_dict(),
-                          model_request=self.run_config.model.to_dict(), train_config=cfg.to_dict(), step=step,
-                          best_val_loss=best_val_loss, data_position=position, rng_per_rank=rngs,
-                          is_qa=s.data.is_qa)
+        position = DataPosition(step, cfg.seed, s.train_step.parts, world, cfg.grad_accumulation_steps, cfg.batch_size)
+        return TrainState(
+            model=s.model.state_dict(),
+            model_config=s.model_config.to_dict(),
+            tokenizer=s.data.tokenizer.to_str(),
+            optimizer=s.optimizer.state_dict(),
+            model_request=self.run_config.model.to_dict(),
+            train_config=cfg.to_dict(),
+            step=step,
+            best_val_loss=best_val_loss,
+            data_position=position,
+            rng_per_rank=rngs,
+            is_qa=s.data.is_qa,
+        )
 
     def save_latest(self, s: Setup, step: int, best_val_loss: float) -> None:
         """OUT_DIR/latest.pt with every rank's RNGs (written by rank 0), and its copy in checkpoints/."""
@@ -240,9 +276,11 @@ class Trainer:
             if result.val_loss is None:  # resumed a finished run: nothing trained, so measure once
                 result.train_loss, result.val_loss = self.losses(s)
             from .plot import plot_metrics
+
             plot_metrics(self.out / "metrics.jsonl", self.out / "loss.png")
             if not s.data.is_qa:
                 from ..data.tokens import unigram_entropy
+
                 result.val_unigram_entropy = unigram_entropy(s.data.val.arrays, s.data.tokenizer.vocab_size)
             self.tokenizer, self.model, self.is_qa = s.data.tokenizer, s.model, s.data.is_qa
             self.sample_prompt = s.data.sample_prompt
