@@ -14,9 +14,9 @@ import sys
 import warnings
 
 from ..errors import TinyLLMError
-from . import bench, generate, prepare, tokenizer, train
+from . import bench, eval, generate, prepare, tokenizer, train
 
-SUBCOMMANDS = (train, generate, tokenizer, prepare, bench)
+SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from . import distributed as dist_utils
 from . import resume
 from .checkpoint import DataPosition, TrainState, clean_stale_temp, keep_history, load_weights, rng_state
 from .datasets import Datasets, build_datasets
-from .evaluate import estimate_loss
+from .evaluate import estimate_loss_bpb
 from .metrics import MetricsLog, Throughput
 from .mfu import mfu, peak_flops
 from .precision import autocast_setup
@@ -213,11 +213,12 @@ class Trainer:
     def evaluate(self, s: Setup, step: int, batch_loss, lr: float, tps, metrics, result, bar) -> None:
         """Rank 0: train and val loss estimates -> metrics.jsonl, and best.pt when val improved."""
         if self.main:
-            tl, vl = self.losses(s)
+            tl, vl, vbpb = self.losses(s)
             row = {
                 "step": step,
                 "train_loss": tl,
                 "val_loss": vl,
+                "val_bpb": vbpb,
                 "lr": lr,
                 "tokens_per_sec": tps,
                 "batch_train_loss": batch_loss,
@@ -235,13 +236,16 @@ class Trainer:
             bar.write(f"step {step}: train loss {tl:.4f}, val loss {vl:.4f}", file=sys.stderr)
         dist_utils.barrier(self.dist)
 
-    def losses(self, s: Setup) -> tuple[float, float]:
-        """(train loss, val loss) estimates, on the same batches at every evaluation."""
-        cfg = self.cfg
-        return tuple(
-            estimate_loss(s.forward, ds, split, cfg.eval_iters, cfg.batch_size, cfg.seed, self.device, self.autocast)
-            for split, ds in enumerate((s.data.train, s.data.val))
+    def losses(self, s: Setup) -> tuple[float, float, float]:
+        """(train loss, val loss, val bits per byte) estimates, on the same batches at every evaluation."""
+        cfg, tok = self.cfg, s.data.tokenizer
+        (tl, _), (vl, vbpb) = (
+            estimate_loss_bpb(
+                s.forward, ds, split, cfg.eval_iters, cfg.batch_size, cfg.seed, self.device, self.autocast, t
+            )
+            for split, ds, t in ((0, s.data.train, None), (1, s.data.val, tok))
         )
+        return tl, vl, vbpb
 
     def state(self, s: Setup, step: int, best_val_loss: float, rngs: list) -> TrainState:
         """The checkpoint of this run after `step` steps."""
@@ -274,7 +278,7 @@ class Trainer:
         """Rank 0: loss.png, the unigram-entropy yardstick, and what the CLI's sample needs."""
         if self.main:
             if result.val_loss is None:  # resumed a finished run: nothing trained, so measure once
-                result.train_loss, result.val_loss = self.losses(s)
+                result.train_loss, result.val_loss, _ = self.losses(s)
             from .plot import plot_metrics
 
             plot_metrics(self.out / "metrics.jsonl", self.out / "loss.png")
