@@ -130,7 +130,7 @@ def test_every_subcommand_is_registered_and_help_imports_no_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['bench', 'chat', 'generate', 'prepare', 'tokenizer', 'train'] False"
+    assert r.stdout.strip() == "['bench', 'chat', 'eval', 'export', 'generate', 'import', 'prepare', 'tokenizer', 'train'] False"
 
 
 def test_a_broken_subcommand_module_is_an_error_not_a_missing_command(tmp_path):

@@ -14,9 +14,9 @@ import sys
 import warnings
 
 from ..errors import TinyLLMError
-from . import bench, eval, generate, prepare, tokenizer, train
+from . import bench, eval, export, generate, prepare, tokenizer, train
 
-SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval)
+SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,15 @@ def add_parser(sub) -> None:
             q.add_argument("--ids", default=None, help="ids, e.g. '5 300 17'")
         else:
             q.add_argument("--text", default=None, help="the text")
+    ke = ksub.add_parser("export", help="write the tokenizer for Hugging Face (hf) or tiktoken")
+    ke.add_argument("--tokenizer", required=True, help="tokenizer file (e.g. out/demo/tokenizer.txt)")
+    ke.add_argument(
+        "--format",
+        required=True,
+        choices=("hf", "tiktoken"),
+        help="hf: a directory AutoTokenizer loads (tokenizer.json & co); tiktoken: a .tiktoken ranks file plus <out>.json",
+    )
+    ke.add_argument("--out", required=True, help="a directory for hf, a file for tiktoken")
     k.set_defaults(func=cmd_tokenizer)
 
 
@@ -53,6 +62,11 @@ def cmd_tokenizer(args) -> int:
         print(f"saved a {tok.vocab_size}-token tokenizer to {args.out}", file=sys.stderr)
         return 0
     tok = Tokenizer.load(args.tokenizer)
+    if args.tok_cmd == "export":
+        from ..export import export_tokenizer
+
+        print("wrote " + " and ".join(map(str, export_tokenizer(tok, args.format, args.out))), file=sys.stderr)
+        return 0
     if args.tok_cmd == "decode":
         sys.stdout.write(tok.decode(parse_ids(args.ids if args.ids is not None else sys.stdin.read(), tok)) + "\n")
         return 0

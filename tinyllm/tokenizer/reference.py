@@ -561,6 +561,35 @@ class Tokenizer:
             special_tokens=self.special_tokens,
         )
 
+    @classmethod
+    def from_tiktoken(cls, source, pat_str: str | None = None, special_tokens: dict | None = None) -> Tokenizer:
+        """A tokenizer from tiktoken: a `tiktoken.Encoding`, or a `.tiktoken` ranks file (its pattern and
+        specials from pat_str/special_tokens, else from the `<file>.json` that `tinyllm tokenizer export`
+        writes beside it). Only what tinyllm represents exactly is accepted (interop.merges_from_ranks)."""
+        from .interop import merges_from_ranks, read_tiktoken_file
+
+        if hasattr(source, "_mergeable_ranks"):  # a tiktoken.Encoding: its ranks have no public getter
+            where, ranks = f"tiktoken encoding {source.name!r}", source._mergeable_ranks
+            pat_str = source._pat_str if pat_str is None else pat_str
+            special_tokens = source._special_tokens if special_tokens is None else special_tokens
+        else:
+            where = os.fspath(source)
+            ranks, pat_str, special_tokens = read_tiktoken_file(where, pat_str, special_tokens)
+        pattern, merges = merges_from_ranks(ranks, pat_str, special_tokens, where)
+        return cls(merges, pattern)
+
+    @classmethod
+    def from_hf_json(cls, source) -> Tokenizer:
+        """A tokenizer from a Hugging Face `tokenizer.json` (a path, or the parsed dict) whose split
+        pattern, specials, byte layout and merges tinyllm represents exactly; else one TinyLLMError
+        saying what differs (interop.parse_hf_tokenizer_json)."""
+        from .interop import parse_hf_tokenizer_json, read_json
+
+        where = "tokenizer.json" if isinstance(source, dict) else os.fspath(source)
+        data = source if isinstance(source, dict) else read_json(where)
+        pattern, merges = parse_hf_tokenizer_json(data, where)
+        return cls(merges, pattern)
+
     # ---- save / load -----------------------------------------------------------------
     def to_str(self) -> str:
         """The save format as a string (checkpoints embed the tokenizer this way)."""
