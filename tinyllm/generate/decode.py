@@ -45,10 +45,14 @@ def generate_ids(
             if cache is None or cache.length + len(pending) > ctx:
                 cache = model.new_cache(1)
                 pending = seq[-ctx:]
-            logits, _ = model(torch.tensor([pending], device=device), cache=cache)
+            if len(pending) == 1 and cache.length > 0:
+                # the decode step `tinyllm serve` batches: its padded rows make this the same bits alone or not
+                last = model.forward_rows(pending, [cache])  # (1, V)
+            else:
+                last = model(torch.tensor([pending], device=device), cache=cache)[0][:, -1, :]
         else:
-            logits, _ = model(torch.tensor([seq[-ctx:]], device=device))
-        nxt = int(sample_next(logits[:, -1, :], temperature, top_k, top_p, gen)[0])
+            last = model(torch.tensor([seq[-ctx:]], device=device))[0][:, -1, :]
+        nxt = int(sample_next(last, temperature, top_k, top_p, gen)[0])
         if eos_id is not None and nxt == eos_id:
             return
         seq.append(nxt)

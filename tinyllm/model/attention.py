@@ -76,6 +76,43 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
+class SlotCache:
+    """KV storage for up to `slots` sequences decoded together (continuous batching), each with its
+    own length: a request takes a free slot, prefills it, decodes, and gives it back.
+
+    k[i], v[i]: (slots, H, max_len, D). `view(s)` is slot s as a one-row KVCache sharing the storage,
+    so prefill and decode of a slot run the very code (and shapes) a lone KVCache(batch=1) runs.
+    """
+
+    def __init__(self, n_layers: int, slots: int, n_heads: int, max_len: int, head_dim: int, device, dtype):
+        shape = (slots, n_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.max_len = max_len
+        self.free = list(range(slots))[::-1]  # pop() hands out slot 0 first
+
+    @property
+    def slots(self) -> int:
+        return self.k[0].shape[0]
+
+    def acquire(self) -> int:
+        if not self.free:
+            raise RuntimeError("no free KV-cache slot")
+        return self.free.pop()
+
+    def release(self, slot: int) -> None:
+        assert slot not in self.free, f"slot {slot} released twice"
+        self.free.append(slot)
+
+    def view(self, slot: int) -> KVCache:
+        """Slot `slot` as a KVCache of batch 1 and length 0, writing into this storage."""
+        c = KVCache.__new__(KVCache)
+        c.k = [t[slot : slot + 1] for t in self.k]  # (1, H, max_len, D) views
+        c.v = [t[slot : slot + 1] for t in self.v]
+        c.max_len, c.length = self.max_len, 0
+        return c
+
+
 def attention_ref(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -118,8 +155,14 @@ class CausalSelfAttention(nn.Module):
             q, k = rotary(q, start_pos), rotary(k, start_pos)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H, start_pos+T, D)
-        p = self.dropout if self.training else 0.0
+        y = self.attend(q, k, v, start_pos)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.resid_drop(self.proj(y))
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int) -> torch.Tensor:
+        """The backend dispatch: q (B, H, T, D) at positions start_pos.., k, v (B, H, Tk, D) -> (B, H, T, D)."""
+        T = q.shape[2]
+        p = self.dropout if self.training else 0.0
         if self.backend == "reference":
             y = attention_ref(q, k, v, start_pos, p, self.training)
         elif self.backend == "triton" and k.shape[2] == T:
@@ -131,9 +174,31 @@ class CausalSelfAttention(nn.Module):
         elif T == 1:  # one new token attends to every cached key
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         else:  # a chunk at an offset: explicit mask
-            q_pos = torch.arange(start_pos, start_pos + T, device=x.device)[:, None]
-            mask = torch.arange(k.shape[2], device=x.device)[None, :] <= q_pos  # (T, Tk)
+            q_pos = torch.arange(start_pos, start_pos + T, device=q.device)[:, None]
+            mask = torch.arange(k.shape[2], device=q.device)[None, :] <= q_pos  # (T, Tk)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return y
 
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)
+    def forward_rows(self, x: torch.Tensor, rotary: Rotary | None, caches: list[KVCache]) -> torch.Tensor:
+        """One new token for each of several sequences, each at its own position in its own cache.
+
+        x: (Bp, 1, C) with Bp >= len(caches); row i < len(caches) belongs to caches[i], at position
+        caches[i].length; rows past len(caches) are padding (their output is zero). The projections run
+        batched; rotary, the cache write and attention run per row with exactly the shapes a lone
+        sequence has (q (1, H, 1, D) against its own (1, H, L+1, D) keys), so no row's result depends
+        on the others' lengths: there is no padding mask to add rounding.
+        """
+        Bp, T, C = x.shape
+        assert T == 1 and len(caches) <= Bp, f"forward_rows takes (Bp >= {len(caches)}, 1, C), got {tuple(x.shape)}"
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(Bp, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (Bp, H, 1, D)
+        y = torch.zeros_like(q)
+        for i, cache in enumerate(caches):
+            start = cache.length
+            qi, ki, vi = q[i : i + 1], k[i : i + 1], v[i : i + 1]
+            if rotary is not None:
+                qi, ki = rotary(qi, start), rotary(ki, start)
+            ki, vi = cache.update(self.layer_idx, ki, vi)  # (1, H, start+1, D)
+            y[i : i + 1] = self.attend(qi, ki, vi, start)
+        y = y.transpose(1, 2).contiguous().view(Bp, T, C)  # (Bp, H, 1, D) -> (Bp, 1, C)
         return self.resid_drop(self.proj(y))

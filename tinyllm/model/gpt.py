@@ -9,11 +9,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import warn_once
-from .attention import KVCache, check_triton_backend, resolve_attention
+from .attention import KVCache, SlotCache, check_triton_backend, resolve_attention
 from .block import Block
 from .config import ModelConfig
 from .loss import IGNORE_INDEX, linear_cross_entropy
 from .positions import Rotary, sinusoidal_table
+
+# forward_rows pads its rows to a multiple of this. Measured on this CPU's MKL (torch 2.13): a row of
+# a float32 matmul comes out bit-identical whatever the other rows are for every row count that is
+# a multiple of 4 (1 or 2 threads), but 1-3 rows take other kernels (gemv) with other rounding.
+# Padding makes a sequence's logits independent of how many others share its decode step
+# (tests/test_serve_engine.py holds this, which is what lets batching never change an answer).
+ROW_QUANTUM = 4
 
 
 class TinyLLM(nn.Module):
@@ -112,6 +119,46 @@ class TinyLLM(nn.Module):
                 logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
             )
         return logits, loss
+
+    @torch.no_grad()
+    def forward_rows(self, tokens: list[int], caches: list[KVCache]) -> torch.Tensor:
+        """One decode step for several sequences at once, each with its own cache and position:
+        tokens[i] is the next token of the sequence in caches[i] (a KVCache of batch 1, or a
+        SlotCache.view), at position caches[i].length. -> logits (len(tokens), V); every cache
+        advances by one.
+
+        The rows are padded to a multiple of ROW_QUANTUM, so a row's logits are the same bits
+        whichever other rows share the step (and the same as forward_rows with it alone). The slow,
+        obvious twin is forward() on each sequence with its own cache (equal within float32
+        rounding: tests/test_serve_engine.py).
+        """
+        B = len(tokens)
+        assert len(caches) == B and B > 0, f"forward_rows: {B} tokens for {len(caches)} caches"
+        pos = [c.length for c in caches]
+        if max(pos) + 1 > self.config.context_length:
+            raise ValueError(f"sequence of {max(pos) + 1} tokens exceeds context_length {self.config.context_length}")
+        Bp = -(-B // ROW_QUANTUM) * ROW_QUANTUM
+        device = self.tok_emb.weight.device
+        idx = torch.tensor(tokens + [0] * (Bp - B), device=device)[:, None]  # (Bp, 1); padding rows read token 0
+        where = torch.tensor(pos + [0] * (Bp - B), device=device)[:, None]  # (Bp, 1) absolute positions
+        x = self.tok_emb(idx)  # (Bp, 1, C)
+        if self.config.pos_emb == "learned":
+            x = x + self.pos_emb(where)
+        elif self.config.pos_emb == "sinusoidal":
+            x = x + self.pos_table[where].to(x.dtype)
+        x = self.drop(x)
+        for block in self.blocks:  # Block.forward, with per-row attention
+            x = x + block.attn.forward_rows(block.ln1(x), self.rotary, caches)
+            x = x + block.ffn(block.ln2(x))
+        for c in caches:
+            c.length += 1
+        return self.lm_head(self.ln_f(x))[:B, 0]  # (B, V)
+
+    def new_slot_cache(self, slots: int) -> SlotCache:
+        """KV storage for `slots` sequences of up to context_length tokens each (see SlotCache)."""
+        p = next(self.parameters())
+        cfg = self.config
+        return SlotCache(cfg.n_layers, slots, cfg.n_heads, cfg.context_length, cfg.head_dim, p.device, p.dtype)
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         p = next(self.parameters())
