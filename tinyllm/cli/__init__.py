@@ -14,9 +14,9 @@ import sys
 import warnings
 
 from ..errors import TinyLLMError
-from . import bench, eval, export, generate, prepare, tokenizer, train
+from . import bench, eval, export, generate, prepare, serve, tokenizer, train
 
-SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export)
+SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,253 @@
+"""The continuous-batching engine against its slow, obvious reference: each request decoded alone
+by generate_ids. In process (no HTTP): the scheduler thread, slots, per-row positions and sampling."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+import torch
+from serve_helpers import shared_qa_checkpoint
+
+from tinyllm.generate import generate_ids, stream_text
+from tinyllm.model import ModelConfig, TinyLLM
+from tinyllm.serve.engine import Engine, Job, QueueFull
+from tinyllm.serve.render import render_qa
+from tinyllm.serve.text import TextStream
+from tinyllm.train.checkpoint import load_checkpoint
+
+CTX = 48
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    model, tok, _ = load_checkpoint(shared_qa_checkpoint(tmp_path_factory))
+    tok.n_vocab = model.config.vocab_size  # the random models below share the trained one's vocabulary
+    return tok
+
+
+def random_model(tokenizer, pos_emb: str, attention: str = "sdpa", seed: int = 0) -> TinyLLM:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        vocab_size=tokenizer.n_vocab,
+        context_length=CTX,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        d_ff=64,
+        pos_emb=pos_emb,
+        attention=attention,
+        dropout=0.0,
+    )
+    model = TinyLLM(cfg).eval()
+    with torch.no_grad():  # GPT-2's init (std 0.02) barely lets context move the argmax; make it matter
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(15.0)
+    return model
+
+
+class Collector:
+    """Job.emit for in-process use: gathers the events of one job."""
+
+    def __init__(self):
+        self.text, self.events, self.done = "", [], threading.Event()
+
+    def __call__(self, ev):
+        self.events.append(ev)
+        if ev[0] == "text":
+            self.text += ev[1]
+        else:
+            self.done.set()
+
+
+def run_jobs(model, tokenizer, specs: list[dict], max_batch: int) -> list[Job]:
+    """Submit every spec at once (they share decode steps), wait for all -> the finished jobs."""
+    engine = Engine(model, tokenizer, max_batch=max_batch, max_queue=len(specs))
+    jobs = []
+    for s in specs:
+        c = Collector()
+        jobs.append(Job(text=TextStream(tokenizer, s.pop("stop", None)), emit=c, **s))
+        jobs[-1].collector = c
+    engine.start()
+    try:
+        engine.submit(jobs)
+        for j in jobs:
+            assert j.collector.done.wait(60), "a job never finished"
+    finally:
+        engine.stop()
+    assert engine.peak_batch == min(max_batch, len(specs)), "the jobs did not share decode steps"
+    assert len(engine.slots.free) == max_batch, "a slot stayed busy"
+    return jobs
+
+
+def mixed_specs(vocab: int, n: int, seed: int) -> list[dict]:
+    """n requests of odd prompt lengths (1 token up to the context's end) and mixed settings."""
+    rng = random.Random(seed)
+    lengths = [1, 2, 3, 5, CTX - 3, CTX - 1] + [rng.randrange(1, CTX - 4) for _ in range(n - 6)]
+    settings = [
+        dict(temperature=0.0),
+        dict(temperature=0.9, seed=11),
+        dict(temperature=1.3, top_k=5, seed=12),
+        dict(temperature=0.7, top_p=0.8, seed=13),
+    ]
+    specs = []
+    for i, n_prompt in enumerate(lengths):
+        prompt = [rng.randrange(4, vocab) for _ in range(n_prompt)]  # no special tokens
+        specs.append(dict(prompt_ids=prompt, max_tokens=min(CTX - n_prompt, rng.randrange(1, 20)), **settings[i % 4]))
+    return specs
+
+
+def alone(model, spec: dict, eos_id: int) -> list[int]:
+    return list(
+        generate_ids(
+            model,
+            spec["prompt_ids"],
+            spec["max_tokens"],
+            spec["temperature"],
+            spec.get("top_k"),
+            spec.get("top_p"),
+            eos_id=eos_id,
+            seed=spec.get("seed"),
+        )
+    )
+
+
+@pytest.mark.parametrize("pos_emb", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("attention", ["sdpa", "reference"])
+def test_batched_answers_equal_unbatched(tokenizer, pos_emb, attention):
+    """12 requests in one batch (greedy and seeded sampling, prompts of 1 token to the context's
+    end) give token for token what each gives alone through generate_ids."""
+    model = random_model(tokenizer, pos_emb, attention, seed=random.randrange(10**6))
+    specs = mixed_specs(model.config.vocab_size, 12, seed=random.randrange(10**6))
+    expected = [alone(model, s, tokenizer.eos_id) for s in specs]
+    jobs = run_jobs(model, tokenizer, [dict(s) for s in specs], max_batch=8)  # 12 > 8: some wait, then join
+    for s, j, want in zip(specs, jobs, expected):
+        assert j.out_ids == want, f"prompt of {len(s['prompt_ids'])} tokens, {s}: batched != alone"
+        assert j.collector.text == "".join(stream_text(tokenizer, iter(want)))
+
+
+@pytest.mark.parametrize("pos_emb", ["learned", "rope"])
+def test_forward_rows_matches_forward(tokenizer, pos_emb):
+    """forward_rows (rows at different positions, each in its own slot) computes what forward does
+    on each sequence alone, within float32 rounding: the math, not only self-consistency."""
+    model = random_model(tokenizer, pos_emb)
+    seqs = [torch.randint(4, model.config.vocab_size, (n,)).tolist() for n in (1, 7, 30, CTX - 1)]
+    slots = model.new_slot_cache(len(seqs))
+    views = [slots.view(slots.acquire()) for _ in seqs]
+    for v, s in zip(views, seqs):
+        model(torch.tensor([s[:-1]]), cache=v) if len(s) > 1 else None
+    # a one-token sequence has nothing to prefill: its token is the row's input at position 0
+    got = model.forward_rows([s[-1] for s in seqs], views)
+    for row, s in zip(got, seqs):
+        want = model(torch.tensor([s]))[0][0, -1]
+        torch.testing.assert_close(row, want, atol=1e-5, rtol=1e-4)
+
+
+def test_a_rows_logits_do_not_depend_on_the_others(tokenizer):
+    """The same bits for a sequence decoded alone or beside 1, 2, 3 or 6 others. Without the row
+    padding (ROW_QUANTUM = 1) this fails: 1-3 rows take other matmul kernels than 4+."""
+    model = random_model(tokenizer, "rope")
+    prompt = torch.randint(4, model.config.vocab_size, (9,)).tolist()
+    outs = []
+    for others in (0, 1, 2, 3, 6):
+        slots = model.new_slot_cache(others + 1)
+        views = [slots.view(slots.acquire()) for _ in range(others + 1)]
+        for k, v in enumerate(views):
+            model(torch.tensor([prompt if k == 0 else prompt[: 3 + k]]), cache=v)
+        outs.append(model.forward_rows([5] * (others + 1), views)[0])
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
+
+
+def test_queue_is_bounded(tokenizer):
+    model = random_model(tokenizer, "learned")
+    engine = Engine(model, tokenizer, max_batch=1, max_queue=2)  # not started: nothing leaves the queue
+    job = lambda: Job(prompt_ids=[5], max_tokens=1, text=TextStream(tokenizer), emit=lambda ev: None)
+    engine.submit([job(), job()])
+    with pytest.raises(QueueFull):
+        engine.submit([job()])
+
+
+def test_cancelled_job_frees_its_slot(tokenizer):
+    model = random_model(tokenizer, "learned")
+    engine = Engine(model, tokenizer, max_batch=1, max_queue=4)
+    first, second = Collector(), Collector()
+    long = Job(prompt_ids=[5, 6], max_tokens=CTX - 2, text=TextStream(tokenizer), emit=first, temperature=0.0)
+    short = Job(prompt_ids=[7], max_tokens=3, text=TextStream(tokenizer), emit=second, temperature=0.0)
+    engine.start()
+    try:
+        engine.submit([long, short])
+        while not any(ev[0] == "text" for ev in list(first.events)) and not first.done.is_set():
+            pass
+        engine.cancel([long])
+        assert second.done.wait(30), "the waiting job never got the freed slot"
+        assert second.events[-1][0] == "done" and len(short.out_ids) == 3
+        assert first.events[-1] == ("done", "cancelled", long.n_out) and long.n_out < CTX - 2
+    finally:
+        engine.stop()
+    assert engine.slots.free == [0]
+
+
+class Bytes:
+    """A tokenizer stand-in whose ids are raw bytes: to split characters at will."""
+
+    eos_id = 256
+
+    def decode_bytes(self, ids):
+        return bytes(ids)
+
+
+def feed_all(stream: TextStream, data: bytes) -> list[str]:
+    pieces = [stream.feed(b) for b in data]
+    if not stream.stopped:
+        pieces.append(stream.finish())
+    return [p for p in pieces if p]
+
+
+def test_text_never_splits_a_character():
+    text = "naïve 日本 🙂 ok"
+    pieces = feed_all(TextStream(Bytes()), text.encode())
+    assert "".join(pieces) == text
+    for p in pieces:
+        p.encode("utf-8")  # a lone surrogate or a replacement character would show a split
+        assert "\ufffd" not in p
+
+
+@pytest.mark.parametrize(
+    "text, stops, want, stopped",
+    [
+        ("Amen. And the LORD said", ["And the"], "Amen. ", True),
+        ("Amen. And so", ["And the"], "Amen. And so", False),  # a prefix that never completes is released
+        ("abc", ["c", "bc"], "a", True),  # the earliest stop wins
+        ("x 日本 y", ["本"], "x 日", True),
+        ("no stop", [], "no stop", False),
+    ],
+)
+def test_stop_strings(text, stops, want, stopped):
+    s = TextStream(Bytes(), stops)
+    pieces = feed_all(s, text.encode())
+    assert "".join(pieces) == want and s.stopped == stopped
+    for k in range(1, len(pieces) + 1):  # nothing sent could still become a stop string
+        assert not any(stop in "".join(pieces[:k]) for stop in stops)
+
+
+def test_trim_matches_trim_stream():
+    from tinyllm.generate.answer import trim_stream
+
+    for text in ["  Hello world  ", " a\n b \n", "   ", "x", " two  spaces  inside "]:
+        got = "".join(feed_all(TextStream(Bytes(), trim=True), text.encode()))
+        assert got == "".join(trim_stream(iter(text))), repr(text)
+
+
+def test_chat_rendering_uses_the_qa_template():
+    msgs = [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "Who are you?"},
+        {"role": "assistant", "content": "I am tinyllm."},
+        {"role": "user", "content": " What can you do? "},
+    ]
+    assert render_qa(msgs) == (
+        "<BOS> Question: Who are you?\nAnswer: I am tinyllm. <EOS><BOS> Question: What can you do?\nAnswer:"
+    )

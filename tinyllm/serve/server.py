@@ -1,0 +1,54 @@
+"""Start the server: load the checkpoint, bind the socket, run uvicorn until Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import socket
+
+from ..errors import TinyLLMError
+from .config import ServeConfig
+
+
+def bind(host: str, port: int) -> socket.socket:
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+    except OSError as e:
+        raise TinyLLMError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+    return sock
+
+
+def run_server(cfg: ServeConfig, out) -> int:
+    import uvicorn
+
+    from ..train.checkpoint import load_checkpoint
+    from ..train.distributed import resolve_device
+    from .app import create_app
+    from .engine import Engine
+
+    model, tokenizer, info = load_checkpoint(cfg.checkpoint, device=resolve_device(cfg.device))
+    engine = Engine(model, tokenizer, cfg.max_batch, cfg.max_queue)
+    app = create_app(engine, tokenizer, info, cfg.model_name)
+    sock = bind(cfg.host, cfg.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # uvicorn re-raises the signal after shutdown; we exit 0 instead
+            if self.should_exit:
+                self.force_exit = True  # a second Ctrl-C: stop waiting for requests
+            self.should_exit = True
+
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=cfg.shutdown_timeout, lifespan="on", access_log=False
+    )
+    print(
+        f"serving {cfg.model_name} ({'Q&A' if info.get('is_qa') else 'text'}, max_batch {cfg.max_batch}) "
+        f"at http://{shown}:{port}  (chat page: http://{shown}:{port}/, API: http://{shown}:{port}/v1)",
+        file=out,
+        flush=True,
+    )
+    Server(config).run(sockets=[sock])
+    print("server stopped", file=out, flush=True)
+    return 0
