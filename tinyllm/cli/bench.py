@@ -76,3 +76,25 @@ def add_parser(sub) -> None:
         help="append a CSV row to this file, or to train.csv in this folder (e.g. benchmarks/results)",
     )
     t.set_defaults(func=cmd_bench)
+
+    sv = bsub.add_parser(
+        "serve",
+        help="tokens/s, TTFT and inter-token latency of `tinyllm serve` at 1/4/16/64 streams, vs batching off "
+        "and transformers' generate",
+    )
+    sv.add_argument("--preset", nargs="+", choices=["demo", "tiny"], default=["demo", "tiny"], help="model shapes")
+    sv.add_argument("--tokens", type=int, default=64, help="new tokens per request (default: 64)")
+    sv.add_argument("--rounds", type=int, default=1, help="requests per stream (1 stream: 4x this; default: 1)")
+    sv.add_argument("--threads", type=int, default=2, help="CPU threads of the server and of the baselines")
+    sv.add_argument("--out", default=None, help="append CSV rows to this file, or to serve.csv in this folder")
+    sv.set_defaults(func=cmd_bench_serve)
+
+
+def cmd_bench_serve(args) -> int:
+    from ..bench.serve import bench_serve, report, write_rows
+
+    rows = [r for p in args.preset for r in bench_serve(p, args.tokens, args.rounds, args.threads)]
+    print(report(rows))
+    if args.out:
+        print(f"appended {len(rows)} rows to {write_rows(rows, args.out)}", file=sys.stderr)
+    return 0
