@@ -221,12 +221,17 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def results_path(out: str | Path) -> Path:
+    """--out: a .csv file, or a folder (its train.csv)."""
+    out = Path(out)
+    return out / "train.csv" if out.suffix != ".csv" else out
+
+
 def write_rows(r: dict, out: str | Path) -> Path:
     """Append one CSV row (benchmarks/results style) to `out` (a .csv file, or a folder: train.csv in it)."""
     import transformers
 
-    out = Path(out)
-    path = out / "train.csv" if out.suffix != ".csv" else out
+    path = results_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     what = (

@@ -14,9 +14,9 @@ import sys
 import warnings
 
 from ..errors import TinyLLMError
-from . import bench, eval, export, generate, prepare, serve, tokenizer, train
+from . import bench, eval, export, generate, prepare, serve, sweep, tokenizer, train
 
-SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export, serve)
+SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export, serve, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,8 +16,11 @@ def bench_doc() -> str:
 
 
 def cmd_bench(args) -> int:
-    from ..bench.train import bench_train, report, write_rows
+    from ..bench.train import bench_train, report, results_path, write_rows
+    from ..io import check_output_file
 
+    if args.out:
+        check_output_file(results_path(args.out), "--out")  # before the benchmark, not after it
     r = bench_train(args)
     print(report(r))
     if args.out:

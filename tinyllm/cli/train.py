@@ -47,11 +47,12 @@ def cmd_train(args) -> int:
     result = trainer.run()
     if not trainer.main:
         return 0
-    print(
-        f"done: {result.step} steps; last val loss {result.val_loss:.4f} (best {result.best_val_loss:.4f}); "
-        f"checkpoints and metrics in {result.out_dir}",
-        file=sys.stderr,
+    losses = (
+        "no evaluation yet"
+        if result.val_loss is None
+        else f"last val loss {result.val_loss:.4f} (best {result.best_val_loss:.4f})"
     )
+    print(f"done: {result.step} steps; {losses}; checkpoints and metrics in {result.out_dir}", file=sys.stderr)
     if result.val_unigram_entropy is not None and result.val_loss is not None:
         verdict = "below" if result.val_loss < result.val_unigram_entropy else "NOT below"
         print(

@@ -1,16 +1,21 @@
 """Token shards on disk, as `tinyllm prepare` writes them and `tinyllm train --data DIR` reads them.
 
-    DIR/meta.json          FORMAT, VERSION, dtype, vocab_size, tokenizer_hash, the shard lists, token counts
-    DIR/tokenizer.txt      the tokenizer the shards were encoded with
-    DIR/train_NNNNNN.bin   uint16 ids (uint32 when the vocabulary exceeds 65,536), documents back to back
-    DIR/val_NNNNNN.bin
+    DIR/meta.json                 the switch: names the complete set, its dtype, vocab_size, tokenizer
+                                  hash, token counts, and each shard's size and CRC-32
+    DIR/set-<id>/train_NNNNNN.bin uint16 ids (uint32 when the vocabulary exceeds 65,536), documents back
+    DIR/set-<id>/val_NNNNNN.bin   to back
+    DIR/set-<id>/tokenizer.txt    the tokenizer the set was encoded with (copied to DIR/tokenizer.txt)
 
-Every file is written through a temp file and a rename; meta.json is written last, so a
-reader never finds a meta.json naming a partial shard. The reader memmaps the shards.
+All or nothing: a prepare writes its whole set into a new set-<id>/ folder beside the current one
+and then replaces meta.json (a rename), which is the one step that switches sets; the old set is
+deleted after. A reader therefore sees the old set or the new one, never a mix; an interrupted
+prepare leaves the old set in use (and a set folder that the next prepare removes); a folder with
+shards but no meta.json is refused as incomplete. Reading checks every shard's size and CRC-32.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +25,18 @@ from ..io import atomic_open
 
 FORMAT = "tinyllm-shards"
 VERSION = 1
+CRC_BLOCK = 64 << 20  # bytes checksummed at a time
 
 
 class ShardWriter:
     """Appends id lists to OUT/<split>_NNNNNN.bin, starting a new shard (between documents)
     once a shard holds shard_tokens ids. Each shard is renamed into place when complete."""
 
-    def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int):
+    def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int, prefix: str = ""):
         self.out, self.split, self.dtype, self.shard_tokens = out, split, dtype, shard_tokens
+        self.prefix = prefix  # the set folder's name, as meta.json names the shards: "set-<id>/"
         self.shards: list[str] = []
+        self.checks: dict[str, dict] = {}  # shard -> {"bytes", "crc32"}, for readers to verify
         self.tokens = 0
         self.documents = 0
         self._ctx = self._f = None
@@ -39,8 +47,13 @@ class ShardWriter:
             name = f"{self.split}_{len(self.shards):06d}.bin"
             self._ctx = atomic_open(self.out / name, "wb")
             self._f = self._ctx.__enter__()
-            self.shards.append(name)
-        self._f.write(np.asarray(ids, dtype=self.dtype).tobytes())
+            self.shards.append(self.prefix + name)
+            self.checks[self.shards[-1]] = {"bytes": 0, "crc32": 0}
+        data = np.asarray(ids, dtype=self.dtype).tobytes()
+        self._f.write(data)
+        check = self.checks[self.shards[-1]]
+        check["bytes"] += len(data)
+        check["crc32"] = zlib.crc32(data, check["crc32"])
         self._in_shard += len(ids)
         self.tokens += len(ids)
         self.documents += 1
@@ -74,6 +87,46 @@ def is_prepared_dir(data_dir: str | Path) -> bool:
     return read_prepared_meta(data_dir) is not None
 
 
+def refuse_incomplete(data_dir: str | Path) -> None:
+    """A folder with prepare's shards but no meta.json is a prepare that never finished."""
+    p = Path(data_dir)
+    if p.is_dir() and not (p / "meta.json").exists() and (any(p.glob("set-*")) or any(p.glob("*_0*.bin"))):
+        raise TinyLLMError(
+            f"{p}: an incomplete `tinyllm prepare` output (shards but no meta.json: the prepare was interrupted); "
+            f"run the same `tinyllm prepare ... --out {p}` again to finish it"
+        )
+
+
+def crc32_file(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(CRC_BLOCK):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def check_shard(path: Path, name: str, meta: dict, dtype: np.dtype) -> None:
+    """Refuse a shard whose size or checksum contradicts meta.json, naming it."""
+    if not path.exists():
+        raise TinyLLMError(f"{path}: shard listed in meta.json is missing")
+    size = path.stat().st_size
+    want = meta.get("shard_checks", {}).get(name)
+    if want is None:  # written before checks were recorded: only whole ids can be verified
+        if size % dtype.itemsize:
+            raise TinyLLMError(f"{path}: size {size} is not a whole number of {dtype.name} ids (truncated?)")
+        return
+    if size != want["bytes"]:
+        raise TinyLLMError(
+            f"{path}: {size} bytes, but meta.json says {want['bytes']} (truncated or replaced?); "
+            f"run `tinyllm prepare` again"
+        )
+    if crc32_file(path) != want["crc32"]:
+        raise TinyLLMError(
+            f"{path}: its CRC-32 does not match meta.json (the shard was modified or is corrupt); "
+            f"run `tinyllm prepare` again"
+        )
+
+
 def load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str | Path | None = None):
     """-> (train TokenDataset, val TokenDataset, meta, tokenizer); the shards are memmapped."""
     from ..tokenizer import Tokenizer
@@ -85,23 +138,24 @@ def load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str
         raise TinyLLMError(f"{d}: not a folder written by `tinyllm prepare` (no meta.json listing shards)")
     if meta.get("version", VERSION) != VERSION:
         raise TinyLLMError(f"{d / 'meta.json'}: shard format version {meta.get('version')} is not supported")
-    tok = Tokenizer.load(tokenizer_path or d / meta.get("tokenizer", "tokenizer.txt"))
+    own = d / meta.get("tokenizer", "tokenizer.txt")
+    tok = Tokenizer.load(tokenizer_path or own)
     if meta.get("tokenizer_hash") and tokenizer_hash(tok) != meta["tokenizer_hash"]:
+        if tokenizer_path is None:
+            raise TinyLLMError(
+                f"{own}: not the tokenizer the shards in {d} were encoded with (the folder was "
+                f"changed after `tinyllm prepare`); run `tinyllm prepare` again"
+            )
         raise TinyLLMError(
-            f"--tokenizer {tokenizer_path}: not the tokenizer {d} was encoded with "
-            f"(use {d / meta.get('tokenizer', 'tokenizer.txt')} or leave --tokenizer out)"
+            f"--tokenizer {tokenizer_path}: not the tokenizer {d} was encoded with (leave --tokenizer out to use {own})"
         )
     dtype = np.dtype(meta.get("dtype", "uint16"))
     arrays = {}
     for split in ("train", "val"):
         arrays[split] = []
         for name in meta[f"{split}_shards"]:
-            f = d / name
-            if f.exists() and f.stat().st_size % dtype.itemsize:
-                raise TinyLLMError(
-                    f"{f}: size {f.stat().st_size} is not a whole number of {dtype.name} ids (truncated?)"
-                )
-            arrays[split].append(read_tokens(f, dtype))
+            check_shard(d / name, name, meta, dtype)
+            arrays[split].append(read_tokens(d / name, dtype))
     return (
         TokenDataset(arrays["train"], context_length, f"{d} (train shards)"),
         TokenDataset(arrays["val"], context_length, f"{d} (val shards)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -58,3 +59,18 @@ class Throughput:
         self.tokens_per_sec = self.steps * self.tokens_per_step / (now - self.t_last)
         self.t_last, self.steps = now, 0
         return True
+
+
+def progress_bar(total: int, initial: int, shown: bool):
+    """The training progress bar on stderr (tqdm), or a silent one."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="training",
+        unit="step",
+        file=sys.stderr,
+        disable=not shown,
+        dynamic_ncols=True,
+    )

@@ -14,6 +14,8 @@ def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> None:
 
     from ..io import atomic_open
 
+    if not Path(metrics_path).exists():  # stopped before the first evaluation
+        return
     rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
     if not rows:
         return

@@ -41,7 +41,7 @@ def find_start(run, out: Path, dist, log) -> StartPoint:
     cfg = run.train
     if cfg.resume:
         path = out / "latest.pt" if cfg.resume == "auto" else Path(cfg.resume)
-        state = TrainState.load(path) if path.exists() else None
+        state, path = load_intact(path, out, cfg.resume == "auto", log) if path.exists() else (None, path)
         # every rank must resume from the same step: with --out_dir on a disk only some nodes see, they would not
         seen = dist_utils.gather_objects(state.step if state else None, dist)
         if len(set(seen)) > 1:
@@ -62,6 +62,26 @@ def find_start(run, out: Path, dist, log) -> StartPoint:
         check_init(init, run, out)
         return StartPoint(None, Path(cfg.init_from), init)
     return StartPoint()
+
+
+def load_intact(path: Path, out: Path, fall_back: bool, log) -> tuple[TrainState, Path]:
+    """Read the checkpoint to resume. latest.pt is a hard link to the newest step checkpoint, so a
+    damaged one takes both with it: with --resume auto, fall back to the newest intact checkpoint in
+    OUT/checkpoints/ and say so; with an explicit path, say which older one is intact."""
+    try:
+        return TrainState.load(path), path
+    except TinyLLMError as e:
+        damage = str(e)
+    for older in sorted((out / "checkpoints").glob("step_*.pt"), reverse=True):
+        try:
+            state = TrainState.load(older)
+        except TinyLLMError:
+            continue
+        if not fall_back:
+            raise TinyLLMError(f"{damage}; {older} (step {state.step}) is intact: pass --resume {older}")
+        log(f"warning: {damage}; resuming from {older} (step {state.step}), the newest intact checkpoint")
+        return state, older
+    raise TinyLLMError(f"{damage}; no intact checkpoint in {out / 'checkpoints'} either")
 
 
 def check_resumed_model(state: TrainState, path: Path, run) -> None:
@@ -133,5 +153,33 @@ def restore_progress(start: StartPoint, run, dist, log) -> tuple[int, float]:
             f"size x grad_accumulation_steps) and seed {pos.seed}; now {parts} and {cfg.seed}: training "
             "continues, but not on the batches the first run would have seen"
         )
+    changed = changed_settings(state.train_config or {}, run.train)
+    if changed:
+        log(
+            f"note: resuming with settings that differ from the checkpoint's run: {', '.join(changed)} (checkpoint "
+            f"-> now; the new values apply from here on, and the loss may jump)"
+        )
     log(f"resuming from {start.path} at step {state.step}")
     return int(state.step), float(state.best_val_loss)
+
+
+# settings whose change on resume alters the optimisation (the loss can jump), worth a note
+OPTIMISATION = (
+    "max_lr",
+    "min_lr",
+    "warmup_iters",
+    "max_iters",
+    "weight_decay",
+    "grad_clip",
+    "batch_size",
+    "grad_accumulation_steps",
+    "seed",
+    "dtype",
+    "loss_on",
+)
+
+
+def changed_settings(saved: dict, now) -> list[str]:
+    return [
+        f"{k} {saved[k]!r} -> {getattr(now, k)!r}" for k in OPTIMISATION if k in saved and saved[k] != getattr(now, k)
+    ]

@@ -16,6 +16,22 @@ class StopRequest:
         self.signal_name = None
         self._old = {}
         self._log = log
+        self._cutting = False  # inside cut_short(): a signal abandons the block
+
+    @contextlib.contextmanager
+    def cut_short(self, what: str, enabled: bool = True, then=None):
+        """A block (an evaluation) that a signal abandons at once instead of waiting for it to end;
+        the caller goes on to save and stop. Single process only: under DDP every rank must reach the
+        same collectives, so there the block runs to its end. `then` runs after an abandoned block."""
+        self._cutting = enabled
+        try:
+            yield
+        except _Abandon:
+            self._log(f"{self.signal_name}: {what} abandoned")
+            if then is not None:
+                then()  # e.g. put the model back in training mode
+        finally:
+            self._cutting = False
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -28,7 +44,14 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
         signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
         self._log(f"\n{self.signal_name}: stopping after this step with a checkpoint (send it again to stop now)")
+        if self._cutting:
+            self._cutting = False
+            raise _Abandon
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+class _Abandon(Exception):
+    """Raised by the signal handler inside StopRequest.cut_short()."""

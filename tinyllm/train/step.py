@@ -5,9 +5,11 @@ The optimizer step itself is the caller's, after it has checked that the loss is
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 
+from ..errors import TinyLLMError
 from . import distributed as dist_utils
 from .batches import derive_seed, slice_batch
 from .schedule import lr_at
@@ -63,3 +65,18 @@ def set_lr(optimizer, step: int, cfg) -> float:
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
+
+
+def check_finite(loss: float, grad_norm: float, step: int, last_good, bar) -> None:
+    """Stop before the optimizer spreads a NaN/inf into the weights (and into a checkpoint);
+    last_good() names the checkpoint to go back to."""
+    bad = None
+    if not math.isfinite(loss):
+        bad = f"loss became {loss}"
+    elif not math.isfinite(grad_norm):
+        bad = f"gradient norm became {grad_norm}"
+    if bad:
+        bar.close()
+        raise TinyLLMError(
+            f"{bad} at step {step + 1}; stopped without applying it. Last good checkpoint: {last_good()}"
+        )

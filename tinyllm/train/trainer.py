@@ -10,27 +10,27 @@ that turns NaN or inf stops the run before the optimizer step, leaving the last 
 
 from __future__ import annotations
 
-import math
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from ..errors import TinyLLMError
+from ..io import owned_dir
 from ..model import ModelConfig, TinyLLM
 from . import distributed as dist_utils
 from . import resume
-from .checkpoint import DataPosition, TrainState, clean_stale_temp, keep_history, load_weights, rng_state
+from .checkpoint import clean_stale_temp, load_weights
+from .checkpointer import Checkpointer
 from .datasets import Datasets, build_datasets
 from .evaluate import estimate_loss_bpb
-from .metrics import MetricsLog, Throughput
+from .metrics import MetricsLog, Throughput, progress_bar
 from .mfu import mfu, peak_flops
 from .precision import autocast_setup
 from .run_config import RunConfig
 from .signals import StopRequest
-from .step import TrainStep, set_lr
+from .step import TrainStep, check_finite, set_lr
 
 
 @dataclass
@@ -76,8 +76,12 @@ class Trainer:
     def run(self) -> TrainResult:
         clean = False
         try:
-            with StopRequest(self.log) as stop:
-                result = self.train(self.setup(), stop)
+            # rank 0 owns --out_dir (checked, created, locked); a signal during setup stops at once,
+            # one during training finishes the step and saves
+            with owned_dir(self.out, "--out_dir", self.log) if self.main else contextlib.nullcontext():
+                s = self.setup()
+                with StopRequest(self.log) as stop:
+                    result = self.train(s, stop)
             clean = True
             return result
         finally:
@@ -87,7 +91,6 @@ class Trainer:
     def setup(self) -> Setup:
         run, cfg = self.run_config, self.cfg
         if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
             for f in clean_stale_temp(self.out):
                 self.log(f"removed {f}, left by an interrupted checkpoint write")
         start = resume.find_start(run, self.out, self.dist, self.log)
@@ -137,23 +140,16 @@ class Trainer:
         metrics = MetricsLog(self.out / "metrics.jsonl", self.main, s.first_step if s.start.resumed else None)
         meter = Throughput(s.train_step.tokens_per_step, self.device)
         result = TrainResult(self.out, s.first_step, best_val_loss=s.best_val_loss)
-        self.last_saved = s.first_step if s.start.resumed else None
-        bar = tqdm(
-            total=cfg.max_iters,
-            initial=s.first_step,
-            desc="training",
-            unit="step",
-            file=sys.stderr,
-            disable=not (self.main and cfg.progress),
-            dynamic_ncols=True,
-        )
+        self.checkpoints = Checkpointer(self.run_config, self.out, self.dist, s.first_step if s.start.resumed else None)
+        bar = progress_bar(cfg.max_iters, s.first_step, self.main and cfg.progress)
         step = s.first_step
         if step == 0:
-            self.evaluate(s, 0, None, set_lr(s.optimizer, 0, cfg), None, metrics, result, bar)
+            with stop.cut_short("the evaluation", not self.dist.enabled, s.model.train):
+                self.evaluate(s, 0, None, set_lr(s.optimizer, 0, cfg), None, metrics, result, bar)
         while step < cfg.max_iters:
             lr = set_lr(s.optimizer, step, cfg)
             loss, grad_norm, any_rank_stopped = s.train_step(step, stop.requested)
-            self.check_finite(loss, grad_norm, step, bar)
+            check_finite(loss, grad_norm, step, self.checkpoints.last_good, bar)
             s.optimizer.step()
             s.optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -164,13 +160,14 @@ class Trainer:
             bar.update(1)
             result.tokens_per_sec = meter.tokens_per_sec
             if evaluating:
-                self.evaluate(s, step, loss, lr, meter.tokens_per_sec, metrics, result, bar)
+                with stop.cut_short("the evaluation", not self.dist.enabled, s.model.train):
+                    self.evaluate(s, step, loss, lr, meter.tokens_per_sec, metrics, result, bar)
             saving = step % cfg.checkpoint_interval == 0 or step == cfg.max_iters
             # under DDP every rank acts on the reduced flag, so all stop at the same step; a single
             # process also sees a signal that came during this step's evaluation
             stopping = any_rank_stopped if self.dist.enabled else stop.requested
             if saving or stopping:
-                self.save_latest(s, step, result.best_val_loss)
+                self.checkpoints.save_latest(s, step, result.best_val_loss)
             if saving or evaluating:
                 meter.restart()  # evaluation and checkpoint time is not training throughput
             if stopping:
@@ -185,24 +182,6 @@ class Trainer:
         return self.finish(s, result)
 
     # ---- what the loop calls ---------------------------------------------------------------
-    def check_finite(self, loss: float, grad_norm: float, step: int, bar) -> None:
-        """Stop before the optimizer spreads a NaN/inf into the weights (and into a checkpoint)."""
-        bad = (
-            f"loss became {loss}"
-            if not math.isfinite(loss)
-            else f"gradient norm became {grad_norm}"
-            if not math.isfinite(grad_norm)
-            else None
-        )
-        if bad:
-            bar.close()
-            kept = (
-                f"{self.out / 'latest.pt'} (after step {self.last_saved})"
-                if self.last_saved is not None
-                else "none (no checkpoint written yet)"
-            )
-            raise TinyLLMError(f"{bad} at step {step + 1}; stopped without applying it. Last good checkpoint: {kept}")
-
     def show_progress(self, bar, s: Setup, loss: float, lr: float, tps: float) -> None:
         post = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tps:,.0f}"}
         peak = peak_flops(self.device, self.amp_dtype)
@@ -232,7 +211,7 @@ class Trainer:
             result.train_loss, result.val_loss = tl, vl
             if vl < result.best_val_loss:
                 result.best_val_loss = vl
-                self.state(s, step, vl, [rng_state()]).save(self.out / "best.pt")
+                self.checkpoints.save_best(s, step, vl)
             bar.write(f"step {step}: train loss {tl:.4f}, val loss {vl:.4f}", file=sys.stderr)
         dist_utils.barrier(self.dist)
 
@@ -247,37 +226,10 @@ class Trainer:
         )
         return tl, vl, vbpb
 
-    def state(self, s: Setup, step: int, best_val_loss: float, rngs: list) -> TrainState:
-        """The checkpoint of this run after `step` steps."""
-        cfg, world = self.cfg, self.dist.world_size
-        position = DataPosition(step, cfg.seed, s.train_step.parts, world, cfg.grad_accumulation_steps, cfg.batch_size)
-        return TrainState(
-            model=s.model.state_dict(),
-            model_config=s.model_config.to_dict(),
-            tokenizer=s.data.tokenizer.to_str(),
-            optimizer=s.optimizer.state_dict(),
-            model_request=self.run_config.model.to_dict(),
-            train_config=cfg.to_dict(),
-            step=step,
-            best_val_loss=best_val_loss,
-            data_position=position,
-            rng_per_rank=rngs,
-            is_qa=s.data.is_qa,
-        )
-
-    def save_latest(self, s: Setup, step: int, best_val_loss: float) -> None:
-        """OUT_DIR/latest.pt with every rank's RNGs (written by rank 0), and its copy in checkpoints/."""
-        rngs = dist_utils.gather_objects(rng_state(), self.dist)
-        if self.main:
-            self.state(s, step, best_val_loss, rngs).save(self.out / "latest.pt")
-            keep_history(self.out / "latest.pt", self.out / "checkpoints", step, self.cfg.keep_checkpoints)
-        self.last_saved = step
-        dist_utils.barrier(self.dist)
-
     def finish(self, s: Setup, result: TrainResult) -> TrainResult:
         """Rank 0: loss.png, the unigram-entropy yardstick, and what the CLI's sample needs."""
         if self.main:
-            if result.val_loss is None:  # resumed a finished run: nothing trained, so measure once
+            if result.val_loss is None and not result.stopped_early:  # resumed a finished run: measure once
                 result.train_loss, result.val_loss, _ = self.losses(s)
             from .plot import plot_metrics
 
