@@ -39,12 +39,15 @@ MIXED = (
     + "x\t\ttabs\n\n\n   indented <PAD><UNK> and <EOS<BOS>> done"
 )
 # the pieces of the tokenizer tests' hypothesis text (test_tokenizer_native.TRICKY), lone surrogates
-# left out: a Hugging Face tokenizer takes Rust strings, which cannot hold them
+# left out: a Hugging Face tokenizer takes Rust strings, which cannot hold them. Random characters
+# are those assigned in Python's Unicode tables (3.11: Unicode 14): letters assigned since then are
+# letters to the `regex` module's newer tables, which our splitter follows, but not to HF's Oniguruma
+# (found: U+323B0, CJK Extension, then "'s"), so such text splits differently there.
 PIECES = list("aZsStTdDmMlLvVeErR'’ 0123456789.,;:!?-_()<>/\\\"#\t\n\r\x0b\x0c") + [
     *"\u017f\u00a0\u1680\u2000\u2028\u2029\u202f\u3000\x85\x1céßǅ中文ア한жωאعकि\u0301\u200d٣²Ⅻ½😀👍🏽\U0001f1eb\ufffd\x00\uffff",
     *("<EOS>", "<BOS>", "<PAD", "UNK>", "'s", "'LL", "'Ve", "\r\n", "  ", "\n\n", "123456", "2024", "1234", " " * 17),
 ]
-no_surrogates = st.characters(blacklist_categories=("Cs",))
+no_surrogates = st.characters(blacklist_categories=("Cs", "Cn"))
 mixed_text = st.lists(st.one_of(st.sampled_from(PIECES), no_surrogates), max_size=40).map("".join)
 
 # (pos_emb, activation, bias) -> the architecture it exports as
