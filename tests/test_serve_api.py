@@ -297,6 +297,7 @@ def test_disconnect_mid_stream_frees_the_slot(ckpt):
             assert s.health()["free_slots"] == 0
         h = s.wait_idle()
         assert h["free_slots"] == 1 and h["running"] == 0
+        assert h["cancelled"] == 1, "the abandoned stream ran on instead of leaving its slot"
         r = httpx.post(s.api + "/completions", json={**body, "stream": False, "max_tokens": 3}, timeout=30)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
         assert s.health()["free_slots"] == 1
@@ -307,11 +308,11 @@ def test_disconnect_mid_stream_frees_the_slot(ckpt):
 def test_full_queue_is_429_with_retry_after(ckpt):
     s = ServeProcess(ckpt, "--max_batch", "1", "--max_queue", "1")
     try:
-        body = {"model": MODEL, "prompt": "The", "max_tokens": 100, "temperature": 0}
+        body = {"model": MODEL, "prompt": "The", "max_tokens": 120, "temperature": 0}
 
         async def main():
             async with httpx.AsyncClient(timeout=60) as c:
-                return await asyncio.gather(*(c.post(s.api + "/completions", json=body) for _ in range(6)))
+                return await asyncio.gather(*(c.post(s.api + "/completions", json=body) for _ in range(12)))
 
         rs = asyncio.run(main())
         codes = sorted(r.status_code for r in rs)

@@ -153,7 +153,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
         meta = {"id": rid, "created": int(time.time()), "model": model_id}
         if req.stream:
             return StreamingResponse(
-                stream(jobs, events, meta, chat, req.include_usage, prompt_tokens),
+                stream(request, jobs, events, meta, chat, req.include_usage, prompt_tokens),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -192,8 +192,15 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
         ]
         return {**meta, "object": "text_completion", "choices": choices, "usage": usage}
 
-    async def stream(jobs, events, meta, chat, include_usage, prompt_tokens):
+    async def watch_disconnect(request: Request, jobs: list[Job]) -> None:
+        """Cancel the jobs the moment the client hangs up: a failed write would notice only later."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        engine.cancel([j for j in jobs if not j.done])
+
+    async def stream(request, jobs, events, meta, chat, include_usage, prompt_tokens):
         obj = "chat.completion.chunk" if chat else "text_completion"
+        watcher = asyncio.create_task(watch_disconnect(request, jobs))
 
         def chunk(index, text=None, finish=None, role=False):
             if chat:
@@ -231,6 +238,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
                 yield sse({**meta, "object": obj, "choices": [], "usage": usage})
             yield "data: [DONE]\n\n"
         finally:  # the client went away (or we are done): whatever still runs gives its slot back
+            watcher.cancel()
             engine.cancel([j for j in jobs if not j.done])
 
     return app

@@ -79,6 +79,7 @@ class Engine:
         self.stopping = False
         self.steps = 0
         self.peak_batch = 0  # most rows seen in one decode step
+        self.cancelled = 0  # jobs that left before their end (a client went away)
         self.thread = threading.Thread(target=self._loop, name="tinyllm-scheduler", daemon=True)
 
     # --- called from the server's threads --------------------------------------------------------
@@ -118,6 +119,7 @@ class Engine:
                 "max_batch": self.max_batch,
                 "steps": self.steps,
                 "peak_batch": self.peak_batch,
+                "cancelled": self.cancelled,
             }
 
     # --- the scheduler thread ---------------------------------------------------------------------
@@ -131,6 +133,7 @@ class Engine:
                     break
                 for job in [j for j in self.waiting if j.cancelled]:  # gone before it got a slot
                     self.waiting.remove(job)
+                    self.cancelled += 1
                     job.emit(("done", "cancelled", 0))
                 admit = []
                 while self.waiting and len(admit) < len(self.slots.free):
@@ -204,7 +207,9 @@ class Engine:
         if error is not None:
             job.emit(("error", error))
             return
-        if reason != "cancelled":
+        if reason == "cancelled":
+            self.cancelled += 1
+        else:
             tail = job.text.finish()
             if tail:
                 job.emit(("text", tail))
