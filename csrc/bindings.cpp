@@ -1,11 +1,15 @@
 // pybind11 layer: tinyllm._bpe. Thin on purpose - argument conversion here (with the
 // GIL), all real work in bpe_train.cpp / bpe_encode.cpp with the GIL released.
 // The Python API, its checks and its messages live in tinyllm/tokenizer/native.py.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <condition_variable>
+#include <exception>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -46,6 +50,22 @@ std::string_view utf8_of(PyObject* obj, std::string& storage) {
     throw py::type_error(std::string("expected str or bytes, got ") + Py_TYPE(obj)->tp_name);
 }
 
+// A str of a batch as the encoder reads it without the GIL: ASCII (and bytes) as UTF-8 in
+// place; any other str as its code units, which the worker turns into UTF-8 (so the caller
+// does no per-character work while it holds the GIL). The object must outlive the batch.
+Encoder::BatchText batch_text(PyObject* obj) {
+    if (PyUnicode_Check(obj)) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(obj) < 0) throw py::error_already_set();
+#endif
+        const size_t n = size_t(PyUnicode_GET_LENGTH(obj));
+        if (PyUnicode_IS_ASCII(obj)) return {PyUnicode_DATA(obj), n, 0};
+        return {PyUnicode_DATA(obj), n, int(PyUnicode_KIND(obj))};
+    }
+    if (PyBytes_Check(obj)) return {PyBytes_AS_STRING(obj), size_t(PyBytes_GET_SIZE(obj)), 0};
+    throw py::type_error(std::string("expected str or bytes, got ") + Py_TYPE(obj)->tp_name);
+}
+
 // Python ints for every id, made once: building a 25M-element list then costs an
 // INCREF per element instead of an allocation.
 class IntCache {
@@ -54,10 +74,11 @@ class IntCache {
         ints_.reserve(n);
         for (size_t i = 0; i < n; ++i) ints_.push_back(py::int_(i));
     }
-    py::list to_list(const std::vector<uint32_t>& ids) const {
-        PyObject* list = PyList_New(Py_ssize_t(ids.size()));
+    py::list to_list(const std::vector<uint32_t>& ids) const { return to_list(ids.data(), ids.size()); }
+    py::list to_list(const uint32_t* ids, size_t n) const {
+        PyObject* list = PyList_New(Py_ssize_t(n));
         if (!list) throw py::error_already_set();
-        for (size_t i = 0; i < ids.size(); ++i) {
+        for (size_t i = 0; i < n; ++i) {
             PyObject* o = ints_[ids[i]].ptr();
             Py_INCREF(o);
             PyList_SET_ITEM(list, Py_ssize_t(i), o);
@@ -101,26 +122,77 @@ class PyEncoder {
         return ints_.to_list(ids);
     }
 
+    // -> one list of ids per text. Reading the texts, UTF-8 and encoding run without the GIL;
+    // only the lists are made with it (an INCREF per id from the int cache). With num_threads
+    // > 1 the encoders run on their own threads and this thread builds the lists of each
+    // finished block meanwhile (blocks finish roughly in order), so the lists cost no time
+    // after the last block. The cyclic GC is paused while they are built: lists of ints hold
+    // no cycles, and a collection every 700 new lists would rescan all of them.
     py::list encode_batch(py::sequence texts, unsigned allowed, int num_threads) const {
-        const size_t n = texts.size();
-        std::vector<py::object> keep(n);  // hold the strs: their UTF-8 is read without the GIL
-        std::vector<std::string> storage(n);
-        std::vector<std::string_view> views(n);
-        for (size_t i = 0; i < n; ++i) {
-            keep[i] = texts[i];
-            views[i] = utf8_of(keep[i].ptr(), storage[i]);
+        std::vector<py::object> keep;
+        const std::vector<Encoder::BatchText> refs = batch_texts(texts, keep);
+        Encoder::Batch batch = Encoder::plan_batch(refs);
+        const size_t n_blocks = batch.ids.size();
+        py::list result = py::reinterpret_steal<py::list>(PyList_New(Py_ssize_t(refs.size())));
+        if (!result) throw py::error_already_set();
+        GcPause pause;
+        auto to_lists = [&](size_t b) {
+            const uint32_t* ids = batch.ids[b].data();
+            for (size_t k = 0; k < batch.lengths[b].size(); ++k) {
+                PyList_SET_ITEM(result.ptr(), Py_ssize_t(batch.first[b] + k), to_list_steal(ids, batch.lengths[b][k]));
+                ids += batch.lengths[b][k];
+            }
+            std::vector<uint32_t>().swap(batch.ids[b]);
+        };
+        if (num_threads <= 1 || n_blocks <= 1) {  // one thread: encode, then build the lists
+            {
+                py::gil_scoped_release release;
+                enc_.run_batch(batch, refs, allowed, 1);
+            }
+            for (size_t b = 0; b < n_blocks; ++b) to_lists(b);
+            return result;
         }
-        std::vector<std::vector<uint32_t>> ids;
+        BlockQueue done(n_blocks);
+        std::thread runner([&] {
+            try {
+                enc_.run_batch(batch, refs, allowed, num_threads, [&](size_t b) { done.mark(b); });
+            } catch (...) {
+                done.fail(std::current_exception());
+            }
+            done.finish();
+        });
+        struct Join {  // the runner reads this frame: join it (without the GIL) however we leave
+            std::thread& t;
+            ~Join() {
+                py::gil_scoped_release release;
+                t.join();
+            }
+        } join{runner};
+        for (size_t b = 0; b < n_blocks; ++b) {
+            if (!done.ready(b)) {
+                py::gil_scoped_release release;
+                done.wait(b);
+            }
+            done.rethrow();
+            to_lists(b);
+        }
+        return result;
+    }
+
+    // -> (ids uint32 array, offsets int64 array of len(texts) + 1): text i is
+    // ids[offsets[i]:offsets[i+1]]. No Python object per text or per id.
+    py::tuple encode_batch_flat(py::sequence texts, unsigned allowed, int num_threads) const {
+        std::vector<py::object> keep;
+        const Encoder::Batch batch = run_batch(texts, allowed, num_threads, keep);
+        py::array_t<uint32_t> ids(py::ssize_t(batch.total()));
+        py::array_t<int64_t> offsets(py::ssize_t(keep.size() + 1));
+        uint32_t* ip = ids.mutable_data();
+        int64_t* op = offsets.mutable_data();
         {
             py::gil_scoped_release release;
-            ids = enc_.encode_batch(views, allowed, num_threads);
+            Encoder::flatten(batch, ip, op, num_threads);
         }
-        py::list out(n);
-        for (size_t i = 0; i < n; ++i) {
-            out[i] = ints_.to_list(ids[i]);
-            std::vector<uint32_t>().swap(ids[i]);
-        }
-        return out;
+        return py::make_tuple(ids, offsets);
     }
 
     py::bytes decode_bytes(const std::vector<uint32_t>& ids) const {
@@ -135,6 +207,78 @@ class PyEncoder {
     size_t vocab_size() const { return enc_.vocab_size(); }
 
   private:
+    // Pauses the cyclic GC for a scope (restores it only if it was on).
+    struct GcPause {
+#if PY_VERSION_HEX >= 0x030A0000
+        int was = PyGC_Disable();
+        ~GcPause() {
+            if (was) PyGC_Enable();
+        }
+#endif
+    };
+
+    // Which blocks of a batch are finished: set by the encoders, waited on by the list builder.
+    class BlockQueue {
+      public:
+        explicit BlockQueue(size_t n) : done_(n, 0) {}
+        void mark(size_t b) {
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                done_[b] = 1;
+            }
+            cv_.notify_one();
+        }
+        void fail(std::exception_ptr e) {
+            std::lock_guard<std::mutex> lock(mu_);
+            error_ = e;
+        }
+        void finish() {
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                finished_ = true;
+            }
+            cv_.notify_one();
+        }
+        bool ready(size_t b) {
+            std::lock_guard<std::mutex> lock(mu_);
+            return done_[b] || error_;
+        }
+        void wait(size_t b) {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [&] { return done_[b] || finished_; });
+        }
+        void rethrow() {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (error_) std::rethrow_exception(error_);
+        }
+
+      private:
+        std::mutex mu_;
+        std::condition_variable cv_;
+        std::vector<char> done_;
+        bool finished_ = false;
+        std::exception_ptr error_;
+    };
+
+    std::vector<Encoder::BatchText> batch_texts(py::sequence texts, std::vector<py::object>& keep) const {
+        const size_t n = texts.size();
+        keep.resize(n);  // hold the strs: their storage is read without the GIL
+        std::vector<Encoder::BatchText> refs(n);
+        for (size_t i = 0; i < n; ++i) {
+            keep[i] = texts[i];
+            refs[i] = batch_text(keep[i].ptr());
+        }
+        return refs;
+    }
+
+    Encoder::Batch run_batch(py::sequence texts, unsigned allowed, int num_threads,
+                             std::vector<py::object>& keep) const {
+        const std::vector<Encoder::BatchText> refs = batch_texts(texts, keep);
+        py::gil_scoped_release release;
+        return enc_.encode_batch(refs, allowed, num_threads);
+    }
+    PyObject* to_list_steal(const uint32_t* ids, size_t n) const { return ints_.to_list(ids, n).release().ptr(); }
+
     Encoder enc_;
     IntCache ints_;
     mutable std::mutex cache_mu_;  // guards cache_ (encode runs without the GIL)
@@ -145,7 +289,7 @@ class PyTrainer {
   public:
     PyTrainer(const std::string& pattern, int num_threads) : trainer_(parse_pattern(pattern), num_threads) {}
 
-    void add_texts(py::sequence texts) {
+    void add_texts(py::sequence texts, bool wait) {
         // as in encode_batch: hold the strs, read their UTF-8 without the GIL (the
         // trainer copies each text once, into its work chunks)
         const size_t n = texts.size();
@@ -157,7 +301,7 @@ class PyTrainer {
             views[i] = utf8_of(keep[i].ptr(), storage[i]);
         }
         py::gil_scoped_release release;
-        trainer_.add_texts(views);
+        trainer_.add_texts(views, wait);
     }
 
     py::tuple add_file(const std::string& path) {
@@ -166,6 +310,22 @@ class PyTrainer {
             py::gil_scoped_release release;
             st = trainer_.add_file(path);
         }
+        return py::make_tuple(st.bytes, st.replaced);
+    }
+
+    // Feed a stream's next UTF-8 bytes (any buffer: bytes, memoryview, a pyarrow Buffer; read
+    // in place without the GIL). final=true ends the stream -> (bytes fed, invalid UTF-8
+    // sequences replaced); before that -> None. One stream at a time.
+    py::object add_bytes(py::buffer data, bool final) {
+        const py::buffer_info info = data.request();
+        const size_t n = size_t(info.size) * size_t(info.itemsize);
+        {
+            py::gil_scoped_release release;
+            trainer_.feed(stream_, static_cast<const char*>(info.ptr), n, final);
+        }
+        if (!final) return py::none();
+        const Trainer::FileStats st = stream_.stats;
+        stream_ = Trainer::Stream();
         return py::make_tuple(st.bytes, st.replaced);
     }
 
@@ -194,6 +354,7 @@ class PyTrainer {
 
   private:
     Trainer trainer_;
+    Trainer::Stream stream_;  // add_bytes's stream
 };
 
 }  // namespace
@@ -259,13 +420,16 @@ PYBIND11_MODULE(_bpe, m) {
         .def(py::init<const std::vector<Merge>&, const std::string&>(), py::arg("merges"), py::arg("pattern"))
         .def("encode", &PyEncoder::encode, py::arg("text"), py::arg("allowed"))
         .def("encode_batch", &PyEncoder::encode_batch, py::arg("texts"), py::arg("allowed"), py::arg("num_threads"))
+        .def("encode_batch_flat", &PyEncoder::encode_batch_flat, py::arg("texts"), py::arg("allowed"),
+             py::arg("num_threads"))
         .def("decode_bytes", &PyEncoder::decode_bytes, py::arg("ids"))
         .def_property_readonly("vocab_size", &PyEncoder::vocab_size);
 
     py::class_<PyTrainer>(m, "Trainer")
         .def(py::init<const std::string&, int>(), py::arg("pattern"), py::arg("num_threads"))
-        .def("add_texts", &PyTrainer::add_texts, py::arg("texts"))
+        .def("add_texts", &PyTrainer::add_texts, py::arg("texts"), py::arg("wait") = true)
         .def("add_file", &PyTrainer::add_file, py::arg("path"))
+        .def("add_bytes", &PyTrainer::add_bytes, py::arg("data"), py::arg("final") = false)
         .def("train", &PyTrainer::train, py::arg("n_merges"))
         .def("pretoken_counts", &PyTrainer::pretoken_counts)
         .def("num_pretokens", &PyTrainer::num_pretokens)

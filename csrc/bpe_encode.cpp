@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
+#include <mutex>
 #include <queue>
 #include <stdexcept>
 #include <thread>
 
 #include "specials.h"
+#include "utf8.h"
 
 namespace tinyllm {
 
@@ -144,24 +147,107 @@ void Encoder::encode(const uint8_t* s, size_t n, unsigned allowed, std::vector<u
         [&](uint32_t id) { out.push_back(id); });
 }
 
-std::vector<std::vector<uint32_t>> Encoder::encode_batch(const std::vector<std::string_view>& texts, unsigned allowed,
-                                                         int num_threads) const {
-    std::vector<std::vector<uint32_t>> results(texts.size());
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-        Cache cache;
-        for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < texts.size();) {
-            const auto* s = reinterpret_cast<const uint8_t*>(texts[i].data());
-            results[i].reserve(texts[i].size() / 4 + 1);
-            encode(s, texts[i].size(), allowed, results[i], cache);
+namespace {
+
+constexpr size_t kBlockBytes = 64 << 10;  // texts per scheduling unit: ~1 ms of work
+constexpr size_t kBlockTexts = 1024;
+
+// Run work(thread index) on `threads` threads, the calling one included.
+template <class F>
+void run_on_threads(size_t threads, F&& work) {
+    std::vector<std::thread> pool;
+    std::exception_ptr error;
+    std::mutex mu;
+    auto guarded = [&](size_t t) {
+        try {
+            work(t);
+        } catch (...) {  // bad_alloc in a worker: rethrown on the calling thread
+            std::lock_guard<std::mutex> lock(mu);
+            if (!error) error = std::current_exception();
         }
     };
-    const size_t threads = std::min<size_t>(std::max(1, num_threads), texts.size());
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();  // the calling thread works too
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(guarded, t);
+    guarded(0);
     for (auto& t : pool) t.join();
-    return results;
+    if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+size_t Encoder::Batch::total() const {
+    size_t n = 0;
+    for (const auto& b : ids) n += b.size();
+    return n;
+}
+
+Encoder::Batch Encoder::plan_batch(const std::vector<BatchText>& texts) {
+    Batch batch;
+    for (size_t i = 0, bytes = 0; i < texts.size(); ++i) {
+        if (batch.first.empty() || bytes >= kBlockBytes || i - batch.first.back() >= kBlockTexts) {
+            batch.first.push_back(i);
+            bytes = 0;
+        }
+        bytes += texts[i].size * size_t(texts[i].width ? texts[i].width : 1);
+    }
+    const size_t n_blocks = batch.first.size();
+    batch.first.push_back(texts.size());
+    batch.ids.resize(n_blocks);
+    batch.lengths.resize(n_blocks);
+    return batch;
+}
+
+void Encoder::run_batch(Batch& batch, const std::vector<BatchText>& texts, unsigned allowed, int num_threads,
+                        const std::function<void(size_t)>& block_done) const {
+    const size_t n_blocks = batch.ids.size();
+    std::atomic<size_t> next{0};
+    const size_t threads = std::min<size_t>(std::max(1, num_threads), std::max<size_t>(1, n_blocks));
+    run_on_threads(threads, [&](size_t) {
+        Cache cache;
+        std::string utf8;
+        for (size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < n_blocks;) {
+            std::vector<uint32_t> ids, lengths;  // this block's, moved into the batch once at the end
+            ids.reserve(kBlockBytes / 3);
+            for (size_t i = batch.first[b]; i < batch.first[b + 1]; ++i) {
+                const BatchText& t = texts[i];
+                const uint8_t* s = static_cast<const uint8_t*>(t.data);
+                size_t n = t.size;
+                if (t.width) {  // a str that is not ASCII: its UTF-8, made here without the GIL
+                    utf8_of_units(t.data, t.size, t.width, utf8);
+                    s = reinterpret_cast<const uint8_t*>(utf8.data());
+                    n = utf8.size();
+                }
+                const size_t before = ids.size();
+                encode(s, n, allowed, ids, cache);
+                lengths.push_back(uint32_t(ids.size() - before));
+            }
+            batch.ids[b] = std::move(ids);
+            batch.lengths[b] = std::move(lengths);
+            if (block_done) block_done(b);
+        }
+    });
+}
+
+Encoder::Batch Encoder::encode_batch(const std::vector<BatchText>& texts, unsigned allowed, int num_threads) const {
+    Batch batch = plan_batch(texts);
+    run_batch(batch, texts, allowed, num_threads);
+    return batch;
+}
+
+void Encoder::flatten(const Batch& batch, uint32_t* ids, int64_t* offsets, int num_threads) {
+    const size_t n_blocks = batch.ids.size();
+    std::vector<int64_t> start(n_blocks + 1, 0);  // where each block's ids go
+    for (size_t b = 0; b < n_blocks; ++b) start[b + 1] = start[b] + int64_t(batch.ids[b].size());
+    offsets[0] = 0;
+    for (size_t b = 0; b < n_blocks; ++b) {
+        int64_t at = start[b];
+        for (size_t k = 0; k < batch.lengths[b].size(); ++k) offsets[batch.first[b] + k + 1] = at += batch.lengths[b][k];
+    }
+    std::atomic<size_t> next{0};
+    const size_t threads = std::min<size_t>(std::max(1, num_threads), std::max<size_t>(1, n_blocks));
+    run_on_threads(threads, [&](size_t) {
+        for (size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < n_blocks;)
+            std::copy(batch.ids[b].begin(), batch.ids[b].end(), ids + start[b]);
+    });
 }
 
 std::string Encoder::decode(const uint32_t* ids, size_t n) const {

@@ -4,6 +4,7 @@
 // ties) until no adjacent pair joins into a token.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,10 +31,37 @@ class Encoder {
     // recognised in the text; other special names are ordinary text.
     void encode(const uint8_t* s, size_t n, unsigned allowed, std::vector<uint32_t>& out, Cache& cache) const;
 
-    // Encode many texts on up to num_threads threads (dynamic scheduling: big and small
-    // documents mix well).
-    std::vector<std::vector<uint32_t>> encode_batch(const std::vector<std::string_view>& texts, unsigned allowed,
-                                                    int num_threads) const;
+    // One text of a batch: UTF-8 bytes (width 0), or code units of width 1, 2 or 4 bytes
+    // (CPython's str storage) that the worker turns into UTF-8 itself, so that the caller,
+    // who holds the GIL, does no per-character work.
+    struct BatchText {
+        const void* data;
+        size_t size;  // bytes (width 0) or code units
+        int width;
+    };
+    // A batch's ids, in blocks of consecutive texts: block b holds texts [first[b], first[b+1])
+    // back to back in ids[b], text k's length in lengths[b][k - first[b]]. Each block is one
+    // worker's output, written once: no two threads write the same cache line per id.
+    struct Batch {
+        std::vector<size_t> first;
+        std::vector<std::vector<uint32_t>> ids, lengths;
+        size_t total() const;
+    };
+
+    // Encode many texts on up to num_threads threads. Texts are grouped into blocks of about
+    // kBlockBytes that the threads take in turn, lowest first (dynamic scheduling: big and
+    // small documents mix well); each thread keeps one memo for all its blocks.
+    Batch encode_batch(const std::vector<BatchText>& texts, unsigned allowed, int num_threads) const;
+    // The same in two steps: plan_batch cuts the texts into blocks, run_batch encodes them and
+    // calls block_done(b) (from the worker, no lock held) as each block b is stored, so that a
+    // consumer can take finished blocks while later ones are still being encoded.
+    static Batch plan_batch(const std::vector<BatchText>& texts);
+    void run_batch(Batch& batch, const std::vector<BatchText>& texts, unsigned allowed, int num_threads,
+                   const std::function<void(size_t)>& block_done = {}) const;
+
+    // The batch's ids in one array, and offsets (n + 1) such that text i is ids[offsets[i],
+    // offsets[i+1]); blocks are copied in parallel on num_threads threads.
+    static void flatten(const Batch& batch, uint32_t* ids, int64_t* offsets, int num_threads);
 
     // Bytes of the ids (special ids give their names); throws std::out_of_range.
     std::string decode(const uint32_t* ids, size_t n) const;

@@ -25,13 +25,6 @@ size_t next_safe_cut(const uint8_t* s, size_t n, size_t from) {
     return n;
 }
 
-// Last safe cut in s[from..n), or 0 (the bytes before `from` were searched already).
-size_t last_safe_cut_from(const uint8_t* s, size_t n, size_t from) {
-    from = from > 4 ? from - 4 : 0;  // the letter before a cut may straddle the old edge
-    const size_t p = last_safe_cut(s + from, n - from);
-    return p ? from + p : 0;
-}
-
 }  // namespace
 
 Trainer::Trainer(Pattern pattern, int num_threads) : pattern_(pattern) {
@@ -115,7 +108,7 @@ void Trainer::count_chunk(const Chunk& chunk, BytesMap<int64_t>& counts) const {
     }
 }
 
-void Trainer::add_texts(const std::vector<std::string_view>& texts) {
+void Trainer::add_texts(const std::vector<std::string_view>& texts, bool wait) {
     Chunk chunk;
     auto flush = [&] {
         if (!chunk.ends.empty()) submit(std::move(chunk));
@@ -141,53 +134,70 @@ void Trainer::add_texts(const std::vector<std::string_view>& texts) {
         if (chunk.data.size() >= kChunkBytes) flush();
     }
     flush();
-    wait_idle();
+    if (wait) wait_idle();
 }
 
 Trainer::FileStats Trainer::add_file(const std::string& path) {
-    FileStats stats;
     FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw std::runtime_error("cannot read corpus file " + path + ": " + std::strerror(errno));
     std::vector<char> block(kChunkBytes);
-    std::string pending;  // raw bytes not yet repaired: an incomplete UTF-8 sequence
-    std::string text;     // repaired text after the last cut, not yet submitted
-    size_t searched = 0;  // text[0..searched) holds no safe cut
+    Stream stream;
     try {
         while (true) {
             const size_t got = std::fread(block.data(), 1, block.size(), f);
             if (got < block.size() && std::ferror(f))
                 throw std::runtime_error("cannot read corpus file " + path + ": " + std::strerror(errno));
             const bool eof = got < block.size();
-            stats.bytes += got;
-            bytes_read_.fetch_add(got, std::memory_order_relaxed);
-            repair_utf8_block(pending, block.data(), got, eof, text, stats.replaced);
+            feed(stream, block.data(), got, eof);
             if (eof) break;
-            if (text.size() < kChunkBytes) continue;
-            const size_t cut = last_safe_cut_from(reinterpret_cast<const uint8_t*>(text.data()), text.size(), searched);
-            if (!cut) {
-                searched = text.size();
-                continue;
-            }
-            Chunk chunk;
-            chunk.data.assign(text, 0, cut);
-            chunk.ends.push_back(cut);
-            text.erase(0, cut);
-            searched = 0;
-            submit(std::move(chunk));
         }
     } catch (...) {
         std::fclose(f);
         throw;
     }
     std::fclose(f);
-    if (!text.empty()) {
+    wait_idle();
+    return stream.stats;
+}
+
+void Trainer::feed(Stream& st, const char* data, size_t n, bool final) {
+    st.stats.bytes += n;
+    bytes_read_.fetch_add(n, std::memory_order_relaxed);
+    repair_utf8_block(st.pending, data, n, final, st.text, st.stats.replaced);
+    const uint8_t* s = reinterpret_cast<const uint8_t*>(st.text.data());
+    const size_t size = st.text.size();
+    size_t pos = 0;
+    // submit chunks of about kChunkBytes, each ending at a safe cut, while over two chunks' worth
+    // is held (one stays back: the next feed may extend its last pre-token)
+    while (size - pos >= 2 * kChunkBytes) {
+        size_t cut = last_safe_cut(s + pos, kChunkBytes);
+        if (cut) {
+            cut += pos;
+        } else {  // no cut in the next chunk's worth: the first one after it, if any yet
+            cut = next_safe_cut(s, size, std::max(pos + kChunkBytes, st.searched));
+            if (cut >= size) {
+                st.searched = size;
+                break;
+            }
+        }
         Chunk chunk;
-        chunk.ends.push_back(text.size());
-        chunk.data = std::move(text);
+        chunk.data.assign(st.text, pos, cut - pos);
+        chunk.ends.push_back(chunk.data.size());
+        submit(std::move(chunk));
+        pos = cut;
+    }
+    if (pos) {
+        st.text.erase(0, pos);
+        st.searched = st.searched > pos ? st.searched - pos : 0;
+    }
+    if (final && !st.text.empty()) {
+        Chunk chunk;
+        chunk.ends.push_back(st.text.size());
+        chunk.data = std::move(st.text);
+        st.text.clear();
+        st.searched = 0;
         submit(std::move(chunk));
     }
-    wait_idle();
-    return stats;
 }
 
 BytesMap<int64_t>& Trainer::merged_counts() {

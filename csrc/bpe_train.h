@@ -31,8 +31,10 @@ class Trainer {
     Trainer& operator=(const Trainer&) = delete;
 
     // Count the pre-tokens of in-memory texts (UTF-8; each text is its own document).
-    // The texts are copied into work chunks; they need to live only for the call.
-    void add_texts(const std::vector<std::string_view>& texts);
+    // The texts are copied into work chunks; they need to live only for the call. With
+    // wait=false the call returns once its chunks are queued (the bounded queue still holds
+    // the caller back), so a reader can parse the next texts while the workers count these.
+    void add_texts(const std::vector<std::string_view>& texts, bool wait = true);
 
     struct FileStats {
         uint64_t bytes = 0;     // bytes read
@@ -40,6 +42,18 @@ class Trainer {
     };
     // Stream a file; throws std::runtime_error("cannot read corpus file ...") on I/O errors.
     FileStats add_file(const std::string& path);
+
+    // A byte stream fed in pieces (add_file's reader, or a caller's: decompressed text,
+    // Parquet values): invalid UTF-8 repaired and counted, cut at safe cuts into chunks.
+    struct Stream {
+        std::string pending;  // raw bytes not yet repaired: an incomplete UTF-8 sequence
+        std::string text;     // repaired text after the last cut, not yet submitted
+        size_t searched = 0;  // text[0..searched) holds no safe cut
+        FileStats stats;
+    };
+    // Feed data[0..n) to the stream; final = the stream ends here (what is held is submitted).
+    // Returns once the chunks are queued: the caller may read on while the workers count.
+    void feed(Stream& stream, const char* data, size_t n, bool final);
 
     // Learn up to n_merges merges from everything added so far (left id, right id).
     // Consumes the counts: call it once, after the last add_*.

@@ -110,4 +110,33 @@ inline void repair_utf8_block(std::string& pending, const char* data, size_t n, 
     pending.erase(0, used);
 }
 
+// UTF-8 of n code units of `width` bytes (1, 2 or 4: CPython's str storage) into out
+// (replaced). A lone surrogate is written as its 3-byte form, as "surrogatepass" does, so
+// this equals str.encode("utf-8", "surrogatepass"). Needs no Python: batch workers run it
+// without the GIL.
+inline void utf8_of_units(const void* data, size_t n, int width, std::string& out) {
+    out.clear();
+    out.reserve(n * size_t(width == 1 ? 2 : width == 2 ? 3 : 4));
+    for (size_t i = 0; i < n; ++i) {
+        const uint32_t c = width == 1   ? static_cast<const uint8_t*>(data)[i]
+                           : width == 2 ? static_cast<const uint16_t*>(data)[i]
+                                        : static_cast<const uint32_t*>(data)[i];
+        if (c < 0x80) {
+            out.push_back(static_cast<char>(c));
+        } else if (c < 0x800) {
+            out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+            out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+        } else if (c < 0x10000) {
+            out.push_back(static_cast<char>(0xE0 | (c >> 12)));
+            out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+            out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+        } else {
+            out.push_back(static_cast<char>(0xF0 | (c >> 18)));
+            out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+            out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+            out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+        }
+    }
+}
+
 }  // namespace tinyllm

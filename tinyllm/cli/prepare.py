@@ -6,9 +6,11 @@ import sys
 
 
 def cmd_prepare(args) -> int:
+    from ..data.formats import ReadOptions
     from ..data.prepare import prepare
 
-    meta = prepare(args.data, args.tokenizer, args.out, args.shard_tokens, args.num_workers, args.progress)
+    options = ReadOptions(args.text_field, args.bad_records)
+    meta = prepare(args.data, args.tokenizer, args.out, args.shard_tokens, args.num_workers, args.progress, options)
     secs = meta["seconds"]
     n = meta["train_tokens"] + meta["val_tokens"]
     print(
@@ -18,6 +20,22 @@ def cmd_prepare(args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def add_corpus_format_flags(p) -> None:
+    """--text_field and --bad_records: how JSON Lines / Parquet corpora are read (data/formats.py)."""
+    p.add_argument(
+        "--text_field",
+        default="text",
+        help="the JSON Lines field / Parquet column holding each record's text (default: text)",
+    )
+    p.add_argument(
+        "--bad_records",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a JSON Lines line that is not JSON or lacks the field, or a null Parquet value: "
+        "'fail' stops naming file, line and field (default); 'skip' skips it and warns with counts",
+    )
 
 
 def add_parser(sub) -> None:
@@ -30,8 +48,13 @@ def add_parser(sub) -> None:
         "`tinyllm train --data DIR` memmaps.",
     )
     p.add_argument(
-        "--data", nargs="+", required=True, metavar="PATH", help="text files and/or folders of .txt files (or 'bible')"
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="corpus files and/or folders of them (or 'bible'): .txt, .jsonl, .parquet, and .gz/.zst of .txt/.jsonl",
     )
+    add_corpus_format_flags(p)
     p.add_argument("--tokenizer", required=True, help="tokenizer file (from `tinyllm tokenizer train`)")
     p.add_argument("--out", required=True, help="folder for the shards and meta.json")
     p.add_argument(

@@ -14,8 +14,12 @@ def add_parser(sub) -> None:
     kt.add_argument(
         "--data",
         default="bible",
-        help="'bible', 'qa' (the demo Q&A set), a text file, a folder of .txt files or Q&A JSON",
+        help="'bible', 'qa' (the demo Q&A set), a corpus file (.txt, .jsonl, .parquet, .gz/.zst of .txt/.jsonl), "
+        "a folder of them, or Q&A JSON",
     )
+    from .prepare import add_corpus_format_flags
+
+    add_corpus_format_flags(kt)
     kt.add_argument("--vocab_size", type=int, default=10000, help="tokens in total, special tokens included")
     kt.add_argument("--pattern", default="gpt4", help="pre-tokenization split pattern: gpt4 or gpt2")
     kt.add_argument("--num_threads", type=int, default=None, help="threads for counting (default: all cores)")
@@ -48,9 +52,10 @@ def cmd_tokenizer(args) -> int:
 
     if args.tok_cmd == "train":
         from ..data.corpus import load_corpus
+        from ..data.formats import ReadOptions
         from ..data.qa import resolve_qa_source
 
-        corpus = load_corpus(resolve_qa_source(args.data))
+        corpus = load_corpus(resolve_qa_source(args.data), options=ReadOptions(args.text_field, args.bad_records))
         tok = Tokenizer.train(
             corpus.tokenizer_texts(),
             vocab_size=args.vocab_size,

@@ -1,16 +1,17 @@
 """A text corpus: where its text comes from, how it is cut into documents, and the
 train/val split.
 
-Sources: the King James Bible shipped by `pybible` (`bible`, the offline default), a text
-file, a folder of .txt files, or a Q&A .json/.jsonl file (data/qa.py). A document is a
-paragraph (text between blank lines) plus "\n\n": the unit the train/val split never cuts
-through. `load_documents` reads whole files; `stream_documents` streams one file in blocks
-(`tinyllm prepare`) and yields exactly the same documents.
+Sources: the King James Bible shipped by `pybible` (`bible`, the offline default), a corpus
+file (.txt, JSON Lines, Parquet, or .gz/.zst-compressed text or JSON Lines: data/formats.py),
+a folder of them (any mix), or a Q&A .json/.jsonl file (data/qa.py). Every file reads as the
+text file it stands for (a JSON Lines / Parquet record is its text plus a blank line). A
+document is a paragraph (text between blank lines) plus "\n\n": the unit the train/val split
+never cuts through. `load_documents` reads whole files; `stream_documents` streams one file in
+blocks (`tinyllm prepare`) and yields exactly the same documents.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import re
 from collections.abc import Iterator
@@ -18,12 +19,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import TinyLLMError
+from ..errors import TinyLLMError, warn_once
+from . import formats
+from .formats import DEFAULT, ReadOptions
 
 BIBLE = "bible"
 _VERSE_REF = re.compile(r"^\d+:\d+:\d+ ")  # pybible's "BB:CCC:VVV " prefix
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")  # what separates documents
-READ_BLOCK = 8 << 20  # bytes stream_documents reads at a time
+READ_BLOCK = formats.READ_BLOCK  # bytes stream_documents reads at a time
 VAL_EVERY = 10  # one block of documents in ten goes to validation
 BLOCK = 50  # documents per block: the split never cuts a document, and val spans the whole corpus
 
@@ -38,15 +41,17 @@ def bible_verses() -> list[str]:
 
 
 def text_files(path: str | Path) -> list[Path]:
-    """A .txt (or any) file, or every *.txt under a folder, sorted; errors name the path."""
+    """A corpus file as given, or every corpus file (.txt, .jsonl, .parquet, .gz/.zst: formats.is_corpus_file)
+    under a folder, sorted; errors name the path."""
     p = Path(path)
     if not p.exists():
         raise TinyLLMError(f"{p}: no such file or directory")
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*.txt") if f.is_file())
+        files = formats.folder_files(p)
         if not files:
-            raise TinyLLMError(f"{p}: directory holds no .txt files")
+            raise TinyLLMError(f"{p}: directory holds no .txt files or other corpus files (.jsonl, .parquet, .gz/.zst)")
         return files
+    formats.kind_of(p)  # an unsupported compression fails here, before anything is read
     return [p]
 
 
@@ -55,19 +60,21 @@ def normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_text(path: Path) -> str:
-    """A file's text: a leading UTF-8 BOM dropped, newlines normalised to "\n". Bytes that
-    are not UTF-8 become U+FFFD (a file cut mid-character still trains); unreadable files
-    are an error naming the file."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from e
-    return normalize_newlines(data.decode("utf-8-sig", errors="replace"))
+def read_text(path: Path, options: ReadOptions = DEFAULT) -> str:
+    """A file's text (any format, data/formats.py): a leading UTF-8 BOM dropped, newlines
+    normalised to "\n". Bytes that are not UTF-8 become U+FFFD with one warning per file
+    (a file cut mid-character still trains); binary data and unreadable files are an error
+    naming the file."""
+    return normalize_newlines(formats.read_text(path, options))
 
 
-def load_documents(source: str | Path) -> list[str]:
-    """Documents of a text corpus: Bible verses, or the lines-blocks of each file.
+def _paragraphs(text: str) -> Iterator[str]:
+    # paragraphs keep the split fine-grained without cutting sentences
+    return (par + "\n\n" for par in PARAGRAPH_BREAK.split(text) if par.strip())
+
+
+def load_documents(source: str | Path, options: ReadOptions = DEFAULT) -> list[str]:
+    """Documents of a text corpus: Bible verses, or the paragraphs of each file.
 
     A document is a unit the train/val split never cuts through.
     """
@@ -75,52 +82,39 @@ def load_documents(source: str | Path) -> list[str]:
         return [v + "\n" for v in bible_verses()]
     docs: list[str] = []
     for f in text_files(source):
-        text = read_text(f)
-        # paragraphs keep the split fine-grained without cutting sentences
-        docs.extend(par + "\n\n" for par in PARAGRAPH_BREAK.split(text) if par.strip())
+        docs.extend(_paragraphs(read_text(f, options)))
     if not docs:
         raise TinyLLMError(f"{source}: corpus is empty (no non-blank text)")
     return docs
 
 
-def stream_documents(path: Path) -> Iterator[tuple[str, int]]:
+def stream_documents(path: Path, options: ReadOptions = DEFAULT) -> Iterator[tuple[str, int]]:
     """The documents of one file, streamed -> (document, file bytes read since the last one).
 
-    Documents are exactly `load_documents`'s + "\\n\\n" (invalid UTF-8 becomes
-    U+FFFD); the file is read READ_BLOCK bytes at a time. A final ("", n) carries bytes read
-    after the last document.
+    Documents are exactly `load_documents`'s (invalid UTF-8 becomes U+FFFD); the file is read
+    READ_BLOCK bytes at a time. A final ("", n) carries bytes read after the last document.
     """
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")  # as read_text: BOM dropped
     text, unread, cr = "", 0, ""
-    try:
-        with open(path, "rb") as f:
-            while True:
-                block = f.read(READ_BLOCK)
-                unread += len(block)
-                chunk = cr + decoder.decode(block, final=not block)
-                cr = "\r" if block and chunk.endswith("\r") else ""  # its "\n" may be in the next block
-                text += normalize_newlines(chunk[: len(chunk) - len(cr)])
-                if not block:
-                    break
-                # cut before the last break that more text cannot lengthen (non-space follows it)
-                end = len(text.rstrip())
-                cut = None
-                for m in PARAGRAPH_BREAK.finditer(text):
-                    if m.end() < end:
-                        cut = m
-                if cut is None:
-                    continue
-                for par in PARAGRAPH_BREAK.split(text[: cut.start()]):
-                    if par.strip():
-                        yield par + "\n\n", unread
-                        unread = 0
-                text = text[cut.start() :]
-    except OSError as e:
-        raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from None
-    for par in PARAGRAPH_BREAK.split(text):
-        if par.strip():
-            yield par + "\n\n", unread
+    for chunk, raw in formats.read_chunks(path, options, READ_BLOCK):
+        unread += raw
+        chunk = cr + chunk
+        cr = "\r" if chunk.endswith("\r") else ""  # its "\n" may be in the next chunk
+        text += normalize_newlines(chunk[: len(chunk) - len(cr)])
+        # cut before the last break that more text cannot lengthen (non-space follows it)
+        end = len(text.rstrip())
+        cut = None
+        for m in PARAGRAPH_BREAK.finditer(text):
+            if m.end() < end:
+                cut = m
+        if cut is None:
+            continue
+        for doc in _paragraphs(text[: cut.start()]):
+            yield doc, unread
             unread = 0
+        text = text[cut.start() :]
+    for doc in _paragraphs(text + normalize_newlines(cr)):
+        yield doc, unread
+        unread = 0
     if unread:
         yield "", unread
 
@@ -157,9 +151,10 @@ class Corpus:
         return h.hexdigest()[:16]
 
 
-def load_corpus(source: str | Path | None, qa_pairs: list | None = None) -> Corpus:
-    """'bible' (default), a Q&A .json/.jsonl file, a text file or a folder of .txt files.
-    qa_pairs: the pairs of a Q&A source already parsed (resolve_run did), not read again."""
+def load_corpus(source: str | Path | None, qa_pairs: list | None = None, options: ReadOptions = DEFAULT) -> Corpus:
+    """'bible' (default), a Q&A .json/.jsonl file, a corpus file or a folder of them (data/formats.py).
+    qa_pairs: the pairs of a Q&A source already parsed (resolve_run did), not read again.
+    options: the text field and bad-record policy of JSON Lines / Parquet files."""
     from .qa import is_qa_file, load_qa
 
     source = BIBLE if source in (None, "", BIBLE) else source
@@ -167,7 +162,7 @@ def load_corpus(source: str | Path | None, qa_pairs: list | None = None) -> Corp
         qa_pairs = load_qa(source)
     if qa_pairs is not None:
         return Corpus(str(source), [p.text() for p in qa_pairs], pairs=qa_pairs)
-    return Corpus(str(source), load_documents(source))
+    return Corpus(str(source), load_documents(source, options))
 
 
 def split_documents(docs: list, val_every: int = VAL_EVERY, block: int = BLOCK, keep_all: bool = False):
@@ -179,6 +174,10 @@ def split_documents(docs: list, val_every: int = VAL_EVERY, block: int = BLOCK, 
     while training on it too.
     """
     if len(docs) < 2:
+        warn_once(
+            f"the corpus has only {len(docs)} document{'s' if len(docs) != 1 else ''} (paragraphs are split at blank "
+            "lines): nothing to hold out, so validation uses the training text and measures memorisation"
+        )
         return docs, docs  # nothing to hold out: validate on the training text
     if len(docs) < 2 * block * val_every:
         block = 1

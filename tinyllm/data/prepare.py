@@ -25,7 +25,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import TinyLLMError
-from .corpus import BLOCK, VAL_EVERY, load_documents, stream_documents, text_files
+from . import formats
+from .corpus import BLOCK, VAL_EVERY, load_documents, split_documents, stream_documents, text_files
+from .formats import DEFAULT, ReadOptions
 from .qa import is_qa_file
 from .shards import FORMAT, VERSION, ShardWriter
 
@@ -34,7 +36,7 @@ BATCH_CHARS = 16 << 20  # ... or fewer when they add up to this many characters
 
 
 def source_files(sources: Iterable[str | Path]) -> list[Path]:
-    """Files to read, in order: each file as given, each directory's *.txt files sorted."""
+    """Files to read, in order: each file as given, each directory's corpus files (formats.is_corpus_file) sorted."""
     files: list[Path] = []
     for s in sources:
         if str(s) != "bible" and Path(s).is_file() and is_qa_file(s):
@@ -43,8 +45,9 @@ def source_files(sources: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def corpus_documents(sources: list[str]) -> tuple[Iterator[tuple[str, int]], int, str]:
-    """-> (iterator of (document, bytes it stands for), total bytes, unit of the total)."""
+def corpus_documents(sources: list[str], options: ReadOptions = DEFAULT) -> tuple[Iterator[tuple[str, int]], int, str]:
+    """-> (iterator of (document, bytes it stands for), total bytes, unit of the total).
+    options: the text field and bad-record policy of JSON Lines / Parquet files."""
     if [str(s) for s in sources] == ["bible"]:
         docs = load_documents("bible")
         return ((d, 1) for d in docs), len(docs), "doc"
@@ -52,10 +55,12 @@ def corpus_documents(sources: list[str]) -> tuple[Iterator[tuple[str, int]], int
         if str(s) == "bible":
             raise TinyLLMError("--data bible cannot be mixed with files; prepare it on its own")
     files = source_files(sources)
+    for f in files:  # a missing column or a binary file fails now, not after encoding the files before it
+        formats.precheck(f, options)
 
     def gen():
         for f in files:
-            yield from stream_documents(f)
+            yield from stream_documents(f, options)
 
     return gen(), sum(f.stat().st_size for f in files), "B"
 
@@ -82,6 +87,7 @@ def split_flags(whole: bool, start: int, n: int) -> list[str]:
     if not whole:
         return ["val" if ((start + i) // BLOCK) % VAL_EVERY == VAL_EVERY - 1 else "train" for i in range(n)]
     if n < 2:
+        split_documents([None] * n)  # warns, in split_documents' words, that nothing can be held out
         return ["both"] * n  # nothing to hold out: validate on the training text
     block = BLOCK if n >= 2 * BLOCK * VAL_EVERY else 1
     flags = ["val" if (i // block) % VAL_EVERY == VAL_EVERY - 1 else "train" for i in range(n)]
@@ -123,9 +129,13 @@ class Encoder:
             "C++ encoder" if self.native else ("Python encoder" + (f" x {self.workers} processes" if self.pool else ""))
         )
 
-    def encode(self, docs: list[str]) -> list[list[int]]:
+    def encode(self, docs: list[str]) -> list:
+        """-> each document's ids (a list of ints, or a uint32 array view for the C++ encoder)."""
         if self.native:
-            return self.tok.encode_batch(docs, num_threads=self.workers)
+            # one flat buffer: no Python list per document and no int per id, so no serial tail after the threads
+            ids, offsets = self.tok.encode_batch_flat(docs, num_threads=self.workers)
+            bounds = offsets.tolist()
+            return [ids[a:b] for a, b in zip(bounds, bounds[1:])]
         if self.pool is None:
             return [self.tok.encode(d) for d in docs]
         size = max(1, len(docs) // (4 * self.workers))
@@ -148,6 +158,7 @@ def prepare(
     shard_tokens: int = 100_000_000,
     workers: int | None = None,
     progress: bool = True,
+    options: ReadOptions = DEFAULT,
 ) -> dict:
     """Tokenize `sources` into shards under `out`; -> the meta dict written to out/meta.json."""
     from ..tokenizer import Tokenizer
@@ -161,7 +172,7 @@ def prepare(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinyLLMError(f"--out {out}: exists and is not a directory")
-    docs, total, unit = corpus_documents(sources)
+    docs, total, unit = corpus_documents(sources, options)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     encoder = Encoder(tok, workers or _all_cores())

@@ -63,7 +63,12 @@ def resolve_qa_source(source):
 
 
 def is_qa_file(path: str | Path) -> bool:
-    return Path(resolve_qa_source(str(path))).suffix.lower() in (".json", ".jsonl")
+    p = Path(resolve_qa_source(str(path)))
+    if p.suffix.lower() == ".jsonl":  # or a JSON Lines text corpus: Q&A when its first record has a 'question'
+        from .formats import first_record_is_qa
+
+        return first_record_is_qa(p)
+    return p.suffix.lower() == ".json"
 
 
 def _parse(path: Path, text: str) -> tuple[list, list[str]]:

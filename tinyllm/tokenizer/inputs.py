@@ -1,8 +1,11 @@
 """Tokenizer training input: which files and texts, and how they are streamed.
 
 `Tokenizer.train(files_or_texts)` takes a str (a text), a path (a file, or a directory
-whose *.txt files are read in sorted order), or an iterable mixing both. Files are never
-read whole: they stream in blocks and are cut into segments at *safe cuts*.
+whose corpus files are read in sorted order), or an iterable mixing both. A file is plain
+text (.txt), JSON Lines (.jsonl: the "text" field of each record), Parquet (.parquet: the
+"text" column) or .gz/.zst-compressed text or JSON Lines (tinyllm/data/formats.py; a
+record reads as its text followed by a blank line), and a directory may mix them. Files
+are never read whole: they stream in blocks and are cut into segments at *safe cuts*.
 
 A str is text, never a file name; a str that looks like one ("corpus.txt", "data/",
 the name of an existing file) is refused rather than guessed at, because training on
@@ -21,7 +24,8 @@ in memory until one comes.
 
 Invalid UTF-8 (a file cut mid-character, a stray Latin-1 byte) is not fatal: each
 maximal invalid byte sequence becomes U+FFFD, exactly as `bytes.decode("utf-8",
-"replace")` does, and one warning names the file and the count.
+"replace")` does, and one warning names the file and the count. Binary data (NUL bytes,
+or mostly invalid UTF-8 in the first 64 KB: formats.sniff) is refused with an error.
 """
 
 from __future__ import annotations
@@ -172,9 +176,11 @@ def resolve_item(item) -> list[tuple[str, object]]:
     if isinstance(item, os.PathLike):
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            files = formats().folder_files(path)
             if not files:
-                raise TinyLLMError(f"corpus directory {path} contains no .txt files")
+                raise TinyLLMError(
+                    f"corpus directory {path} contains no .txt files or other corpus files (.jsonl, .parquet, .gz/.zst)"
+                )
             return [("file", p) for p in files]
         if not path.exists():
             raise TinyLLMError(f"corpus file {path} does not exist")
@@ -182,6 +188,7 @@ def resolve_item(item) -> list[tuple[str, object]]:
             raise TinyLLMError(f"corpus path {path} is not a regular file or a directory")
         if not os.access(path, os.R_OK):
             raise TinyLLMError(f"corpus file {path} is not readable (permission denied)")
+        formats().kind_of(path)  # an unsupported compression (.bz2, .zip, ...) fails before any counting
         return [("file", path)]
     if isinstance(item, (bytes, bytearray)):
         raise TinyLLMError("files_or_texts: got bytes; pass text as str, or a pathlib.Path for a file")
@@ -225,8 +232,53 @@ def last_safe_cut(text: str) -> int:
     return m.end() if m else 0
 
 
+def formats():
+    """tinyllm.data.formats, imported when first needed (it imports this module)."""
+    from ..data import formats as f
+
+    return f
+
+
+def is_plain_text(path: Path) -> bool:
+    """A file the C++ trainer reads itself (add_file): uncompressed text; other formats stream through Python."""
+    kind = formats().kind_of(path)
+    return kind.format == "text" and kind.compression is None
+
+
+def check_plain_text(path: Path) -> None:
+    """Refuse binary data given as a text file (random bytes, an image) before counting it: one line."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(formats().SNIFF_BYTES)
+    except OSError as e:
+        raise TinyLLMError(f"cannot read corpus file {path}: {e.strerror}") from None
+    formats().check_text_head(path, head, formats().kind_of(path))
+
+
+def iter_text_segments(texts: Iterable[str], block_size: int = BLOCK_SIZE) -> Iterator[str]:
+    """Join a stream of text pieces and re-cut it at safe cuts, in segments of at least block_size
+    characters (the last may be shorter): the segments pre-tokenize exactly as the joined text."""
+    carry = ""
+    for piece in texts:
+        carry += piece
+        if len(carry) < block_size:
+            continue
+        cut = last_safe_cut(carry)
+        if cut:
+            yield carry[:cut]
+            carry = carry[cut:]
+    if carry:
+        yield carry
+
+
 def iter_file_segments(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[str]:
-    """Stream a file as text segments that end at safe cuts; warn once if it had invalid UTF-8."""
+    """Stream a file as text segments that end at safe cuts; warn once if it had invalid UTF-8.
+    Plain text is read here byte for byte as the C++ trainer reads it (a BOM stays U+FEFF); other formats
+    through tinyllm/data/formats.py."""
+    if not is_plain_text(path):
+        yield from iter_text_segments((t for t, _ in formats().read_chunks(path)), block_size)
+        return
+    check_plain_text(path)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="tinyllm.replace_and_count")
     before = _replacements[0]
     carry = ""

@@ -85,10 +85,18 @@ class NativeTokenizer(ReferenceTokenizer):
         invalid: list = []  # (file, replaced): warned from this thread once counting is done
 
         def add_streamed(path):
-            # JSON Lines, Parquet, .gz/.zst: this thread decompresses and parses the next segment while
-            # the C++ workers count the last one (add_texts(wait=False) returns once it is queued)
-            for segment in inputs.iter_file_segments(path):
-                trainer.add_texts([segment], wait=False)
+            # .gz/.zst text and Parquet: their UTF-8 bytes go to C++ as read (repaired, counted and cut
+            # there, like add_file's); JSON Lines: parsed here into text segments cut at safe cuts. Either
+            # way this thread reads on while the C++ workers count (both calls return once queued).
+            if inputs.formats().kind_of(path).format == "jsonl":
+                for segment in inputs.iter_file_segments(path):
+                    trainer.add_texts([segment], wait=False)
+                return
+            for data in inputs.formats().read_utf8(path):
+                trainer.add_bytes(data)
+            _, replaced = trainer.add_bytes(b"", final=True)
+            if replaced:
+                invalid.append((path, replaced))
 
         def count():
             batch: list[str] = []

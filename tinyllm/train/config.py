@@ -13,7 +13,11 @@ class TrainConfig:
     """How to train. Flag names are TinyLLM's where it had them."""
 
     data: str = "bible"
-    """'bible' (the KJV from pybible, offline), 'qa' (the demo Q&A set shipped in the package), a text file, a folder of .txt files, a Q&A .json/.jsonl file, or a folder of shards from `tinyllm prepare`."""
+    """'bible' (the KJV from pybible, offline), 'qa' (the demo Q&A set shipped in the package), a corpus file (.txt, .jsonl, .parquet, or .gz/.zst of .txt/.jsonl), a folder of them, a Q&A .json/.jsonl file, or a folder of shards from `tinyllm prepare`."""
+    text_field: str = "text"
+    """The field (JSON Lines) or column (Parquet) holding each record's text, when --data is such a corpus."""
+    bad_records: str = "fail"
+    """A JSON Lines line that is not JSON or lacks text_field (or a null Parquet value): 'fail' stops naming it, 'skip' skips it with a warning that counts them."""
     out_dir: str = "out"
     """Where checkpoints, metrics.jsonl, loss.png, the tokenizer and the tokenized data go."""
     tokenizer: str | None = None
@@ -86,6 +90,8 @@ class TrainConfig:
             raise TinyLLMError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.loss_on not in ("answer", "all"):
             raise TinyLLMError(f"--loss_on must be 'answer' or 'all', got {self.loss_on!r}")
+        if self.bad_records not in ("fail", "skip"):
+            raise TinyLLMError(f"--bad_records must be 'fail' or 'skip', got {self.bad_records!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

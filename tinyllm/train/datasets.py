@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.corpus import Corpus, load_corpus, split_documents
+from ..data.formats import ReadOptions
 from ..data.shards import is_prepared_dir, load_prepared
 from ..data.tokens import build_token_files, cache_key, tokenizer_hash
 from ..errors import TinyLLMError
@@ -57,7 +58,9 @@ def build_datasets(
             tok.save(out / "tokenizer.txt")
         return Datasets(train, val, tok, False, meta.get("sample_prompt", ""))
 
-    corpus = load_corpus(cfg.data, list(run.qa_pairs) if run.qa_pairs is not None else None)
+    corpus = load_corpus(
+        cfg.data, list(run.qa_pairs) if run.qa_pairs is not None else None, ReadOptions(cfg.text_field, cfg.bad_records)
+    )
     tok = run_tokenizer(corpus, run, out, dist, tokenizer, log) if dist.is_main else None
     # through the process group, not the file: other nodes may not share out_dir's disk
     tok = tokenizer_from_main(tok, dist)

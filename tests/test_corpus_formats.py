@@ -1,0 +1,504 @@
+"""Corpora in every format (data/formats.py): .txt, .jsonl, .parquet, .gz/.zst, folders mixing them.
+
+The promise: the same corpus as .txt, .jsonl, .jsonl.gz, .jsonl.zst or .parquet gives the same
+documents, trains the same merges (C++ and reference) and prepares the same shards; bad input is
+one line naming the file (and line, field, column), or a warning with counts, never a traceback.
+Also issue 16 §5: binary data is refused, invalid UTF-8 warns once per file with the count, and a
+corpus too small to split says so, through `train`, `tokenizer train` and `prepare` alike.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyllm.data import corpus as C
+from tinyllm.data import formats as F
+from tinyllm.data.formats import ReadOptions
+from tinyllm.errors import TinyLLMError
+from tinyllm.tokenizer import Texts, Tokenizer
+from tinyllm.tokenizer.inputs import CorpusWarning
+from tinyllm.tokenizer.reference import Tokenizer as ReferenceTokenizer
+
+zstandard = pytest.importorskip("zstandard")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+ENV = {"OMP_NUM_THREADS": "1"}
+FORMATS = ["txt", "txt.gz", "txt.zst", "jsonl", "jsonl.gz", "jsonl.zst", "parquet"]
+WORDS = [
+    "the",
+    "lord",
+    "said",
+    "unto",
+    "moses",
+    "and",
+    "it",
+    "came",
+    "to",
+    "pass",
+    "café",
+    "naïve",
+    "日本語",
+    "жизнь",
+    "🙂",
+    "don't",
+    "I'll",
+    "42",
+    "1999",
+    "x.y",
+    "==",
+    "{}",
+    "()",
+]
+
+
+def random_documents(seed: int, n: int = 1500) -> list[str]:
+    """Paragraphs (no blank line inside) of random words, single newlines, odd spacing, digits, emoji."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 40))]
+        for i in range(len(words) - 1):
+            words[i] += rng.choice([" ", " ", " ", "  ", "\n", ", ", "\t"])
+        docs.append(("  " if rng.random() < 0.05 else "") + "".join(words))
+    return docs
+
+
+def write_corpus(docs: list[str], path: Path, fmt: str, field: str = "text") -> Path:
+    """docs as one file of format fmt: .txt is each document + a blank line; a record is one document."""
+    txt = "".join(d + "\n\n" for d in docs).encode()
+    jsonl = "".join(json.dumps({"id": i, field: d}, ensure_ascii=False) + "\n" for i, d in enumerate(docs)).encode()
+    path = path.with_name(f"{path.name}.{fmt}")
+    raw = txt if fmt.startswith("txt") else jsonl
+    if fmt == "parquet":
+        pq.write_table(pa.table({"id": list(range(len(docs))), field: docs}), path, row_group_size=97)
+    elif fmt.endswith(".gz"):
+        path.write_bytes(gzip.compress(raw))
+    elif fmt.endswith(".zst"):
+        path.write_bytes(zstandard.ZstdCompressor(level=3).compress(raw))
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+@pytest.fixture(scope="module", params=[11, 12])  # two fresh corpora
+def corpora(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(f"formats{request.param}")
+    docs = random_documents(request.param)
+    return docs, {fmt: write_corpus(docs, d / "corpus", fmt) for fmt in FORMATS}
+
+
+@pytest.fixture(scope="module")
+def tok_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "tok.txt"
+    Tokenizer.train(Texts(random_documents(5, 400)), vocab_size=360, show_progress=False).save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# the same corpus in every format
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_reads_the_same_documents(corpora, fmt, monkeypatch):
+    docs, files = corpora
+    want = [d + "\n\n" for d in docs]
+    assert C.load_documents(files[fmt]) == want
+    for block in (1 << 20, 4093):  # small blocks cut records, characters and compressed frames
+        monkeypatch.setattr(C, "READ_BLOCK", block)
+        got = list(C.stream_documents(files[fmt]))
+        assert [d for d, _ in got if d] == want, block
+        if fmt != "parquet":  # Parquet reports its size by row group, roughly
+            assert sum(n for _, n in got) == files[fmt].stat().st_size
+
+
+@pytest.mark.parametrize("impl", ["native", "reference"])
+def test_every_format_trains_identical_merges(corpora, impl):
+    _, files = corpora
+    cls = Tokenizer if impl == "native" else ReferenceTokenizer
+    want = cls.train(files["txt"], vocab_size=370, show_progress=False).merges
+    assert len(want) == 370 - 260
+    for fmt in FORMATS[1:]:
+        assert cls.train(files[fmt], vocab_size=370, show_progress=False).merges == want, fmt
+    if impl == "native":  # and the C++ trainer agrees with the reference
+        assert ReferenceTokenizer.train(files["jsonl.zst"], vocab_size=370, show_progress=False).merges == want
+
+
+def test_cli_tokenizer_train_is_the_same_in_every_format(corpora, tmp_path, run_cli):
+    _, files = corpora
+    saved = {}
+    for fmt in ("txt", "jsonl.gz", "parquet"):
+        out = tmp_path / f"{fmt}.tok"
+        r = run_cli("tokenizer", "train", "--data", files[fmt], "--vocab_size", 500, "--out", out, env=ENV)
+        assert r.returncode == 0, r.stderr
+        saved[fmt] = out.read_text()
+    assert saved["jsonl.gz"] == saved["txt"] and saved["parquet"] == saved["txt"]
+
+
+def _shards(out: Path) -> dict:
+    meta = json.loads((out / "meta.json").read_text())
+    ids = {
+        s: np.concatenate([np.fromfile(out / f, dtype=meta["dtype"]) for f in meta[f"{s}_shards"]])
+        for s in ("train", "val")
+    }
+    return {"ids": ids, "docs": (meta["train_documents"], meta["val_documents"]), "shards": len(meta["train_shards"])}
+
+
+def test_every_format_prepares_identical_shards(corpora, tok_file, tmp_path):
+    from tinyllm.data.prepare import prepare
+
+    docs, files = corpora
+    got = {}
+    for fmt in FORMATS:
+        prepare([str(files[fmt])], tok_file, tmp_path / fmt, shard_tokens=5000, workers=2, progress=False)
+        got[fmt] = _shards(tmp_path / fmt)
+    want = got["txt"]
+    tok = Tokenizer.load(tok_file)
+    assert sum(want["docs"]) == len(docs) and want["shards"] > 2
+    assert len(want["ids"]["train"]) + len(want["ids"]["val"]) == sum(len(tok.encode(d + "\n\n")) for d in docs)
+    for fmt in FORMATS[1:]:
+        assert got[fmt]["docs"] == want["docs"], fmt
+        for split in ("train", "val"):
+            assert np.array_equal(got[fmt]["ids"][split], want["ids"][split]), (fmt, split)
+
+
+def test_a_folder_may_mix_formats(tmp_path):
+    docs = random_documents(21, 300)
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    parts = {"a": "txt", "b": "jsonl.zst", "c": "parquet", "sub/d": "txt.gz", "sub/e": "jsonl"}
+    for i, (name, fmt) in enumerate(parts.items()):
+        write_corpus(docs[i * 60 : (i + 1) * 60], folder / name, fmt)
+    (folder / "README.md").write_text("not a corpus file")
+    (folder / "qa.json").write_text("[]")
+    want = [d + "\n\n" for d in docs]
+    assert C.load_documents(folder) == want
+    flat = tmp_path / "flat.txt"
+    flat.write_text("".join(want))
+    assert Tokenizer.train(folder, vocab_size=360, show_progress=False).merges == (
+        Tokenizer.train(flat, vocab_size=360, show_progress=False).merges
+    )
+
+
+def test_text_field_and_records_with_blank_lines(tmp_path):
+    """--text_field picks the field; a record with blank lines reads as the paragraphs it holds."""
+    f = tmp_path / "c.jsonl"
+    f.write_text('{"body": "one\\n\\ntwo", "text": 3}\n\n{"body": "three\\r\\nfour\\n"}\n')
+    assert C.load_documents(f, ReadOptions(text_field="body")) == ["one\n\n", "two\n\n", "three\nfour\n\n"]
+    with pytest.raises(TinyLLMError, match=r"c\.jsonl: line 1: field 'text' is a number, not a string"):
+        C.load_documents(f)
+
+
+def test_jsonl_text_corpus_is_not_taken_for_qa(tmp_path):
+    from tinyllm.data.qa import is_qa_file
+
+    text, qa = tmp_path / "text.jsonl", tmp_path / "qa.jsonl"
+    text.write_text('{"text": "a question: why?"}\n')
+    qa.write_text('{"question": "q", "answer": "a"}\n')
+    assert not is_qa_file(text) and is_qa_file(qa) and is_qa_file(tmp_path / "x.json")
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input: one line, or a warning with counts
+# ---------------------------------------------------------------------------------------------------
+def _jsonl_with_bad_lines(tmp_path: Path) -> Path:
+    f = tmp_path / "bad.jsonl"
+    f.write_text(
+        '{"text": "good one"}\n{"text": "good two"\nnot json at all\n{"title": "no text"}\n{"text": "good three"}\n[1]\n'
+    )
+    return f
+
+
+@pytest.mark.parametrize("command", ["tokenizer train", "prepare"])
+def test_bad_jsonl_records_fail_naming_file_line_and_field(tmp_path, run_cli, tok_file, command):
+    f = _jsonl_with_bad_lines(tmp_path)
+    args = ["--data", f, "--out", tmp_path / "o"] + (["--tokenizer", tok_file] if command == "prepare" else [])
+    r = run_cli(*command.split(), *args, env=ENV)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {f}: line 2: not JSON (")
+    assert "--bad_records skip" in r.stderr
+    f.write_text('{"text": "good"}\n{"title": "no text"}\n')
+    r = run_cli(*command.split(), *args, env=ENV)
+    assert r.returncode == 2
+    assert f"error: {f}: line 2: no field 'text' (it has: title)" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", ["tokenizer train", "prepare"])
+def test_bad_records_skip_warns_with_counts(tmp_path, run_cli, tok_file, command):
+    f = _jsonl_with_bad_lines(tmp_path)
+    args = ["--data", f, "--out", tmp_path / "o", "--bad_records", "skip", "--vocab_size", 270]
+    if command == "prepare":
+        args = args[:-2] + ["--tokenizer", tok_file, "--progress", "false"]
+    r = run_cli(*command.split(), *args, env=ENV)
+    assert r.returncode == 0, r.stderr
+    warns = [ln for ln in r.stderr.splitlines() if "skipped" in ln]
+    assert warns == [
+        f"warning: {f}: skipped 4 of 6 records: 2 not JSON (first at line 2), "
+        "1 without 'text' (first at line 4), 1 not a JSON object (first at line 6)"
+    ]
+
+
+def test_skipped_records_leave_the_good_ones(tmp_path):
+    f = _jsonl_with_bad_lines(tmp_path)
+    with pytest.warns(CorpusWarning, match="skipped 4 of 6 records"):
+        docs = C.load_documents(f, ReadOptions(bad_records="skip"))
+    assert docs == ["good one\n\n", "good three\n\n"]
+
+
+def test_parquet_without_the_column(tmp_path, run_cli):
+    f = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "content": ["a", "b"]}), f)
+    r = run_cli("tokenizer", "train", "--data", f, "--out", tmp_path / "t", env=ENV)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: {f}: no column 'text' (columns: id, content); pick one with --text_field"
+    )
+    r = run_cli("tokenizer", "train", "--data", f, "--text_field", "id", "--out", tmp_path / "t", env=ENV)
+    assert (
+        r.stderr.strip().splitlines()[-1]
+        == f"error: {f}: column 'id' holds int64, not text; pick a string column with --text_field"
+    )
+    r = run_cli(
+        "tokenizer",
+        "train",
+        "--data",
+        f,
+        "--text_field",
+        "content",
+        "--vocab_size",
+        262,
+        "--out",
+        tmp_path / "t",
+        env=ENV,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_parquet_nulls_are_bad_records(tmp_path):
+    f = tmp_path / "n.parquet"
+    pq.write_table(pa.table({"text": ["a", None, "b", None]}), f, row_group_size=3)
+    with pytest.raises(TinyLLMError, match=r"n\.parquet: row 1: 'text' is null"):
+        C.load_documents(f)
+    with pytest.warns(CorpusWarning, match=r"skipped 2 of 4 records: 2 with a null 'text' \(first at row 1\)"):
+        assert C.load_documents(f, ReadOptions(bad_records="skip")) == ["a\n\n", "b\n\n"]
+
+
+@pytest.mark.parametrize("fmt", ["txt.gz", "jsonl.gz", "txt.zst", "jsonl.zst"])
+def test_truncated_compressed_file_keeps_what_was_read_and_says_so(tmp_path, fmt):
+    docs = random_documents(31, 3000)
+    f = write_corpus(docs, tmp_path / "c", fmt)
+    full = f.read_bytes()
+    f.write_bytes(full[: len(full) * 2 // 3])
+    with pytest.warns(CorpusWarning) as record:
+        got = C.load_documents(f)
+    msgs = [str(w.message) for w in record]
+    assert len(msgs) == 1 and msgs[0].startswith(f"{f}: the ") and "stream is truncated" in msgs[0], msgs
+    assert "kept the" in msgs[0]
+    want = [d + "\n\n" for d in docs]
+    assert 0 < len(got) < len(want)
+    assert got[:-1] == want[: len(got) - 1]  # a prefix (the last document may be cut)
+
+
+def test_truncated_file_through_prepare_is_a_warning(tmp_path, run_cli, tok_file):
+    f = write_corpus(random_documents(32, 3000), tmp_path / "c", "jsonl.zst")
+    f.write_bytes(f.read_bytes()[:-100])
+    r = run_cli(
+        "prepare", "--data", f, "--tokenizer", tok_file, "--out", tmp_path / "o", "--progress", "false", env=ENV
+    )
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {f}: the zstd stream is truncated"), r.stderr
+
+
+UNREADABLE = {  # file name -> (content, what the error says)
+    "data.bin": (random.Random(1).randbytes(5000), "cannot tell what kind of file this is"),
+    "corpus.txt.bz2": (b"BZh91AY&SY", r"\.bz2 files are not read; decompress it"),
+    "corpus.jsonl.gz": (b"plain text, not gzip\n", r"not gzip data \(its bytes start b'plai'\)"),
+    "corpus.txt.gz": (gzip.compress(b"hello " * 1000)[:20] + b"\xff" * 50, "corrupt gzip data"),
+    "corpus.parquet": (b"PAR1 not really", "not a readable Parquet file"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNREADABLE))
+def test_a_file_that_cannot_be_read_is_one_line(tmp_path, run_cli, name):
+    content, message = UNREADABLE[name]
+    f = tmp_path / name
+    f.write_bytes(content)
+    r = run_cli("tokenizer", "train", "--data", f, "--out", tmp_path / "t", env=ENV)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()
+    assert len(last) == 1 and last[0].startswith(f"error: {f}: "), r.stderr
+    assert re.search(message, last[0]), last[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 16 §5: readable but wrong, through train / tokenizer train / prepare
+# ---------------------------------------------------------------------------------------------------
+SMALL_TRAIN = [
+    "--d_model",
+    "16",
+    "--n_layers",
+    "1",
+    "--n_heads",
+    "2",
+    "--d_ff",
+    "32",
+    "--context_length",
+    "8",
+    "--vocab_size",
+    "270",
+    "--batch_size",
+    "2",
+    "--max_iters",
+    "1",
+    "--eval_interval",
+    "1",
+    "--eval_iters",
+    "1",
+    "--sample_tokens",
+    "0",
+    "--device",
+    "cpu",
+    "--progress",
+    "false",
+]
+COMMANDS = ["train", "tokenizer train", "prepare"]
+
+
+def _run(run_cli, command: str, data: Path, tmp_path: Path, tok_file: Path):
+    out = tmp_path / "out"
+    if command == "train":
+        return run_cli("train", "--data", data, "--out_dir", out, *SMALL_TRAIN, env=ENV)
+    if command == "prepare":
+        return run_cli("prepare", "--data", data, "--tokenizer", tok_file, "--out", out, "--progress", "false", env=ENV)
+    return run_cli("tokenizer", "train", "--data", data, "--vocab_size", 270, "--out", tmp_path / "tok.txt", env=ENV)
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + random.Random(2).randbytes(3000)
+RANDOM = bytes(b or 1 for b in random.Random(3).randbytes(70000))  # no NUL: caught by its invalid UTF-8
+
+
+BINARY = {  # file name -> (content, what the error says)
+    "random.txt": (RANDOM, r"looks like binary data, not UTF-8 text \(\d+% of its first 65,536 bytes are not UTF-8\)"),
+    "image.txt": (PNG, r"looks like binary data, not UTF-8 text \(a NUL byte at offset 8\)"),
+    "weights.bin": (PNG[8:], r"cannot tell what kind of file this is: not UTF-8 text \(a NUL byte at offset 0\)"),
+    "data.jsonl": (b'{"text": "a"}\n' + b"\x00" * 100, r"looks like binary data, not UTF-8 JSON Lines"),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("name", list(BINARY))
+def test_binary_data_is_refused(tmp_path, run_cli, tok_file, command, name):
+    content, why = BINARY[name]
+    f = tmp_path / name
+    f.write_bytes(content)
+    r = _run(run_cli, command, f, tmp_path, tok_file)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, r.stderr
+    assert errors[0].startswith(f"error: {f}: ")
+    assert re.search(why, errors[0]), errors[0]
+    assert not (tmp_path / "out" / "latest.pt").exists() and not (tmp_path / "out" / "meta.json").exists()
+
+
+def _invalid_utf8_files(tmp_path: Path) -> list[tuple[Path, int]]:
+    text = "\n\n".join(" ".join(random_documents(41, 200)[i].split()) for i in range(200)) + "\n"
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(("Déjà vu, señor, ça va très bien.\n\n" * 3).encode("latin-1") + text.encode())
+    cut = tmp_path / "cut.txt"
+    data = (text + "日本").encode()
+    cut.write_bytes(data[:-1])  # cut mid-character
+    return [(latin1, 3 * 5), (cut, 1)]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_invalid_utf8_warns_once_per_file_with_the_count(tmp_path, run_cli, tok_file, command):
+    for f, count in _invalid_utf8_files(tmp_path):
+        r = _run(run_cli, command, f, tmp_path, tok_file)
+        assert r.returncode == 0, r.stderr[-3000:]
+        want = f"warning: corpus file {f} is not valid UTF-8: {count} invalid byte sequence(s) read as U+FFFD"
+        assert [ln for ln in r.stderr.splitlines() if "UTF-8" in ln] == [want], r.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_corpus_too_small_to_split_says_so(tmp_path, run_cli, tok_file, command):
+    f = tmp_path / "one.txt"
+    f.write_text("just one line of text and nothing else\n")
+    r = _run(run_cli, command, f, tmp_path, tok_file)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [ln for ln in r.stderr.splitlines() if "nothing to hold out" in ln]
+    if command == "tokenizer train":  # no split to make: nothing to say
+        assert lines == []
+    else:
+        assert lines == [
+            "warning: the corpus has only 1 document (paragraphs are split at blank lines): nothing to hold out, "
+            "so validation uses the training text and measures memorisation"
+        ], r.stderr
+
+
+def test_a_latin1_file_is_still_read(tmp_path):
+    (f, count), _ = _invalid_utf8_files(tmp_path)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        docs = C.load_documents(f)
+    assert [str(x.message) for x in w] == [
+        f"corpus file {f} is not valid UTF-8: {count} invalid byte sequence(s) read as U+FFFD"
+    ]
+    assert docs[0] == "D\ufffdj\ufffd vu, se\ufffdor, \ufffda va tr\ufffds bien.\n\n"
+    assert F.sniff(f.read_bytes()) is None  # a few invalid bytes are text, not binary
+
+
+def test_file_kinds():
+    assert F.kind_of(Path("x.JSONL.ZST")) == F.Kind("jsonl", "zstd")
+    assert F.kind_of(Path("x.ndjson")) == F.Kind("jsonl")
+    assert F.kind_of(Path("x.txt.gz")) == F.Kind("text", "gzip")
+    with pytest.raises(TinyLLMError, match="a Parquet file compresses itself"):
+        F.kind_of(Path("x.parquet.gz"))
+    assert [F.is_corpus_file(Path(n)) for n in ("a.txt", "a.jsonl.gz", "a.parquet", "a.md", "a.json", "a.gz")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    with pytest.raises(TinyLLMError, match="--bad_records must be 'fail' or 'skip'"):
+        ReadOptions(bad_records="ignore")
+
+
+def test_cpp_stream_and_reference_agree_on_awkward_input(tmp_path):
+    """The C++ trainer reads .gz/.zst text and Parquet as bytes (add_bytes: repaired, counted and cut at safe
+    cuts in C++), the reference as decoded str: records that start with newlines (a pre-token across the
+    record boundary), a BOM, invalid UTF-8 and a 3 MB stretch without a safe cut must count the same."""
+    rng = random.Random(51)
+    docs = random_documents(52, 400)
+    docs += ["\n\nstarts with newlines", " \n x", "\r\nCRLF", "7" * (3 << 20), "tail"]
+    rng.shuffle(docs)
+    raw = "".join(d + "\n\n" for d in docs).encode()
+    raw = b"\xef\xbb\xbf" + raw[:5000] + b"\xff\xc3(" + raw[5000:]  # a BOM, then 2 invalid sequences
+    files = {"txt.zst": tmp_path / "a.txt.zst", "txt.gz": tmp_path / "a.txt.gz"}
+    files["txt.zst"].write_bytes(zstandard.ZstdCompressor().compress(raw))
+    files["txt.gz"].write_bytes(gzip.compress(raw))
+    files["parquet"] = write_corpus(docs, tmp_path / "a", "parquet")
+    for name, f in files.items():
+        with warnings.catch_warnings(record=True) as native_w:
+            warnings.simplefilter("always")
+            native = Tokenizer.train(f, vocab_size=330, show_progress=False).merges
+        with warnings.catch_warnings(record=True) as ref_w:
+            warnings.simplefilter("always")
+            ref = ReferenceTokenizer.train(f, vocab_size=330, show_progress=False).merges
+        assert native == ref, name
+        utf8 = [str(w.message) for w in native_w if "UTF-8" in str(w.message)]
+        assert utf8 == [str(w.message) for w in ref_w if "UTF-8" in str(w.message)], name
+        assert utf8 == (
+            []
+            if name == "parquet"
+            else [f"corpus file {f} is not valid UTF-8: 2 invalid byte sequence(s) read as U+FFFD"]
+        )

@@ -1,0 +1,535 @@
+"""Corpus file formats: one reader per format, each turning a file into the text it stands for.
+
+    plain text    .txt (and any text file named as such)     UTF-8, a leading BOM dropped
+    JSON Lines    .jsonl, .ndjson                             one JSON object a line, its text in `text_field`
+    Parquet       .parquet                                    the string column `text_field`, one row group at a time
+    compressed    .gz, .zst around text or JSON Lines         decompressed as it is read (zlib / zstandard)
+
+Every format reads as the .txt file it stands for: a JSON Lines or Parquet record is its text followed
+by a blank line ("\\n\\n"). A record is therefore always a document of its own (the train/val split never
+cuts through it), and the same corpus as .txt, .jsonl, .jsonl.gz, .jsonl.zst or .parquet gives the same
+documents, the same tokenizer and the same shards (tests/test_corpus_formats.py).
+
+Nothing is read whole: `read_chunks(path)` yields (text, raw bytes consumed) pieces of about READ_BLOCK
+bytes. What can go wrong, and what happens (each a one-line TinyLLMError, or a CorpusWarning at the end
+of the file):
+  - binary data given as text (NUL bytes, or over BINARY_SHARE of the first SNIFF_BYTES not UTF-8): error;
+  - invalid UTF-8 in text (a Latin-1 byte, a file cut mid-character): U+FFFD, one warning with the count;
+  - a JSON Lines line that is not a JSON object, or lacks `text_field`, or a Parquet null: with
+    bad_records="fail" (default) an error naming file, line and field; with "skip" one warning with counts;
+  - a Parquet file without the column: error listing the columns it has;
+  - a truncated .gz/.zst: what was read is kept, and a warning names the file and says so;
+  - a file whose type cannot be told (an unknown suffix and not text): error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import TinyLLMError
+
+READ_BLOCK = 8 << 20  # bytes of an uncompressed file read at a time
+COMPRESSED_BLOCK = 1 << 20  # bytes of a compressed file read at a time (~3-10x that once decompressed)
+SNIFF_BYTES = 64 << 10  # the head of a file that binary detection looks at
+BINARY_SHARE = 0.25  # more U+FFFD than this share of the head's characters: not text
+BAD_RECORDS = ("fail", "skip")
+
+TEXT_SUFFIXES = (".txt",)  # what a folder's plain-text files end in
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+PARQUET_SUFFIX = ".parquet"
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
+UNSUPPORTED_COMPRESSION = (".bz2", ".xz", ".lz4", ".zip", ".7z", ".tar", ".tgz")
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"PAR1": "Parquet", b"PK\x03\x04": "zip"}
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How records are read out of JSON Lines and Parquet files (plain text ignores both)."""
+
+    text_field: str = "text"
+    """The JSON field / Parquet column that holds a record's text."""
+    bad_records: str = "fail"
+    """A record that is not JSON, lacks text_field or holds no string there: 'fail' stops naming it, 'skip' skips
+    it and warns once per file with the counts."""
+
+    def __post_init__(self):
+        if not isinstance(self.text_field, str) or not self.text_field:
+            raise TinyLLMError(f"--text_field must be a non-empty field name, got {self.text_field!r}")
+        if self.bad_records not in BAD_RECORDS:
+            raise TinyLLMError(f"--bad_records must be 'fail' or 'skip', got {self.bad_records!r}")
+
+
+DEFAULT = ReadOptions()
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a file is: format 'text' | 'jsonl' | 'parquet', compression None | 'gzip' | 'zstd'."""
+
+    format: str
+    compression: str | None = None
+
+
+def kind_of(path: Path) -> Kind:
+    """The file's kind from its suffixes, e.g. corpus.jsonl.zst -> Kind('jsonl', 'zstd').
+
+    >>> kind_of(Path("a.jsonl.gz")), kind_of(Path("a.parquet")), kind_of(Path("notes"))
+    (Kind(format='jsonl', compression='gzip'), Kind(format='parquet', compression=None), Kind(format='text', compression=None))
+    """
+    name = path.name.lower()
+    for suffix in UNSUPPORTED_COMPRESSION:
+        if name.endswith(suffix):
+            raise TinyLLMError(
+                f"{path}: {suffix} files are not read; decompress it, or recompress it with gzip (.gz) or zstd (.zst)"
+            )
+    compression = next((c for s, c in COMPRESSIONS.items() if name.endswith(s)), None)
+    if compression:
+        name = name[: name.rindex(".")]
+    if name.endswith(PARQUET_SUFFIX):
+        if compression:
+            raise TinyLLMError(f"{path}: a Parquet file compresses itself; give the .parquet file uncompressed")
+        return Kind("parquet")
+    if name.endswith(JSONL_SUFFIXES):
+        return Kind("jsonl", compression)
+    return Kind("text", compression)  # .txt, or a suffix that says nothing: sniffed as it is read
+
+
+def is_corpus_file(path: Path) -> bool:
+    """Whether a folder's file is read as corpus: .txt, .jsonl, .ndjson, .parquet, and .txt/.jsonl/.ndjson + .gz/.zst."""
+    name = path.name.lower()
+    if name.endswith(PARQUET_SUFFIX):
+        return True
+    for suffix in COMPRESSIONS:
+        name = name.removesuffix(suffix)
+    return name.endswith((*TEXT_SUFFIXES, *JSONL_SUFFIXES))
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """Every corpus file under a folder (any mix of formats), sorted by path."""
+    return sorted(f for f in folder.rglob("*") if f.is_file() and is_corpus_file(f))
+
+
+def read_chunks(path: Path, options: ReadOptions = DEFAULT, block: int = READ_BLOCK) -> Iterator[tuple[str, int]]:
+    """The text `path` stands for, in pieces -> (text, raw file bytes consumed for it), reading `block`
+    bytes at a time (at most COMPRESSED_BLOCK of a compressed file). Newlines are as in the file (the
+    caller normalises); warnings (invalid UTF-8, skipped records, truncation) come when the file is done."""
+    kind = kind_of(path)
+    if kind.format == "parquet":
+        yield from _parquet_chunks(path, options)
+        return
+    cut = _Truncation()
+    texts = _decode(path, _raw_blocks(path, kind, block, cut), kind, cut)
+    yield from (_jsonl_chunks(path, texts, options, cut) if kind.format == "jsonl" else texts)
+    _warn_truncated(path, kind, cut)
+
+
+def _warn_truncated(path: Path, kind: Kind, cut: _Truncation) -> None:
+    if cut.decompressed is not None:
+        _warn(
+            f"{path}: the {kind.compression} stream is truncated (it ends before its end marker); kept the "
+            f"{cut.decompressed:,} bytes decompressed before the cut"
+            + ("; its last line, cut short, was dropped" if cut.dropped_line else "")
+        )
+
+
+class _Truncation:
+    """Set by _raw_blocks when a compressed stream ends early: how much was decompressed."""
+
+    decompressed: int | None = None
+    dropped_line = False
+
+
+def read_utf8(path: Path, options: ReadOptions = DEFAULT) -> Iterator:
+    """The UTF-8 bytes a text file (any compression) or Parquet file stands for, not decoded: pieces of
+    bytes / memoryview for a reader that repairs and counts invalid UTF-8 itself (the C++ trainer's
+    add_bytes, so that no Python str is made). Binary data is refused and a leading BOM dropped, as
+    read_chunks does; truncation and skipped-row warnings come when the file is done, UTF-8 ones do not."""
+    kind = kind_of(path)
+    if kind.format == "parquet":
+        yield from (data for data, _ in _parquet_values(path, options))
+        return
+    if kind.format != "text":
+        raise ValueError(f"read_utf8 reads text and Parquet, not {kind.format}")
+    cut = _Truncation()
+    first = True
+    for data, _ in _sniffed(path, _raw_blocks(path, kind, READ_BLOCK, cut), kind):
+        if first and data:
+            data = data.removeprefix(b"\xef\xbb\xbf") if isinstance(data, bytes) else data
+            first = False
+        yield data
+    _warn_truncated(path, kind, cut)
+
+
+def precheck(path: Path, options: ReadOptions = DEFAULT) -> None:
+    """What can be checked before reading (`tinyllm prepare` checks every file before it encodes any): the
+    kind, a Parquet file's column, a compressed file's magic bytes, a text file's head (binary data)."""
+    kind = kind_of(path)
+    if kind.format == "parquet":
+        _parquet_file(path, options.text_field)
+        return
+    with _open(path) as f:
+        head = f.read(SNIFF_BYTES)
+    if kind.compression:
+        _check_magic(path, head, kind.compression)
+    else:
+        check_text_head(path, head, kind)
+
+
+def read_text(path: Path, options: ReadOptions = DEFAULT) -> str:
+    """The whole text of one file (any format), newlines as in the file."""
+    return "".join(t for t, _ in read_chunks(path, options))
+
+
+# ---------------------------------------------------------------------------------------------------
+# bytes: raw or decompressed
+# ---------------------------------------------------------------------------------------------------
+def _open(path: Path):
+    try:
+        return open(path, "rb")  # closed by the caller's with
+    except OSError as e:
+        raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _read(f, path: Path, size: int) -> bytes:
+    try:
+        return f.read(size)
+    except OSError as e:
+        raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _decompressor(compression: str):
+    if compression == "gzip":
+        return zlib.decompressobj(wbits=31)  # gzip members only
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - in the 'data' extra
+        raise TinyLLMError("reading .zst files needs the 'zstandard' package: pip install 'tinyllm[data]'") from None
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+def _raw_blocks(path: Path, kind: Kind, size: int, cut: _Truncation) -> Iterator[tuple[bytes, int]]:
+    """-> (bytes, raw bytes consumed): the file's bytes, decompressed when kind says so. A compressed
+    stream that ends inside a member/frame keeps what was decompressed and notes it in `cut`."""
+    with _open(path) as f:
+        if kind.compression is None:
+            while block := _read(f, path, size):
+                yield block, len(block)
+            return
+        d, fed, out_total, pending = _decompressor(kind.compression), 0, 0, b""
+        while True:
+            block = pending or _read(f, path, min(size, COMPRESSED_BLOCK))
+            pending = b""
+            if not block:
+                break
+            if fed == 0 and out_total == 0:
+                _check_magic(path, block, kind.compression)
+            try:
+                out = d.decompress(block)
+            except Exception as e:  # zlib.error / zstandard.ZstdError: corrupt data
+                raise TinyLLMError(
+                    f"{path}: corrupt {kind.compression} data after {out_total:,} decompressed bytes ({e}); the file is damaged"
+                ) from None
+            fed += len(block)
+            out_total += len(out)
+            if d.eof:  # a member/frame ended; another may follow (cat a.gz b.gz, zstd multi-frame)
+                pending = d.unused_data
+                d, fed = _decompressor(kind.compression), 0
+                if pending:
+                    _check_magic(path, pending, kind.compression, after=out_total)
+            yield out, len(block) - len(pending)
+        if fed:  # input ended inside a member: the end-of-stream marker never came
+            cut.decompressed = out_total
+
+
+def _check_magic(path: Path, head: bytes, compression: str, after: int | None = None) -> None:
+    want = b"\x1f\x8b" if compression == "gzip" else b"\x28\xb5\x2f\xfd"
+    if not head.startswith(want[: len(head)]):
+        where = f" after {after:,} decompressed bytes" if after is not None else ""
+        raise TinyLLMError(
+            f"{path}: not {compression} data{where} (its bytes start {head[:4]!r}); "
+            f"the suffix says {compression}-compressed"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# text: UTF-8 with replacement, counted; binary refused
+# ---------------------------------------------------------------------------------------------------
+_replaced = [0]
+
+
+def _replace_and_count(err: UnicodeDecodeError):
+    _replaced[0] += 1
+    return "\ufffd", err.end
+
+
+codecs.register_error("tinyllm.formats.replace_and_count", _replace_and_count)
+
+
+def sniff(head: bytes) -> str | None:
+    """Why these first bytes of a file are not text, or None if they look like text.
+
+    >>> sniff(b"hello"), sniff(b"\\x89PNG\\r\\n\\x1a\\n\\x00\\x00"), sniff(b"\\x1f\\x8b\\x08\\x00")
+    (None, 'a NUL byte at offset 8', 'it starts like gzip data')
+    """
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            return f"it starts like {what} data"
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        return f"a NUL byte at offset {nul}"
+    before = _replaced[0]
+    text = head.decode("utf-8", "tinyllm.formats.replace_and_count")
+    bad = _replaced[0] - before - (1 if len(head) >= SNIFF_BYTES else 0)  # the cut may split the last character
+    if text and bad > BINARY_SHARE * len(text):
+        return f"{bad / len(text):.0%} of its first {len(head):,} bytes are not UTF-8"
+    return None
+
+
+def check_text_head(path: Path, head: bytes, kind: Kind) -> None:
+    """Refuse binary data (random bytes, an image, a .bin) given as a text corpus, in one line."""
+    why = sniff(head[:SNIFF_BYTES])
+    if why is None:
+        return
+    if kind.format == "text" and not path.name.lower().endswith(TEXT_SUFFIXES) and kind.compression is None:
+        raise TinyLLMError(
+            f"{path}: cannot tell what kind of file this is: not UTF-8 text ({why}); corpus files are "
+            f"text (.txt), JSON Lines (.jsonl) or Parquet (.parquet), optionally .gz/.zst-compressed"
+        )
+    what = "JSON Lines" if kind.format == "jsonl" else "text"
+    raise TinyLLMError(
+        f"{path}: looks like binary data, not UTF-8 {what} ({why}); if it is text in another encoding, "
+        f"convert it first (e.g. iconv -f latin1 -t utf-8)"
+    )
+
+
+def _sniffed(path: Path, blocks: Iterator[tuple[bytes, int]], kind: Kind) -> Iterator[tuple[bytes, int]]:
+    """blocks, the first held back until SNIFF_BYTES have come, so that binary data is refused first."""
+    head, head_raw = b"", 0
+    for data, raw in blocks:
+        if head_raw >= 0:  # still holding the head
+            head += data
+            head_raw += raw
+            if len(head) < SNIFF_BYTES:
+                continue
+            check_text_head(path, head, kind)
+            data, raw, head_raw = head, head_raw, -1
+        if data or raw:
+            yield data, raw
+    if head_raw >= 0:
+        if head:
+            check_text_head(path, head, kind)
+        yield head, head_raw
+
+
+def _decode(path: Path, blocks: Iterator[tuple[bytes, int]], kind: Kind, cut: _Truncation) -> Iterator[tuple[str, int]]:
+    """UTF-8 (BOM dropped) -> (str, raw bytes); each invalid sequence is U+FFFD, as bytes.decode's
+    'replace', and one warning at the end counts them. A truncated stream's last, incomplete
+    character is dropped: the cut is the truncation's, not invalid UTF-8."""
+    from ..tokenizer.inputs import warn_invalid_utf8
+
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="tinyllm.formats.replace_and_count")
+    replaced = 0
+    for data, raw in _sniffed(path, blocks, kind):
+        before = _replaced[0]
+        text = decoder.decode(data, False)
+        replaced += _replaced[0] - before
+        yield text, raw
+    if cut.decompressed is None:
+        before = _replaced[0]
+        tail = decoder.decode(b"", True)
+        replaced += _replaced[0] - before
+        if tail:
+            yield tail, 0
+    if replaced:
+        warn_invalid_utf8(path, replaced)
+
+
+# ---------------------------------------------------------------------------------------------------
+# records: JSON Lines and Parquet
+# ---------------------------------------------------------------------------------------------------
+class BadRecords:
+    """Counts (or refuses) records without text: one error naming file, place and field, or one warning."""
+
+    def __init__(self, path: Path, options: ReadOptions, unit: str):
+        self.path, self.options, self.unit = path, options, unit
+        self.seen = 0
+        self.skipped: dict[str, list[int]] = {}  # reason -> [count, first place]
+
+    def bad(self, place: int, why: str, reason: str) -> None:
+        if self.options.bad_records == "fail":
+            raise TinyLLMError(
+                f"{self.path}: {self.unit} {place}: {why} (--bad_records skip skips such records with a warning)"
+            )
+        entry = self.skipped.setdefault(reason, [0, place])
+        entry[0] += 1
+
+    def report(self) -> None:
+        if not self.skipped:
+            return
+        n = sum(c for c, _ in self.skipped.values())
+        parts = ", ".join(
+            f"{c:,} {reason} (first at {self.unit} {first})" for reason, (c, first) in self.skipped.items()
+        )
+        _warn(f"{self.path}: skipped {n:,} of {self.seen:,} records: {parts}")
+
+
+def _record_text(obj, field: str, place: int, bad: BadRecords) -> str | None:
+    if not isinstance(obj, dict):
+        bad.bad(place, f"expected a JSON object, got {_json_kind(obj)}", "not a JSON object")
+        return None
+    if field not in obj:
+        bad.bad(place, f"no field '{field}' (it has: {', '.join(list(obj)[:8]) or 'no fields'})", f"without '{field}'")
+        return None
+    text = obj[field]
+    if not isinstance(text, str):
+        bad.bad(place, f"field '{field}' is {_json_kind(text)}, not a string", f"with a non-string '{field}'")
+        return None
+    return text
+
+
+def _json_kind(v) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number"
+    )
+
+
+def _jsonl_chunks(
+    path: Path, texts: Iterator[tuple[str, int]], options: ReadOptions, cut: _Truncation
+) -> Iterator[tuple[str, int]]:
+    """Decoded JSON Lines -> (each record's text + "\\n\\n", raw bytes), a block of records at a time.
+    The last line of a truncated file is dropped (the truncation warning says so), not a bad record."""
+    bad = BadRecords(path, options, "line")
+    field, loads, lineno, carry = options.text_field, json.loads, 0, ""
+    for text, raw in texts:
+        text = carry + text
+        # split on "\n" only: json.dumps(ensure_ascii=False) writes U+2028 and friends raw inside strings
+        lines = text.split("\n")
+        carry = lines.pop()
+        out = []
+        for line in lines:
+            lineno += 1
+            if not line or line.isspace():
+                continue
+            bad.seen += 1
+            try:
+                obj = loads(line)
+            except ValueError as e:
+                bad.bad(lineno, f"not JSON ({getattr(e, 'msg', e)})", "not JSON")
+                continue
+            t = _record_text(obj, field, lineno, bad)
+            if t is not None:
+                out.append(t)
+                out.append("\n\n")
+        yield "".join(out), raw
+    if carry.strip() and cut.decompressed is not None:
+        cut.dropped_line = True
+    elif carry.strip():  # a last line without "\n"
+        lineno += 1
+        bad.seen += 1
+        try:
+            t = _record_text(json.loads(carry), field, lineno, bad)
+        except ValueError as e:
+            t = None
+            bad.bad(lineno, f"not JSON ({getattr(e, 'msg', e)})", "not JSON")
+        if t is not None:
+            yield t + "\n\n", 0
+    bad.report()
+
+
+def first_record_is_qa(path: Path) -> bool:
+    """Whether a .jsonl file is Q&A data (its first record has a 'question') rather than a text corpus.
+    A file that cannot be read counts as Q&A, so the Q&A reader reports what is wrong with it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        return True
+    line = next((ln for ln in head.decode("utf-8-sig", "replace").split("\n") if ln.strip()), "")
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return '"question"' in line
+    return isinstance(obj, dict) and "question" in obj
+
+
+def _parquet_file(path: Path, field: str):
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - in the 'data' extra
+        raise TinyLLMError("reading .parquet files needs the 'pyarrow' package: pip install 'tinyllm[data]'") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except OSError as e:
+        raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (pa.ArrowException, ValueError) as e:
+        raise TinyLLMError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    names = pf.schema_arrow.names
+    if field not in names:
+        raise TinyLLMError(
+            f"{path}: no column '{field}' (columns: {', '.join(names[:12]) or 'none'}); pick one with --text_field"
+        )
+    t = pf.schema_arrow.field(field).type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise TinyLLMError(f"{path}: column '{field}' holds {t}, not text; pick a string column with --text_field")
+    return pf
+
+
+def _parquet_values(path: Path, options: ReadOptions) -> Iterator[tuple[memoryview, int]]:
+    """A Parquet file's text column, a row group at a time (never the whole file) -> (the group's values,
+    each + "\\n\\n", as one UTF-8 buffer, file bytes it stands for). Nulls are bad records."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pf = _parquet_file(path, options.text_field)
+    bad = BadRecords(path, options, "row")
+    size, groups, row = path.stat().st_size, max(1, pf.num_row_groups), 0
+    for g in range(pf.num_row_groups):
+        try:
+            col = pf.read_row_group(g, columns=[options.text_field]).column(0)
+        except (pa.ArrowException, OSError) as e:
+            raise TinyLLMError(f"{path}: row group {g} cannot be read ({str(e).splitlines()[0]})") from None
+        bad.seen += len(col)
+        start, row = row, row + len(col)
+        if col.null_count:  # rows without text: refused or counted, like JSON Lines records
+            first = start + pc.index(pc.is_null(col), True).as_py()
+            bad.bad(first, f"'{options.text_field}' is null", f"with a null '{options.text_field}'")
+            bad.skipped[f"with a null '{options.text_field}'"][0] += col.null_count - 1
+            col = pc.drop_null(col)
+        # each value + "\n\n": the values of a string array lie back to back in one buffer, so the
+        # group's text is a slice of it (int64 offsets of large_string)
+        joined = pc.binary_join_element_wise(col, "", "\n\n").combine_chunks().cast(pa.large_string())
+        data = memoryview(b"")
+        if len(joined):
+            _, offsets, values = joined.buffers()
+            offsets = memoryview(offsets).cast("q")
+            data = memoryview(values)[offsets[joined.offset] : offsets[joined.offset + len(joined)]]
+        yield data, size // groups
+    bad.report()
+
+
+def _parquet_chunks(path: Path, options: ReadOptions) -> Iterator[tuple[str, int]]:
+    """_parquet_values decoded (Arrow strings should be UTF-8; invalid bytes are counted and warned about)."""
+    from ..tokenizer.inputs import warn_invalid_utf8
+
+    replaced = 0
+    for data, raw in _parquet_values(path, options):
+        before = _replaced[0]
+        text = bytes(data).decode("utf-8", "tinyllm.formats.replace_and_count")
+        replaced += _replaced[0] - before
+        yield text, raw
+    if replaced:
+        warn_invalid_utf8(path, replaced)
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    from ..tokenizer.inputs import CorpusWarning
+
+    warnings.warn(message, CorpusWarning, stacklevel=4)
