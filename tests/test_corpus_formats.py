@@ -488,6 +488,18 @@ def test_cpp_stream_and_reference_agree_on_awkward_input(tmp_path):
     files["txt.gz"].write_bytes(gzip.compress(raw))
     files["parquet"] = write_corpus(docs, tmp_path / "a", "parquet")
     for name, f in files.items():
+        # the pre-token counts themselves (merges could hide a few miscounted pieces)
+        from tinyllm import _bpe
+        from tinyllm.tokenizer.reference import count_pretokens, to_utf8
+
+        trainer = _bpe.Trainer("gpt4", 2)
+        for data in F.read_utf8(f):
+            trainer.add_bytes(data)
+        trainer.add_bytes(b"", final=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = {to_utf8(k): v for k, v in count_pretokens(f).items()}
+        assert trainer.pretoken_counts() == want, name
         with warnings.catch_warnings(record=True) as native_w:
             warnings.simplefilter("always")
             native = Tokenizer.train(f, vocab_size=330, show_progress=False).merges
