@@ -14,9 +14,9 @@ import sys
 import warnings
 
 from ..errors import TinyLLMError
-from . import bench, eval, export, generate, prepare, serve, sweep, tokenizer, train
+from . import bench, checkpoint, eval, export, generate, prepare, serve, sweep, tokenizer, train
 
-SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export, serve, sweep)
+SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export, serve, sweep, checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:

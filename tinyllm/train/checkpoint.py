@@ -17,8 +17,8 @@ weights_only=True:
     rng_per_rank    every RNG state of every rank, rank 0 first
     is_qa           trained on Q&A pairs (generate/chat wrap prompts in the template)
 
-The sharded checkpoint (FSDP + torch.distributed.checkpoint) plugs in here: `tensors()`
-is what DCP shards, `meta()` is the rest, small and the same on every rank.
+The sharded checkpoint (FSDP + torch.distributed.checkpoint, sharded.py) is a folder holding the
+same state: `tensors()` is what DCP shards, `meta()` is the rest, written by rank 0 as meta.pt.
 """
 
 from __future__ import annotations
@@ -110,6 +110,12 @@ def read_file(path: str | Path, map_location="cpu") -> dict:
     if not path.exists():
         raise TinyLLMError(f"{path}: no such checkpoint")
     if path.is_dir():
+        if (path / "meta.pt").exists() or (path / "latest.dcp").exists():  # sharded.py's layout (FSDP)
+            run = path if (path / "latest.dcp").exists() else path.resolve().parent.parent
+            raise TinyLLMError(
+                f"{path}: is a sharded (FSDP) checkpoint; make one file of it first: "
+                f"tinyllm checkpoint consolidate {run} --out {run / 'consolidated.pt'}"
+            )
         raise TinyLLMError(f"{path}: is a directory, expected a checkpoint file (e.g. {path / 'best.pt'})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
@@ -175,8 +181,9 @@ def set_rng_state(state: dict) -> None:
 def clean_stale_temp(out_dir: Path) -> list[Path]:
     """Remove temp files a killed run left behind (`.latest.pt.XXXX.tmp`, ...); -> what was removed."""
     stale = [*Path(out_dir).glob(".*.pt.*.tmp"), *Path(out_dir).glob("checkpoints/*.tmp")]
+    stale = list(dict.fromkeys(stale))  # also matches checkpoints/.step_N.dcp.tmp/, a sharded save cut short
     for f in stale:
-        f.unlink(missing_ok=True)
+        shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
     return stale
 
 

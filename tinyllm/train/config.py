@@ -54,6 +54,10 @@ class TrainConfig:
     """'auto' (bf16 autocast on CUDA, float32 on CPU), 'float32' or 'bfloat16'."""
     compile: bool = False
     """torch.compile the model."""
+    parallel: str = "ddp"
+    """Under torchrun: 'ddp' (a full copy of weights, gradients and AdamW state on every rank) or 'fsdp' (FSDP2 fully_shard per block and the root: each rank holds 1/world_size of them; sharded checkpoints)."""
+    activation_checkpointing: str = "none"
+    """'none', or 'full': recompute each block's activations in the backward instead of keeping them (less memory, about a third more compute)."""
     resume: str | None = None
     """'auto' to continue from OUT_DIR/latest.pt when present, or a checkpoint path."""
     init_from: str | None = None
@@ -90,6 +94,10 @@ class TrainConfig:
             raise TinyLLMError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.loss_on not in ("answer", "all"):
             raise TinyLLMError(f"--loss_on must be 'answer' or 'all', got {self.loss_on!r}")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise TinyLLMError(f"--parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
+        if self.activation_checkpointing not in ("none", "full"):
+            raise TinyLLMError(f"--activation_checkpointing must be 'none' or 'full', got {self.activation_checkpointing!r}")
         if self.bad_records not in ("fail", "skip"):
             raise TinyLLMError(f"--bad_records must be 'fail' or 'skip', got {self.bad_records!r}")
 

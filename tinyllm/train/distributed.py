@@ -22,6 +22,7 @@ class DistInfo:
     local_rank: int = 0
     world_size: int = 1
     local_world_size: int = 1
+    single_process_group: bool = False  # a group of one, made for FSDP outside torchrun (ours to destroy)
 
     @property
     def enabled(self) -> bool:
@@ -59,8 +60,9 @@ def dist_info() -> DistInfo:
     return info
 
 
-def setup(device_pref: str) -> tuple[DistInfo, torch.device]:
-    """Initialise the process group when launched by torchrun; return (info, this rank's device)."""
+def setup(device_pref: str, need_group: bool = False) -> tuple[DistInfo, torch.device]:
+    """Initialise the process group when launched by torchrun; return (info, this rank's device).
+    need_group (FSDP, which needs one even alone): one process without torchrun gets a group of one."""
     info = dist_info()
     device = resolve_device(device_pref)
     if device.type == "cuda" and info.enabled:
@@ -81,6 +83,11 @@ def setup(device_pref: str) -> tuple[DistInfo, torch.device]:
             dist.init_process_group(backend="nccl", device_id=device)
         else:
             dist.init_process_group(backend="gloo")
+    elif need_group and not dist.is_initialized():
+        # an in-memory store: no port, no rendezvous, nothing another process could join
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
+        info.single_process_group = True
     return info, device
 
 
@@ -142,7 +149,9 @@ def teardown(info: DistInfo, clean: bool = True) -> None:
     """Destroy the process group. After a clean run, first wait for every rank: a rank that
     destroys its gloo group while rank 0 still writes its last checkpoint can abort in
     C++ ("terminate called without an active exception"), seen once in ~10 CI runs."""
-    if info.enabled and dist.is_initialized():
+    if info.single_process_group and dist.is_initialized():
+        dist.destroy_process_group()
+    elif info.enabled and dist.is_initialized():
         if clean:
             dist.barrier()
         dist.destroy_process_group()

@@ -1,7 +1,8 @@
 """Where a run starts: from scratch, resumed from a checkpoint (--resume), or from another
 run's weights (--init_from, fine-tuning: step 0, fresh optimizer).
 
-A resumed run continues exactly: the model's shape, the optimizer, the step, the best val
+A checkpoint is a file (latest.pt) or, under FSDP, a sharded folder (latest.dcp, sharded.py); either
+resumes under either --parallel, and a sharded one on any number of ranks. A resumed run continues exactly: the model's shape, the optimizer, the step, the best val
 loss, every rank's RNG and the data position come from the checkpoint (TrainState). The
 checkpoint must hold the model asked for (the fields the user set); the attention backend
 and dropout may change, they do not change the weights.
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..errors import TinyLLMError
 from ..model.config import ModelConfig
 from . import distributed as dist_utils
+from . import sharded
 from .checkpoint import TrainState, config_mismatch, set_rng_state
 
 
@@ -26,6 +28,8 @@ class StartPoint:
     """Where `resumed` (or, fine-tuning, `init`) was read from."""
     init: TrainState | None = None
     """--init_from's checkpoint when not resuming, or None."""
+    sharded: bool = False
+    """`resumed` is a sharded folder's meta (sharded.py): its tensors are read with DCP in build_model."""
 
     @property
     def source(self) -> TrainState | None:
@@ -40,8 +44,11 @@ def find_start(run, out: Path, dist, log) -> StartPoint:
     """Read the checkpoint to resume (every rank must see the same one) or to fine-tune from."""
     cfg = run.train
     if cfg.resume:
-        path = out / "latest.pt" if cfg.resume == "auto" else Path(cfg.resume)
-        state, path = load_intact(path, out, cfg.resume == "auto", log) if path.exists() else (None, path)
+        path = newest_latest(out) if cfg.resume == "auto" else Path(cfg.resume)
+        if sharded.is_sharded(path):
+            state = sharded.read_meta(path)
+        else:
+            state, path = load_intact(path, out, cfg.resume == "auto", log) if path.exists() else (None, path)
         # every rank must resume from the same step: with --out_dir on a disk only some nodes see, they would not
         seen = dist_utils.gather_objects(state.step if state else None, dist)
         if len(set(seen)) > 1:
@@ -50,7 +57,7 @@ def find_start(run, out: Path, dist, log) -> StartPoint:
             )
         if state is not None:
             check_resumed_model(state, path, run)
-            return StartPoint(state, path)
+            return StartPoint(state, path, sharded=sharded.is_sharded(path))
         if cfg.resume != "auto":
             raise TinyLLMError(f"{path}: no such checkpoint")
         log(
@@ -62,6 +69,21 @@ def find_start(run, out: Path, dist, log) -> StartPoint:
         check_init(init, run, out)
         return StartPoint(None, Path(cfg.init_from), init)
     return StartPoint()
+
+
+def newest_latest(out: Path) -> Path:
+    """OUT/latest.pt (single file: DDP, one process) or OUT/latest.dcp (sharded: FSDP), whichever is of
+    the later step: a run may switch --parallel between launches, and either reads the other's."""
+    file, folder = out / "latest.pt", out / sharded.LATEST
+    if not sharded.is_sharded(folder):
+        return file
+    if not file.exists():
+        return folder.resolve()
+    try:
+        file_step = TrainState.load(file).step
+    except TinyLLMError:
+        return folder.resolve()
+    return folder.resolve() if sharded.read_meta(folder).step >= file_step else file
 
 
 def load_intact(path: Path, out: Path, fall_back: bool, log) -> tuple[TrainState, Path]:

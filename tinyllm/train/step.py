@@ -1,5 +1,6 @@
 """One training step: grad_accumulation_steps micro-batches, forward + backward each, the
-gradient all-reduced once (on the last micro-step, under DDP), the global norm clipped.
+gradient all-reduced once (on the last micro-step, under DDP; reduce-scattered once under FSDP),
+the global norm clipped.
 The optimizer step itself is the caller's, after it has checked that the loss is finite."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class TrainStep:
         # [loss summed over the micro-steps, stop flag]: both ride one all-reduce per step under DDP
         self.stats = torch.zeros(2, device=device)
         self.no_grad_norm = torch.zeros((), device=device)  # without clipping
+        self.fsdp = hasattr(model, "set_requires_gradient_sync")  # fully_shard'ed (parallel.py)
 
     def micro_batch(self, step: int, g: int):
         """Global micro-batch g of step `step`: from slice g of the data, seeded by (seed, step, g) alone."""
@@ -42,7 +44,9 @@ class TrainStep:
             x, y = self.micro_batch(step, g)
             torch.manual_seed(derive_seed(cfg.seed, step, g, 1))  # dropout: the same masks in a resumed run
             sync = micro == self.accum - 1 or not self.dist.enabled  # all-reduce only on the last micro-step
-            with contextlib.nullcontext() if sync else self.model.no_sync():
+            if self.fsdp:  # FSDP2: no reduce-scatter until the last micro-step (grads accumulate unsharded)
+                self.model.set_requires_gradient_sync(sync)
+            with contextlib.nullcontext() if sync or self.fsdp else self.model.no_sync():
                 with self.autocast():
                     _, loss = self.model(x, y, return_logits=False)  # fused head + loss: no (B, T, V) logits
                     loss = loss / self.accum
@@ -53,6 +57,8 @@ class TrainStep:
             if cfg.grad_clip > 0
             else self.no_grad_norm
         )
+        if hasattr(norm, "full_tensor"):  # FSDP: a DTensor, the global norm over every rank's shards
+            norm = norm.full_tensor()
         dist_utils.all_reduce_mean_and_flag(stats, stop_requested, self.dist)
         # one host sync per step for all three numbers (each .item() on CUDA is a sync of its own)
         loss, flag, norm = torch.cat([stats, norm.float().reshape(1)]).tolist()

@@ -20,7 +20,7 @@ import torch
 from ..io import owned_dir
 from ..model import ModelConfig, TinyLLM
 from . import distributed as dist_utils
-from . import resume
+from . import parallel, resume, sharded
 from .checkpoint import clean_stale_temp, load_weights
 from .checkpointer import Checkpointer
 from .datasets import Datasets, build_datasets
@@ -65,7 +65,8 @@ class Trainer:
     def __init__(self, run: RunConfig):
         self.run_config, self.cfg = run, run.train
         self.out = Path(self.cfg.out_dir)
-        self.dist, self.device = dist_utils.setup(self.cfg.device)
+        self.sharded = self.cfg.parallel == "fsdp"  # FSDP: weights sharded over the ranks, sharded checkpoints
+        self.dist, self.device = dist_utils.setup(self.cfg.device, need_group=self.sharded)
         self.main = self.dist.is_main
         self.amp_dtype, self.autocast = autocast_setup(self.cfg.dtype, self.device)
 
@@ -110,6 +111,8 @@ class Trainer:
             + (f" x {self.dist.world_size} ranks" if self.dist.enabled else "")
             + (", bf16 autocast" if self.amp_dtype == torch.bfloat16 else "")
             + (", compiled" if cfg.compile else "")
+            + (", FSDP" if self.sharded else "")
+            + (", activation checkpointing" if cfg.activation_checkpointing == "full" else "")
         )
         self.log(f"data: {data.train.num_tokens:,} train tokens, {data.val.num_tokens:,} val tokens")
         step = TrainStep(model, raw, data.train, cfg, model_cfg.context_length, self.dist, self.device, self.autocast)
@@ -117,12 +120,19 @@ class Trainer:
 
     def build_model(self, model_cfg: ModelConfig, start: resume.StartPoint):
         """-> (model, optimizer, module to call for training, module for evaluation)."""
-        torch.manual_seed(self.cfg.seed)  # identical initial weights on every rank
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         raw = TinyLLM(model_cfg, device=self.device)
-        if start.source is not None:
+        if start.source is not None and not start.sharded:
             load_weights(raw, start.source.model, str(start.path))
-        opt = raw.configure_optimizer(self.cfg.max_lr, self.cfg.weight_decay)
-        if start.resumed is not None:
+        if cfg.activation_checkpointing == "full":
+            parallel.apply_activation_checkpointing(raw)
+        if self.sharded:
+            return self.build_fsdp(raw, model_cfg, start)
+        opt = raw.configure_optimizer(cfg.max_lr, cfg.weight_decay)
+        if start.sharded:  # a sharded (FSDP) checkpoint: DCP reads the full tensors into this copy
+            sharded.load(start.path, raw, opt)
+        elif start.resumed is not None:
             opt.load_state_dict(start.resumed.optimizer)
         # compile the model, then wrap it in DDP (DDP's hooks stay outside the graph, so no_sync behaves
         # as in eager mode); evaluation calls the compiled module directly, without DDP
@@ -133,6 +143,23 @@ class Trainer:
 
             model = DDP(fwd, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return raw, opt, model, fwd
+
+    def build_fsdp(self, raw: TinyLLM, model_cfg: ModelConfig, start: resume.StartPoint):
+        """fully_shard the model (parallel.py), then its optimizer over the shards; a resumed run reads
+        its checkpoint into them: a sharded one on any number of ranks (DCP reshards), or a file."""
+        cfg = self.cfg
+        parallel.shard_model(raw, self.device, cfg.compile)
+        opt = raw.configure_optimizer(cfg.max_lr, cfg.weight_decay)
+        if start.sharded:
+            sharded.load(start.path, raw, opt)
+        elif start.resumed is not None:  # DDP's latest.pt: every rank reads it whole and keeps its shard
+
+            def plain():
+                m = TinyLLM(model_cfg)
+                return m, m.configure_optimizer(cfg.max_lr, cfg.weight_decay)
+
+            sharded.load_full(start.resumed, raw, opt, plain)
+        return raw, opt, raw, raw  # FSDP2 shards in place: the model is its own training and eval module
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self, s: Setup, stop: StopRequest) -> TrainResult:
@@ -151,6 +178,8 @@ class Trainer:
             loss, grad_norm, any_rank_stopped = s.train_step(step, stop.requested)
             check_finite(loss, grad_norm, step, self.checkpoints.last_good, bar)
             s.optimizer.step()
+            if step == s.first_step:  # gradients and AdamW state exist now: how much each rank holds
+                self.log(parallel.bytes_line(s.model, s.optimizer, self.dist, cfg.parallel))
             s.optimizer.zero_grad(set_to_none=True)
             step += 1
             result.step = step
@@ -173,7 +202,7 @@ class Trainer:
             if stopping:
                 result.stopped_early = (
                     f"stopped by {stop.signal_name or 'a signal'} at step {step}; "
-                    f"checkpoint saved to {self.out / 'latest.pt'}"
+                    f"checkpoint saved to {self.checkpoints.last_good()}"
                 )
                 bar.close()
                 self.log(result.stopped_early)
@@ -190,9 +219,13 @@ class Trainer:
         bar.set_postfix(post, refresh=False)
 
     def evaluate(self, s: Setup, step: int, batch_loss, lr: float, tps, metrics, result, bar) -> None:
-        """Rank 0: train and val loss estimates -> metrics.jsonl, and best.pt when val improved."""
-        if self.main:
+        """Rank 0: train and val loss estimates -> metrics.jsonl, and best.pt when val improved. Under
+        FSDP every rank evaluates with it (each forward gathers the shards) and writes best.pt with it."""
+        if self.main or self.sharded:
             tl, vl, vbpb = self.losses(s)
+            improved = vl < result.best_val_loss
+            result.train_loss, result.val_loss = tl, vl
+        if self.main:
             row = {
                 "step": step,
                 "train_loss": tl,
@@ -208,11 +241,12 @@ class Trainer:
                 row["mfu"] = mfu(s.model.flops_per_token(), tps, peak, self.dist.world_size)
             metrics.append(row)
             result.metrics.append(row)
-            result.train_loss, result.val_loss = tl, vl
-            if vl < result.best_val_loss:
-                result.best_val_loss = vl
-                self.checkpoints.save_best(s, step, vl)
             bar.write(f"step {step}: train loss {tl:.4f}, val loss {vl:.4f}", file=sys.stderr)
+        if self.sharded:  # rank 0's verdict for all: gathering the weights for best.pt is collective
+            improved = dist_utils.broadcast_object(improved, self.dist)
+        if (self.main or self.sharded) and improved:
+            result.best_val_loss = vl
+            self.checkpoints.save_best(s, step, vl)
         dist_utils.barrier(self.dist)
 
     def losses(self, s: Setup) -> tuple[float, float, float]:
@@ -227,10 +261,13 @@ class Trainer:
         return tl, vl, vbpb
 
     def finish(self, s: Setup, result: TrainResult) -> TrainResult:
-        """Rank 0: loss.png, the unigram-entropy yardstick, and what the CLI's sample needs."""
+        """Rank 0: loss.png, the unigram-entropy yardstick, and what the CLI's sample needs (under FSDP,
+        an unsharded copy of the weights on rank 0, gathered by every rank)."""
+        unmeasured = result.val_loss is None and not result.stopped_early  # resumed a finished run: measure once
+        if (self.main or self.sharded) and unmeasured:
+            result.train_loss, result.val_loss, _ = self.losses(s)
+        model = parallel.unsharded_copy(s.model, s.model_config, self.device, self.main) if self.sharded else s.model
         if self.main:
-            if result.val_loss is None and not result.stopped_early:  # resumed a finished run: measure once
-                result.train_loss, result.val_loss, _ = self.losses(s)
             from .plot import plot_metrics
 
             plot_metrics(self.out / "metrics.jsonl", self.out / "loss.png")
@@ -238,6 +275,6 @@ class Trainer:
                 from ..data.tokens import unigram_entropy
 
                 result.val_unigram_entropy = unigram_entropy(s.data.val.arrays, s.data.tokenizer.vocab_size)
-            self.tokenizer, self.model, self.is_qa = s.data.tokenizer, s.model, s.data.is_qa
+            self.tokenizer, self.model, self.is_qa = s.data.tokenizer, model, s.data.is_qa
             self.sample_prompt = s.data.sample_prompt
         return result
