@@ -514,3 +514,14 @@ def test_cpp_stream_and_reference_agree_on_awkward_input(tmp_path):
             if name == "parquet"
             else [f"corpus file {f} is not valid UTF-8: 2 invalid byte sequence(s) read as U+FFFD"]
         )
+
+
+def test_train_reads_a_jsonl_zst_corpus_with_its_text_field(tmp_path, run_cli):
+    """TrainConfig.text_field is a `tinyllm train` flag and reaches the corpus reader."""
+    docs = random_documents(61, 300)
+    f = write_corpus(docs, tmp_path / "c", "jsonl.zst", field="body")
+    r = run_cli("train", "--data", f, "--out_dir", tmp_path / "out", *SMALL_TRAIN, env=ENV)
+    assert r.returncode == 2 and f"{f}: line 1: no field 'text' (it has: id, body)" in r.stderr
+    r = run_cli("train", "--data", f, "--text_field", "body", "--out_dir", tmp_path / "out", *SMALL_TRAIN, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "out" / "latest.pt").exists()
