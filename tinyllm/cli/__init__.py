@@ -10,6 +10,7 @@ ids), so output can be piped. Building the parser imports no torch: `tinyllm --h
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -19,8 +20,19 @@ from . import bench, checkpoint, eval, export, generate, prepare, serve, sweep, 
 SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export, serve, sweep, checkpoint)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is two lines (the command's usage line and the error, with the
+    --help hint) instead of the whole usage block. Subcommand parsers are of this class too."""
+
+    def error(self, message: str):
+        usage = " ".join(self.format_usage().split())  # one line
+        self.exit(
+            2, f"{usage[:160] + ' ...' if len(usage) > 160 else usage}\nerror: {message} (see `{self.prog} --help`)\n"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinyllm", description="Train, sample and benchmark small GPTs.")
+    p = Parser(prog="tinyllm", description="Train, sample and benchmark small GPTs.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.add_parser(sub)
@@ -32,7 +44,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=file or sys.stderr, flush=True)
 
 
+def thread_defaults(environ=os.environ) -> None:
+    """Before torch is imported, when the user has not said: OpenMP threads wait passively (a spinning
+    wait makes a shared machine several times slower; benchmarks/README.md, "Under load") and number
+    the cores this process may run on (divided among the ranks torchrun starts on this machine)."""
+    if environ.get("TINYLLM_THREAD_DEFAULTS") == "0":  # torch's own defaults (benchmarks/bench_contention.py)
+        return
+    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_NUM_THREADS" not in environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        ranks = int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, ranks)))
+
+
 def main(argv: list[str] | None = None) -> int:
+    if "torch" not in sys.modules:
+        thread_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
@@ -40,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TinyLLMError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a vanished folder: what and why, in one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

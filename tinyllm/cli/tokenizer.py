@@ -52,18 +52,22 @@ def cmd_tokenizer(args) -> int:
 
     if args.tok_cmd == "train":
         from ..data.corpus import load_corpus
+        from ..io import OutputLock, check_output_file
+
+        check_output_file(args.out, "--out")  # before the work, not after it
         from ..data.formats import ReadOptions
         from ..data.qa import resolve_qa_source
 
         corpus = load_corpus(resolve_qa_source(args.data), options=ReadOptions(args.text_field, args.bad_records))
-        tok = Tokenizer.train(
-            corpus.tokenizer_texts(),
-            vocab_size=args.vocab_size,
-            pattern=args.pattern,
-            num_threads=args.num_threads,
-            show_progress=True,
-        )
-        tok.save(args.out)
+        with OutputLock(args.out, f"--out {args.out}", lambda m: print(m, file=sys.stderr), is_file=True):
+            tok = Tokenizer.train(
+                corpus.tokenizer_texts(),
+                vocab_size=args.vocab_size,
+                pattern=args.pattern,
+                num_threads=args.num_threads,
+                show_progress=True,
+            )
+            tok.save(args.out)
         print(f"saved a {tok.vocab_size}-token tokenizer to {args.out}", file=sys.stderr)
         return 0
     tok = Tokenizer.load(args.tokenizer)

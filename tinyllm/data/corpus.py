@@ -51,6 +51,8 @@ def text_files(path: str | Path) -> list[Path]:
         if not files:
             raise TinyLLMError(f"{p}: directory holds no .txt files or other corpus files (.jsonl, .parquet, .gz/.zst)")
         return files
+    if not p.is_file():  # a FIFO would block forever, /dev/zero would fill the memory
+        raise TinyLLMError(f"{p}: not a regular file (a device, pipe or socket); pass a file or a folder of files")
     formats.kind_of(p)  # an unsupported compression fails here, before anything is read
     return [p]
 

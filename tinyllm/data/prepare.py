@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import TinyLLMError
+from ..io import check_output_dir, owned_dir
 from . import formats
 from .corpus import BLOCK, VAL_EVERY, load_documents, split_documents, stream_documents, text_files
 from .formats import DEFAULT, ReadOptions
@@ -169,19 +171,24 @@ def prepare(
     if workers is not None and workers <= 0:
         raise TinyLLMError(f"--num_workers must be a positive integer, got {workers}")
     tok = Tokenizer.load(tokenizer_path)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinyLLMError(f"--out {out}: exists and is not a directory")
+    check_output_dir(out, "--out")
     docs, total, unit = corpus_documents(sources, options)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    encoder = Encoder(tok, workers or _all_cores())
-    writers = {s: ShardWriter(out, s, token_dtype(tok.vocab_size), shard_tokens) for s in ("train", "val")}
-    try:
-        sample_prompt = encode_into(writers, encoder, batches(docs), (total, unit), sources, progress)
-    finally:
-        encoder.close()
-    meta = write_set(out, tok, writers, sources, shard_tokens, encoder.name, sample_prompt)
+    with owned_dir(out, "--out", lambda msg: print(msg, file=sys.stderr)) as out:
+        # the new set goes into a folder of its own; meta.json, replaced last, switches to it
+        name = f"set-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        (out / name).mkdir()
+        encoder = Encoder(tok, workers or _all_cores())
+        dtype = token_dtype(tok.vocab_size)
+        writers = {s: ShardWriter(out / name, s, dtype, shard_tokens, prefix=f"{name}/") for s in ("train", "val")}
+        try:
+            sample_prompt = encode_into(writers, encoder, batches(docs), (total, unit), sources, progress)
+            meta = write_set(out, name, tok, writers, sources, shard_tokens, encoder.name, sample_prompt)
+        except BaseException:
+            shutil.rmtree(out / name, ignore_errors=True)  # the old set (if any) stays in use, untouched
+            raise
+        finally:
+            encoder.close()
     meta["seconds"] = time.perf_counter() - t0
     return meta
 
@@ -231,8 +238,11 @@ def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int,
     return sample_prompt
 
 
-def write_set(out: Path, tok, writers: dict, sources, shard_tokens: int, encoder_name: str, sample_prompt: str) -> dict:
-    """Write the tokenizer and meta.json (last: it makes the set complete); drop shards of an older set."""
+def write_set(
+    out: Path, name: str, tok, writers: dict, sources, shard_tokens: int, encoder_name: str, sample_prompt: str
+) -> dict:
+    """Write the set's tokenizer, then meta.json (one rename: it switches readers from the old set to
+    this one), then delete what belonged to older sets."""
     from .tokens import tokenizer_hash, write_meta
 
     train, val = writers["train"], writers["val"]
@@ -243,13 +253,13 @@ def write_set(out: Path, tok, writers: dict, sources, shard_tokens: int, encoder
             "warning: no validation documents (the corpus has too few); validating on the training shards",
             file=sys.stderr,
         )
-    tok.save(out / "tokenizer.txt")
+    tok.save(out / name / "tokenizer.txt")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "dtype": train.dtype.name,
         "vocab_size": tok.vocab_size,
-        "tokenizer": "tokenizer.txt",
+        "tokenizer": f"{name}/tokenizer.txt",
         "tokenizer_hash": tokenizer_hash(tok),
         "sources": [str(s) for s in sources],
         "train_shards": train.shards,
@@ -258,13 +268,14 @@ def write_set(out: Path, tok, writers: dict, sources, shard_tokens: int, encoder
         "val_tokens": val.tokens or train.tokens,
         "train_documents": train.documents,
         "val_documents": val.documents,
+        "shard_checks": {**train.checks, **val.checks},
         "shard_tokens": shard_tokens,
         "encoder": encoder_name,
         "sample_prompt": sample_prompt,
     }
     write_meta(out / "meta.json", meta)
-    keep = set(meta["train_shards"]) | set(meta["val_shards"])
-    for old in [*out.glob("train_*.bin"), *out.glob("val_*.bin")]:  # an earlier, larger prepare's
-        if old.name not in keep:
-            old.unlink()
+    tok.save(out / "tokenizer.txt")  # a copy where people look for it
+    for old in out.iterdir():  # older sets, interrupted sets, and shards of the old flat layout
+        if old.name != name and (old.name.startswith("set-") or old.suffix == ".bin"):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     return meta

@@ -85,12 +85,16 @@ def _parse(path: Path, text: str) -> tuple[list, list[str]]:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise TinyLLMError(f"{path}: line {lineno}: malformed JSON ({e.msg})") from None
+            except (RecursionError, ValueError) as e:  # nesting deeper than the parser's stack, huge integers
+                raise TinyLLMError(f"{path}: line {lineno}: JSON the parser cannot hold ({_exhausted(e)})") from None
             where.append(f"record {len(records) - 1} (line {lineno})")
         return records, where
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise TinyLLMError(f"{path}: malformed JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
+    except (RecursionError, ValueError) as e:  # nesting deeper than the parser's stack, huge integers
+        raise TinyLLMError(f"{path}: JSON the parser cannot hold ({_exhausted(e)})") from None
     if not isinstance(data, list):
         raise TinyLLMError(f"{path}: expected a JSON array of question/answer objects, got {_kind(data)}")
     return data, [f"record {i}" for i in range(len(data))]
@@ -156,3 +160,9 @@ def _kind(v) -> str:
     if isinstance(v, dict):
         return "an object"
     return type(v).__name__
+
+
+def _exhausted(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e).split(";")[0]  # e.g. 'Exceeds the limit (4300 digits) for integer string conversion'

@@ -84,6 +84,10 @@ class TrainConfig:
                 raise TinyLLMError(f"--{name} must be a positive integer, got {v!r}")
         if self.warmup_iters < 0:
             raise TinyLLMError(f"--warmup_iters must be >= 0, got {self.warmup_iters}")
+        for name in ("weight_decay", "grad_clip"):  # -1 used to mean 'off' for grad_clip, silently
+            v = getattr(self, name)
+            if not 0 <= v < float("inf"):
+                raise TinyLLMError(f"--{name} must be a finite number >= 0 (0 = off), got {v}")
         if not 0 < self.max_lr < float("inf"):
             raise TinyLLMError(f"--max_lr must be positive and finite, got {self.max_lr}")
         if self.min_lr is None:
@@ -97,7 +101,9 @@ class TrainConfig:
         if self.parallel not in ("ddp", "fsdp"):
             raise TinyLLMError(f"--parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.activation_checkpointing not in ("none", "full"):
-            raise TinyLLMError(f"--activation_checkpointing must be 'none' or 'full', got {self.activation_checkpointing!r}")
+            raise TinyLLMError(
+                f"--activation_checkpointing must be 'none' or 'full', got {self.activation_checkpointing!r}"
+            )
         if self.bad_records not in ("fail", "skip"):
             raise TinyLLMError(f"--bad_records must be 'fail' or 'skip', got {self.bad_records!r}")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..data.corpus import Corpus, load_corpus, split_documents
 from ..data.formats import ReadOptions
-from ..data.shards import is_prepared_dir, load_prepared
+from ..data.shards import is_prepared_dir, load_prepared, refuse_incomplete
 from ..data.tokens import build_token_files, cache_key, tokenizer_hash
 from ..errors import TinyLLMError
 from ..io import atomic_open
@@ -46,6 +46,8 @@ def build_datasets(
     """tokenizer: the checkpoint's (resume / --init_from), which the data must be encoded with;
     tokenizer_source says which, for messages."""
     cfg, T = run.train, context_length
+    if cfg.data:
+        refuse_incomplete(cfg.data)  # shards without meta.json: an interrupted prepare
     if cfg.data and is_prepared_dir(cfg.data):  # shards from `tinyllm prepare`: memmapped, never loaded
         train, val, meta, tok = load_prepared(cfg.data, T, cfg.tokenizer)
         if tokenizer is not None and meta.get("tokenizer_hash") not in (None, tokenizer_hash(tokenizer)):
