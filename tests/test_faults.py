@@ -15,10 +15,38 @@ import torch
 from faults import bad_output_paths, full_disk, read_only_dir, unprivileged
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-TINY = ["--d_model", "32", "--n_layers", "2", "--n_heads", "2", "--d_ff", "64", "--context_length", "32",
-        "--vocab_size", "300", "--batch_size", "4", "--max_iters", "4", "--warmup_iters", "1", "--eval_interval",
-        "2", "--eval_iters", "1", "--checkpoint_interval", "1", "--sample_tokens", "0", "--device", "cpu",
-        "--progress", "false"]
+TINY = [
+    "--d_model",
+    "32",
+    "--n_layers",
+    "2",
+    "--n_heads",
+    "2",
+    "--d_ff",
+    "64",
+    "--context_length",
+    "32",
+    "--vocab_size",
+    "300",
+    "--batch_size",
+    "4",
+    "--max_iters",
+    "4",
+    "--warmup_iters",
+    "1",
+    "--eval_interval",
+    "2",
+    "--eval_iters",
+    "1",
+    "--checkpoint_interval",
+    "1",
+    "--sample_tokens",
+    "0",
+    "--device",
+    "cpu",
+    "--progress",
+    "false",
+]
 TINYLLM = [sys.executable, "-m", "tinyllm"]
 
 
@@ -45,20 +73,75 @@ def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
     (d / "kjv.txt").write_text("\n\n".join(bible_verses()[:600]) + "\n")
     Tokenizer.train(d / "kjv.txt", vocab_size=300, show_progress=False).save(d / "tok.txt")
+    r = run("train", "--data", d / "kjv.txt", "--out_dir", d / "run", *TINY, "--max_iters", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
     return d
 
 
 # every writer: (name, command for an output path, whether the output is a folder)
 WRITERS = {
     "train": (lambda c, out: ["train", "--data", c / "kjv.txt", "--out_dir", out, *TINY], True),
-    "tokenizer train": (lambda c, out: ["tokenizer", "train", "--data", c / "kjv.txt", "--vocab_size", "300",
-                                        "--out", out], False),
-    "prepare": (lambda c, out: ["prepare", "--data", c / "kjv.txt", "--tokenizer", c / "tok.txt", "--out", out,
-                                "--progress", "false"], True),
-    "bench train": (lambda c, out: ["bench", "train", "--preset", "demo", "--d_model", "32", "--n_layers", "1",
-                                    "--n_heads", "2", "--d_ff", "64", "--context_length", "16", "--vocab_size",
-                                    "300", "--steps", "1", "--warmup", "0", "--batch_size", "1", "--device", "cpu",
-                                    "--out", out], False),
+    "tokenizer train": (
+        lambda c, out: ["tokenizer", "train", "--data", c / "kjv.txt", "--vocab_size", "300", "--out", out],
+        False,
+    ),
+    "prepare": (
+        lambda c, out: [
+            "prepare",
+            "--data",
+            c / "kjv.txt",
+            "--tokenizer",
+            c / "tok.txt",
+            "--out",
+            out,
+            "--progress",
+            "false",
+        ],
+        True,
+    ),
+    "bench train": (
+        lambda c, out: [
+            "bench",
+            "train",
+            "--preset",
+            "demo",
+            "--d_model",
+            "32",
+            "--n_layers",
+            "1",
+            "--n_heads",
+            "2",
+            "--d_ff",
+            "64",
+            "--context_length",
+            "16",
+            "--vocab_size",
+            "300",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch_size",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+        ],
+        False,
+    ),
+    "export hf": (
+        lambda c, out: ["export", "--checkpoint", c / "run" / "latest.pt", "--format", "hf", "--out", out],
+        True,
+    ),
+    "export gguf": (
+        lambda c, out: ["export", "--checkpoint", c / "run" / "latest.pt", "--format", "gguf", "--out", out],
+        False,
+    ),
+    "tokenizer export": (
+        lambda c, out: ["tokenizer", "export", "--tokenizer", c / "tok.txt", "--format", "tiktoken", "--out", out],
+        False,
+    ),
 }
 
 
@@ -78,7 +161,7 @@ def test_a_bad_output_path_is_one_line_before_any_work(writer, corpus, tmp_path)
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_a_read_only_folder_is_one_line_before_any_work(writer, corpus, tmp_path):
     cmd, _ = WRITERS[writer]
-    target = read_only_dir(tmp_path) / ("out" if writer in ("train", "prepare") else "out.csv")
+    target = read_only_dir(tmp_path) / ("out" if WRITERS[writer][1] else "out.csv")
     r = run(*cmd(corpus, target), cmd_prefix=unprivileged([]))
     lines = one_line_error(r, str(target), "Permission denied")
     assert len(lines) == 1 and not target.exists()
@@ -89,8 +172,20 @@ def test_a_full_disk_mid_run_stops_cleanly_with_the_last_good_checkpoint(corpus)
 
     with full_disk(900_000) as disk:
         out = disk / "run"
-        r = run("train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY, "--max_iters", "200",
-                "--eval_interval", "100", "--keep_checkpoints", "50")
+        r = run(
+            "train",
+            "--data",
+            corpus / "kjv.txt",
+            "--out_dir",
+            out,
+            *TINY,
+            "--max_iters",
+            "200",
+            "--eval_interval",
+            "100",
+            "--keep_checkpoints",
+            "50",
+        )
         lines = one_line_error(r, "No space left on device", "Last good checkpoint")
         assert "latest.pt (after step" in lines[-1]
         good = int(lines[-1].split("(after step ")[1].split(")")[0])
@@ -106,8 +201,9 @@ HOLD = "import sys, time; from tinyllm.io import OutputLock; l = OutputLock(sys.
 def test_a_second_writer_fails_at_once_naming_the_owner(writer, corpus, tmp_path):
     cmd, is_dir = WRITERS[writer]
     out = tmp_path / ("out" if is_dir else "tok.txt")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD.format(not is_dir), str(out)], stdout=subprocess.PIPE,
-                              text=True, env=ENV)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD.format(not is_dir), str(out)], stdout=subprocess.PIPE, text=True, env=ENV
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         r = run(*cmd(corpus, out))
@@ -122,8 +218,12 @@ def test_a_second_writer_fails_at_once_naming_the_owner(writer, corpus, tmp_path
 
 def test_two_training_runs_into_one_out_dir_do_not_mix(corpus, tmp_path):
     out = tmp_path / "out"
-    first = subprocess.Popen([*TINYLLM, "train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY,
-                              "--max_iters", "300"], stderr=subprocess.PIPE, text=True, env=ENV)
+    first = subprocess.Popen(
+        [*TINYLLM, "train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY, "--max_iters", "300"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         t0 = time.monotonic()
         while not (out / "latest.pt").exists():
@@ -144,14 +244,45 @@ def test_an_interrupted_prepare_leaves_the_old_set_whole_and_a_fresh_one_says_in
     from tinyllm.data.shards import load_prepared
 
     out = tmp_path / "shards"
-    assert run("prepare", "--data", corpus / "kjv.txt", "--tokenizer", corpus / "tok.txt", "--out", out,
-               "--shard_tokens", "5000", "--progress", "false").returncode == 0
+    assert (
+        run(
+            "prepare",
+            "--data",
+            corpus / "kjv.txt",
+            "--tokenizer",
+            corpus / "tok.txt",
+            "--out",
+            out,
+            "--shard_tokens",
+            "5000",
+            "--progress",
+            "false",
+        ).returncode
+        == 0
+    )
     before = (out / "meta.json").read_text()
     # a second prepare (other shard size, the slow pure-Python encoder) killed once it wrote a shard
     env = {**ENV, "TINYLLM_PURE_PYTHON": "1"}
-    p = subprocess.Popen([*TINYLLM, "prepare", "--data", corpus / "kjv.txt", "--tokenizer", corpus / "tok.txt",
-                          "--out", out, "--shard_tokens", "300", "--num_workers", "1", "--progress", "false"],
-                         env=env, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [
+            *TINYLLM,
+            "prepare",
+            "--data",
+            corpus / "kjv.txt",
+            "--tokenizer",
+            corpus / "tok.txt",
+            "--out",
+            out,
+            "--shard_tokens",
+            "300",
+            "--num_workers",
+            "1",
+            "--progress",
+            "false",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     t0 = time.monotonic()
     while not list(out.glob("set-*/train_000001.bin")):
         assert p.poll() is None and time.monotonic() - t0 < 120, "the second prepare ended before it was killed"
@@ -162,8 +293,20 @@ def test_an_interrupted_prepare_leaves_the_old_set_whole_and_a_fresh_one_says_in
     train, val, meta, _ = load_prepared(out, 32)  # every shard of the old set passes its size and CRC check
     assert train.num_tokens == meta["train_tokens"] and val.num_tokens == meta["val_tokens"]
     # the next prepare clears the interrupted set away
-    assert run("prepare", "--data", corpus / "kjv.txt", "--tokenizer", corpus / "tok.txt", "--out", out,
-               "--progress", "false").returncode == 0
+    assert (
+        run(
+            "prepare",
+            "--data",
+            corpus / "kjv.txt",
+            "--tokenizer",
+            corpus / "tok.txt",
+            "--out",
+            out,
+            "--progress",
+            "false",
+        ).returncode
+        == 0
+    )
     assert len(list(out.glob("set-*"))) == 1
     # a fresh prepare that never finished: train says so instead of "holds no .txt files"
     fresh = tmp_path / "fresh"
@@ -175,8 +318,20 @@ def test_an_interrupted_prepare_leaves_the_old_set_whole_and_a_fresh_one_says_in
 
 def test_a_shard_that_contradicts_meta_json_is_refused_naming_it(corpus, tmp_path):
     out = tmp_path / "shards"
-    assert run("prepare", "--data", corpus / "kjv.txt", "--tokenizer", corpus / "tok.txt", "--out", out,
-               "--progress", "false").returncode == 0
+    assert (
+        run(
+            "prepare",
+            "--data",
+            corpus / "kjv.txt",
+            "--tokenizer",
+            corpus / "tok.txt",
+            "--out",
+            out,
+            "--progress",
+            "false",
+        ).returncode
+        == 0
+    )
     meta = json.loads((out / "meta.json").read_text())
     shard = out / meta["train_shards"][0]
     data = bytearray(shard.read_bytes())
@@ -192,9 +347,26 @@ def test_a_shard_that_contradicts_meta_json_is_refused_naming_it(corpus, tmp_pat
 def test_a_signal_during_setup_stops_within_seconds(sig, tmp_path):
     """While the tokenizer trains on the whole Bible (the pure-Python trainer: a minute of work), the
     process stops at once (signals during training steps: tests/test_resume.py)."""
-    p = subprocess.Popen([*TINYLLM, "train", "--data", "bible", "--vocab_size", "20000", "--out_dir",
-                          tmp_path / "o", *TINY[:8], "--device", "cpu", "--progress", "false"], stderr=subprocess.PIPE, text=True,
-                         env={**ENV, "TINYLLM_PURE_PYTHON": "1"})
+    p = subprocess.Popen(
+        [
+            *TINYLLM,
+            "train",
+            "--data",
+            "bible",
+            "--vocab_size",
+            "20000",
+            "--out_dir",
+            tmp_path / "o",
+            *TINY[:8],
+            "--device",
+            "cpu",
+            "--progress",
+            "false",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, "TINYLLM_PURE_PYTHON": "1"},
+    )
     time.sleep(3.0)
     assert p.poll() is None, "the run ended before the signal"
     t0 = time.monotonic()
@@ -211,8 +383,12 @@ def test_a_signal_during_an_evaluation_abandons_it_and_saves(corpus, tmp_path):
     from tinyllm.train.checkpoint import TrainState
 
     out = tmp_path / "o"
-    p = subprocess.Popen([*TINYLLM, "train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY,
-                          "--eval_iters", "100000"], stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(
+        [*TINYLLM, "train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY, "--eval_iters", "100000"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     for line in p.stderr:  # the step-0 evaluation starts right after this line
         if line.startswith("data:"):
             break
@@ -229,8 +405,11 @@ def test_non_regular_files_are_refused_not_read_forever(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     for data in (fifo, Path("/dev/zero")):
-        one_line_error(run("train", "--data", data, "--out_dir", tmp_path / "o", *TINY, timeout=60), str(data),
-                       "not a regular file")
+        one_line_error(
+            run("train", "--data", data, "--out_dir", tmp_path / "o", *TINY, timeout=60),
+            str(data),
+            "not a regular file",
+        )
         assert not (tmp_path / "o").exists()
 
 
@@ -261,8 +440,20 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(corpus,
 def test_resuming_with_changed_optimisation_flags_says_which(corpus, tmp_path):
     out = tmp_path / "o"
     assert run("train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY).returncode == 0
-    r = run("train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY, "--max_iters", "5", "--max_lr", "1e-3",
-            "--resume", "auto")
+    r = run(
+        "train",
+        "--data",
+        corpus / "kjv.txt",
+        "--out_dir",
+        out,
+        *TINY,
+        "--max_iters",
+        "5",
+        "--max_lr",
+        "1e-3",
+        "--resume",
+        "auto",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     note = next(ln for ln in r.stderr.splitlines() if "differ from the checkpoint's run" in ln)
     assert "max_lr 0.0006 -> 0.001" in note and "max_iters 4 -> 5" in note and "batch_size" not in note
@@ -270,8 +461,10 @@ def test_resuming_with_changed_optimisation_flags_says_which(corpus, tmp_path):
 
 @pytest.mark.parametrize("flag", ["--weight_decay", "--grad_clip"])
 def test_negative_regularisation_is_refused(flag, corpus, tmp_path):
-    one_line_error(run("train", "--data", corpus / "kjv.txt", "--out_dir", tmp_path / "o", *TINY, flag, "-1"),
-                   f"{flag} must be a finite number >= 0")
+    one_line_error(
+        run("train", "--data", corpus / "kjv.txt", "--out_dir", tmp_path / "o", *TINY, flag, "-1"),
+        f"{flag} must be a finite number >= 0",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -293,8 +486,20 @@ def test_a_shard_folder_with_a_foreign_tokenizer_names_the_file(corpus, tmp_path
     from tinyllm.tokenizer import Tokenizer
 
     out = tmp_path / "shards"
-    assert run("prepare", "--data", corpus / "kjv.txt", "--tokenizer", corpus / "tok.txt", "--out", out,
-               "--progress", "false").returncode == 0
+    assert (
+        run(
+            "prepare",
+            "--data",
+            corpus / "kjv.txt",
+            "--tokenizer",
+            corpus / "tok.txt",
+            "--out",
+            out,
+            "--progress",
+            "false",
+        ).returncode
+        == 0
+    )
     own = out / json.loads((out / "meta.json").read_text())["tokenizer"]
     Tokenizer.train("other text entirely, and more of it", vocab_size=262, show_progress=False).save(own)
     r = run("train", "--data", out, "--out_dir", tmp_path / "o", *TINY)
@@ -325,8 +530,9 @@ def test_weights_of_a_resumed_run_are_untouched_by_a_refused_second_writer(corpu
     out = tmp_path / "o"
     assert run("train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY).returncode == 0
     before = TrainState.load(out / "latest.pt").model
-    holder = subprocess.Popen([sys.executable, "-c", HOLD.format(False), str(out)], stdout=subprocess.PIPE,
-                              text=True, env=ENV)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD.format(False), str(out)], stdout=subprocess.PIPE, text=True, env=ENV
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         one_line_error(run("train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY, "--max_lr", "1"))

@@ -29,9 +29,17 @@ def add_parser(sub) -> None:
     i.set_defaults(func=cmd_import)
 
 
+def check_export_out(fmt: str, out: str) -> None:
+    """The output path, checked before anything is converted: hf writes a folder, the others a file."""
+    from ..io import check_output_dir, check_output_file
+
+    (check_output_dir if fmt == "hf" else check_output_file)(out, "--out")
+
+
 def cmd_export(args) -> int:
     from ..export import export_checkpoint
 
+    check_export_out(args.format, args.out)
     print(export_checkpoint(args.checkpoint, args.format, args.out), file=sys.stderr)
     return 0
 
@@ -41,7 +49,9 @@ def cmd_import(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: the importer reads files only
     from ..export import import_hf
+    from ..io import check_output_file
 
+    check_output_file(args.out, "--out")
     cfg = import_hf(args.directory, args.out)
     print(
         f"wrote {args.out}: {cfg.d_model}d, {cfg.n_layers} layers, {cfg.n_heads} heads, pos_emb {cfg.pos_emb}, "

@@ -73,7 +73,9 @@ def cmd_tokenizer(args) -> int:
     tok = Tokenizer.load(args.tokenizer)
     if args.tok_cmd == "export":
         from ..export import export_tokenizer
+        from .export import check_export_out
 
+        check_export_out(args.format, args.out)
         print("wrote " + " and ".join(map(str, export_tokenizer(tok, args.format, args.out))), file=sys.stderr)
         return 0
     if args.tok_cmd == "decode":
