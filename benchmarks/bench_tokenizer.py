@@ -3,6 +3,8 @@ and tiktoken, on a >=100 MB corpus built from text already on this machine.
 
     python benchmarks/bench_tokenizer.py                  # builds the corpus on first run
     python benchmarks/bench_tokenizer.py --encode-mb 20 --threads 2 --vocab-size 32000
+    python benchmarks/bench_tokenizer.py --formats        # ours on the corpus as .txt, .jsonl.zst, .parquet
+    python benchmarks/bench_tokenizer.py --scaling 1,2    # encode_batch(_flat) and prepare on 1, 2 threads
 
 Training: each tool trains a byte-level BPE vocab of --vocab-size on the whole corpus
 with --threads threads, in its own subprocess; we report wall time of the training call
@@ -19,6 +21,16 @@ Encoding: MB/s of UTF-8 input on an --encode-mb sample of the corpus's documents
 tiktoken and HF tokenizers get our 32k vocab (tiktoken.Encoding from our ranks; an HF
 BPE model from our merges), so they produce the same ids - checked, not assumed;
 rustbpe cannot load a vocab, so it encodes with the one it trained (same size).
+
+--formats (issue 12): the corpus's documents written as JSON Lines + zstd and as Parquet (a record
+is a document without its closing blank line, which the readers add back, so the three read as the
+same bytes and must train the same merges: checked); Tokenizer.train(Path) on each in a fresh
+subprocess, alternating, best of --reps, the reader's library imported before the timer; a second
+("warm") call in the same process shows the steady state without first-use costs.
+--scaling (issue 12): the first --scaling-mb MiB of the corpus cut into its blank-line documents;
+encode(one string, 1 thread), encode_batch (lists) and encode_batch_flat (one buffer) on each thread
+count, repetitions interleaved, ratios against 1 thread of the same call; then `prepare` of the same
+text with 1, 2, ... workers.
 
 Every number is printed as a table with ratios against the other tools measured in the
 same run, and appended as CSV rows (what, ours, against, theirs, ratio, machine,
@@ -65,10 +77,21 @@ def train_worker(tool: str, corpus: Path, vocab_size: int, threads: int, out: Pa
 
         info["torch_imported"] = "torch" in sys.modules
         info["import_rss_mb"] = _rss_mb()
+        t = time.perf_counter()  # the reader's library (pyarrow, zstandard) is imported once, before the timing
+        if corpus.suffix == ".parquet":
+            import pyarrow.compute
+            import pyarrow.parquet  # noqa: F401
+        elif corpus.suffix == ".zst":
+            import zstandard  # noqa: F401
+        info["reader_import_s"] = time.perf_counter() - t
         t = time.perf_counter()
         tok = Tokenizer.train(corpus, vocab_size=vocab_size, num_threads=threads, show_progress=False)
         info["seconds"] = time.perf_counter() - t
         info["vocab"] = tok.vocab_size
+        if os.environ.get("TINYLLM_BENCH_WARM"):  # --formats: a second call, with the readers' first-use costs paid
+            t = time.perf_counter()
+            Tokenizer.train(corpus, vocab_size=vocab_size, num_threads=threads, show_progress=False)
+            info["warm_seconds"] = time.perf_counter() - t
         if out:
             tok.save(out)
     elif tool == "hf-tokenizers":
@@ -261,6 +284,194 @@ def run_encode(tok_path: Path, corpus: Path, megabytes: float, threads: int, voc
 
 
 # ---------------------------------------------------------------------------------------
+# --formats: the same corpus as .txt, .jsonl.zst and .parquet (issue 12)
+# ---------------------------------------------------------------------------------------
+def format_variants(corpus: Path, out_dir: Path) -> dict[str, Path]:
+    """The corpus's documents as JSON Lines + zstd and as Parquet: each record is a document without
+    its closing blank line, which the reader adds back, so all three read as the same bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    docs = [d.removesuffix("\n\n") for d in load_documents(corpus)]
+    jsonl, parquet = out_dir / "corpus.jsonl.zst", out_dir / "corpus.parquet"
+    with open(jsonl, "wb") as f, zstandard.ZstdCompressor(level=3).stream_writer(f) as z:
+        for i in range(0, len(docs), 1000):
+            z.write("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs[i : i + 1000]).encode())
+    pq.write_table(pa.table({"text": docs}), parquet, row_group_size=1000)  # ~10 MB row groups here
+    return {".txt": corpus, ".jsonl.zst": jsonl, ".parquet": parquet}
+
+
+def run_formats(corpus: Path, vocab_size: int, threads: int, reps: int, tmp: Path) -> list[tuple]:
+    """Tokenizer.train(Path(variant)) per format, each in its own subprocess, alternating, best of reps;
+    -> rows against .txt (the merges must be identical: checked)."""
+    variants = format_variants(corpus, tmp)
+    os.environ["TINYLLM_BENCH_WARM"] = "1"  # the workers also time a second, warm call
+    best, warm, saved, imports = {}, {}, {}, {}
+    for _ in range(reps):
+        for name, path in variants.items():
+            out = tmp / f"formats{name}.tok"
+            r = run_train("ours", path, vocab_size, threads, out)
+            if "error" in r:
+                raise SystemExit(f"training on {path} failed: {r['error']}")
+            best[name] = min(best.get(name, float("inf")), r["seconds"])
+            imports[name] = r["reader_import_s"]
+            warm[name] = min(warm.get(name, float("inf")), r["warm_seconds"])
+            saved[name] = out.read_text()
+    size_mb = corpus.stat().st_size / 1e6
+    print(f"\nTokenizer training on the same {size_mb:.0f} MB, vocab {vocab_size}, {threads} threads (best of {reps})")
+    print("  first call: a fresh process (its reader's library imported before the timer, its first use inside)")
+    print("  warm call:  a second call in that process")
+    rows = []
+    for name, path in variants.items():
+        same = saved[name] == saved[".txt"]
+        print(
+            f"  {name:11s} {path.stat().st_size / 1e6:7.1f} MB on disk  first {best[name]:5.2f} s "
+            f"({best[name] / best['.txt']:4.2f}x .txt)  warm {warm[name]:5.2f} s ({warm[name] / warm['.txt']:4.2f}x .txt)"
+            f"  import {imports[name]:.2f} s  same merges: {'yes' if same else 'NO'}"
+        )
+        if name != ".txt":
+            for kind, t in (("first call", best), ("warm call", warm)):
+                rows.append(
+                    (
+                        f"train {size_mb:.0f}MB vocab {vocab_size} {threads}thr seconds, {name}, {kind}",
+                        "ours " + name,
+                        t[name],
+                        "ours .txt",
+                        t[".txt"],
+                        "s",
+                        t[".txt"] / t[name],
+                    )
+                )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# --scaling: encode_batch on 1, 2, ... threads (issue 12)
+# ---------------------------------------------------------------------------------------
+def scaling_documents(corpus: Path, megabytes: float) -> list[str]:
+    """The first `megabytes` of the corpus cut into its blank-line documents (paragraphs, + "\n\n")."""
+    import re
+
+    text = corpus.read_bytes()[: int(megabytes * (1 << 20))].decode("utf-8", "ignore")
+    return [p + "\n\n" for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: list[int], reps: int) -> list[tuple]:
+    """MB/s of encode (one string), encode_batch (lists) and encode_batch_flat (one buffer) on the same
+    documents, each thread count against 1 thread of the same call; repetitions interleaved."""
+    from tinyllm.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(tok_path)
+    docs = scaling_documents(corpus, megabytes)
+    whole = "".join(docs)
+    mb = len(whole.encode()) / 1e6
+    print(f"\nencode_batch scaling: {mb:.1f} MB in {len(docs):,} blank-line documents, best of {reps}", file=sys.stderr)
+    calls = {"one string": lambda: tok.encode(whole)}
+    for n in thread_counts:
+        calls[f"batch {n}"] = lambda n=n: tok.encode_batch(docs, num_threads=n)
+        calls[f"flat {n}"] = lambda n=n: tok.encode_batch_flat(docs, num_threads=n)
+    best = dict.fromkeys(calls, float("inf"))
+    want = None
+    for _ in range(reps):
+        for name, fn in calls.items():
+            t = time.perf_counter()
+            result = fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+            if name == "batch 1" and want is None:
+                want = result
+            del result
+    ids, offsets = tok.encode_batch_flat(docs, num_threads=thread_counts[-1])
+    same = (
+        tok.encode_batch(docs, num_threads=thread_counts[-1]) == want
+        and [ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == want
+    )
+    speed = {k: mb / v for k, v in best.items()}
+    print(f"  {'one string, 1 thread':28s} {speed['one string']:7.1f} MB/s")
+    rows = []
+    for kind in ("batch", "flat"):
+        for n in thread_counts:
+            r = speed[f"{kind} {n}"] / speed[f"{kind} 1"]
+            label = "encode_batch (lists)" if kind == "batch" else "encode_batch_flat"
+            print(
+                f"  {label + f', {n} thread' + ('s' if n > 1 else ''):28s} {speed[f'{kind} {n}']:7.1f} MB/s  "
+                f"{r:4.2f}x its 1 thread  {speed[f'{kind} {n}'] / speed['one string']:4.2f}x one string"
+            )
+            if n > 1:
+                rows.append(
+                    (
+                        f"{label} {mb:.0f}MB {len(docs)} docs, {n} threads MB/s",
+                        "ours",
+                        speed[f"{kind} {n}"],
+                        f"ours {label}, 1 thread",
+                        speed[f"{kind} 1"],
+                        "MB/s",
+                        r,
+                    )
+                )
+        rows.append(
+            (
+                f"{label} {mb:.0f}MB {len(docs)} docs, 1 thread MB/s",
+                "ours",
+                speed[f"{kind} 1"],
+                "ours encode one string, 1 thread",
+                speed["one string"],
+                "MB/s",
+                speed[f"{kind} 1"] / speed["one string"],
+            )
+        )
+    print(f"  same ids in every call: {'yes' if same else 'NO'}")
+    rows += run_prepare_scaling(tok_path, whole, thread_counts, reps)
+    return rows
+
+
+def run_prepare_scaling(tok_path: Path, text: str, thread_counts: list[int], reps: int) -> list[tuple]:
+    """`tinyllm prepare` (the API call) of the same text as one .txt file on 1, 2, ... workers, alternating."""
+    from tinyllm.data.prepare import prepare
+
+    with tempfile.TemporaryDirectory(prefix="tinyllm-prepare-") as d:
+        src = Path(d) / "docs.txt"
+        src.write_text(text, encoding="utf-8")
+        mb = src.stat().st_size / 1e6
+        best = dict.fromkeys(thread_counts, float("inf"))
+        for _ in range(reps):
+            for n in thread_counts:
+                t = time.perf_counter()
+                prepare([str(src)], tok_path, Path(d) / f"out{n}", workers=n, progress=False)
+                best[n] = min(best[n], time.perf_counter() - t)
+    rows = []
+    for n in thread_counts:
+        r = best[1] / best[n]
+        print(f"  {f'prepare, {n} worker' + ('s' if n > 1 else ''):28s} {mb / best[n]:7.1f} MB/s  {r:4.2f}x 1 worker")
+        if n > 1:
+            rows.append(
+                (
+                    f"prepare {mb:.0f}MB, {n} workers MB/s",
+                    "ours",
+                    mb / best[n],
+                    "ours prepare, 1 worker",
+                    mb / best[1],
+                    "MB/s",
+                    r,
+                )
+            )
+    return rows
+
+
+def write_rows(rows: list[tuple]) -> None:
+    """Append (what, ours, ours_value, against, their_value, unit, ratio) rows to tokenizer.csv."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(RESULTS, "a", newline="") as f:
+        w = csv.writer(f)
+        for what, ours_name, ov, against, tv, unit, ratio in rows:
+            w.writerow(
+                [what, ours_name, f"{ov:.4g}", against, f"{tv:.4g}", unit, f"{ratio:.3f}", machine(), commit(), stamp]
+            )
+    print(f"appended {len(rows)} rows to {RESULTS}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------
 def machine() -> str:
@@ -283,6 +494,16 @@ def main() -> None:
         "--train-tools", default="ours,hf-tokenizers,rustbpe,sentencepiece", help="comma-separated training contestants"
     )
     ap.add_argument("--no-csv", action="store_true", help="do not append rows to benchmarks/results/")
+    ap.add_argument(
+        "--formats", action="store_true", help="only: train ours on the corpus as .txt, .jsonl.zst and .parquet"
+    )
+    ap.add_argument(
+        "--scaling",
+        default=None,
+        metavar="THREADS",
+        help="only: encode_batch / encode_batch_flat on these thread counts (e.g. 1,2 or 1,2,16) on --scaling-mb",
+    )
+    ap.add_argument("--scaling-mb", type=float, default=50, help="MiB of the corpus, in blank-line documents")
     ap.add_argument("--_train-worker", help=argparse.SUPPRESS)
     ap.add_argument("--_out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -300,6 +521,20 @@ def main() -> None:
     )
     tmp = Path(tempfile.mkdtemp(prefix="tinyllm-bench-"))
     tok_path = tmp / "ours.tok"
+    if args.formats or args.scaling:
+        rows = []
+        if args.formats:
+            rows += run_formats(corpus, args.vocab_size, args.threads, args.reps, tmp)
+        if args.scaling:
+            r = run_train("ours", corpus, args.vocab_size, args.threads, tok_path)
+            if "error" in r:
+                raise SystemExit(f"training failed: {r['error']}")
+            threads = [int(t) for t in args.scaling.split(",")]
+            rows += run_scaling(tok_path, corpus, args.scaling_mb, sorted({1, *threads}), args.reps)
+        print(f"load average after: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+        if not args.no_csv:
+            write_rows(rows)
+        return
 
     train = {}
     for tool in args.train_tools.split(","):
