@@ -215,3 +215,16 @@ def test_bad_input_is_one_line_before_any_cell_starts(corpus, tmp_path, extra, m
     assert p.returncode == 2, p.stderr[-2000:]
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr, p.stderr
     assert not (out / "cells").exists()
+
+
+def test_a_cell_that_fails_stops_the_sweep_with_its_name(corpus, tmp_path):
+    """A corpus too short for the context passes planning (the file exists) but fails in its cell: the
+    sweep ends (not hangs) with one line naming the cell, after the cells already running finished."""
+    (tmp_path / "short.txt").write_text("In the beginning.\n")
+    args = [a for a in sweep_args(corpus, tmp_path / "out") if a not in AXES]
+    p = cli([*args, "--grid", f"data={corpus},{tmp_path / 'short.txt'}", "--grid", "seed=0,1"])
+    assert p.returncode == 2, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 1 cell(s) failed; first: cell 2 [data=short, seed=0]") and "too few" in last, last
+    assert (tmp_path / "out" / "cells" / "001-data=kjv-seed=1" / "result.json").exists()
+    assert not (tmp_path / "out" / "cells" / "003-data=short-seed=1" / "train.log").exists()  # never started

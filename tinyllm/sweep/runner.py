@@ -113,7 +113,7 @@ def run_pool(cells: list[Cell], out: Path, jobs: int, threads: int, log) -> None
     pending, running, failed = list(cells), {}, []
     env = cell_env(threads)
     try:
-        while pending or running:
+        while running or (pending and not failed):  # after a failure: let the running cells end
             while pending and len(running) < jobs and not failed:
                 c = pending.pop(0)
                 d = out / "cells" / c.name
