@@ -74,3 +74,17 @@ def progress_bar(total: int, initial: int, shown: bool):
         disable=not shown,
         dynamic_ncols=True,
     )
+
+
+def model_summary(model, device, dist, amp_dtype, cfg) -> str:
+    """The run's one-line description of what trains where."""
+    c = model.config
+    return (
+        f"model: {model.num_params() / 1e6:.2f}M parameters ({c.d_model}d, {c.n_layers} layers, {c.n_heads} heads, "
+        f"{model.backend} attention) on {device}"
+        + (f" x {dist.world_size} ranks" if dist.enabled else "")
+        + (", bf16 autocast" if amp_dtype == torch.bfloat16 else "")
+        + (", compiled" if cfg.compile else "")
+        + (", FSDP" if cfg.parallel == "fsdp" else "")
+        + (", activation checkpointing" if cfg.activation_checkpointing == "full" else "")
+    )

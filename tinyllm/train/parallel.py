@@ -101,3 +101,25 @@ def unsharded_copy(model, model_cfg, device, main: bool):
     plain = TinyLLM(model_cfg, device=device)
     plain.load_state_dict(weights)
     return plain
+
+
+def build_fsdp(raw, model_cfg, start, cfg, device):
+    """fully_shard the model, then its optimizer over the shards; a resumed run reads its checkpoint
+    into them: a sharded one on any number of ranks (DCP reshards), or a file (every rank reads it
+    whole and keeps its shard). -> (model, optimizer, training module, eval module)."""
+    from . import sharded
+
+    shard_model(raw, device, cfg.compile)
+    opt = raw.configure_optimizer(cfg.max_lr, cfg.weight_decay)
+    if start.sharded:
+        sharded.load(start.path, raw, opt)
+    elif start.resumed is not None:  # DDP's latest.pt
+
+        def plain():
+            from ..model import TinyLLM
+
+            m = TinyLLM(model_cfg)
+            return m, m.configure_optimizer(cfg.max_lr, cfg.weight_decay)
+
+        sharded.load_full(start.resumed, raw, opt, plain)
+    return raw, opt, raw, raw  # FSDP2 shards in place: the model is its own training and eval module

@@ -25,7 +25,7 @@ from .checkpoint import clean_stale_temp, load_weights
 from .checkpointer import Checkpointer
 from .datasets import Datasets, build_datasets
 from .evaluate import estimate_loss_bpb
-from .metrics import MetricsLog, Throughput, progress_bar
+from .metrics import MetricsLog, Throughput, model_summary, progress_bar
 from .mfu import mfu, peak_flops
 from .precision import autocast_setup
 from .run_config import RunConfig
@@ -105,15 +105,7 @@ class Trainer:
         model_cfg = resume.match_vocab(shape, data.tokenizer.vocab_size, run, start, self.log)
         raw, opt, model, fwd = self.build_model(model_cfg, start)
         first_step, best_val = resume.restore_progress(start, run, self.dist, self.log)
-        self.log(
-            f"model: {raw.num_params() / 1e6:.2f}M parameters ({model_cfg.d_model}d, {model_cfg.n_layers} "
-            f"layers, {model_cfg.n_heads} heads, {raw.backend} attention) on {self.device}"
-            + (f" x {self.dist.world_size} ranks" if self.dist.enabled else "")
-            + (", bf16 autocast" if self.amp_dtype == torch.bfloat16 else "")
-            + (", compiled" if cfg.compile else "")
-            + (", FSDP" if self.sharded else "")
-            + (", activation checkpointing" if cfg.activation_checkpointing == "full" else "")
-        )
+        self.log(model_summary(raw, self.device, self.dist, self.amp_dtype, cfg))
         self.log(f"data: {data.train.num_tokens:,} train tokens, {data.val.num_tokens:,} val tokens")
         step = TrainStep(model, raw, data.train, cfg, model_cfg.context_length, self.dist, self.device, self.autocast)
         return Setup(raw, fwd, opt, data, model_cfg, start, first_step, best_val, step)
@@ -128,7 +120,7 @@ class Trainer:
         if cfg.activation_checkpointing == "full":
             parallel.apply_activation_checkpointing(raw)
         if self.sharded:
-            return self.build_fsdp(raw, model_cfg, start)
+            return parallel.build_fsdp(raw, model_cfg, start, cfg, self.device)
         opt = raw.configure_optimizer(cfg.max_lr, cfg.weight_decay)
         if start.sharded:  # a sharded (FSDP) checkpoint: DCP reads the full tensors into this copy
             sharded.load(start.path, raw, opt)
@@ -143,23 +135,6 @@ class Trainer:
 
             model = DDP(fwd, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return raw, opt, model, fwd
-
-    def build_fsdp(self, raw: TinyLLM, model_cfg: ModelConfig, start: resume.StartPoint):
-        """fully_shard the model (parallel.py), then its optimizer over the shards; a resumed run reads
-        its checkpoint into them: a sharded one on any number of ranks (DCP reshards), or a file."""
-        cfg = self.cfg
-        parallel.shard_model(raw, self.device, cfg.compile)
-        opt = raw.configure_optimizer(cfg.max_lr, cfg.weight_decay)
-        if start.sharded:
-            sharded.load(start.path, raw, opt)
-        elif start.resumed is not None:  # DDP's latest.pt: every rank reads it whole and keeps its shard
-
-            def plain():
-                m = TinyLLM(model_cfg)
-                return m, m.configure_optimizer(cfg.max_lr, cfg.weight_decay)
-
-            sharded.load_full(start.resumed, raw, opt, plain)
-        return raw, opt, raw, raw  # FSDP2 shards in place: the model is its own training and eval module
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self, s: Setup, stop: StopRequest) -> TrainResult:
@@ -213,10 +188,14 @@ class Trainer:
     # ---- what the loop calls ---------------------------------------------------------------
     def show_progress(self, bar, s: Setup, loss: float, lr: float, tps: float) -> None:
         post = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tps:,.0f}"}
-        peak = peak_flops(self.device, self.amp_dtype)
-        if peak:
-            post["mfu"] = f"{mfu(s.model.flops_per_token(), tps, peak, self.dist.world_size):.1%}"
+        if self.mfu(s, tps) is not None:
+            post["mfu"] = f"{self.mfu(s, tps):.1%}"
         bar.set_postfix(post, refresh=False)
+
+    def mfu(self, s: Setup, tps: float | None) -> float | None:
+        """Model FLOPs utilisation (mfu.py) on CUDA devices with a known peak, else None."""
+        peak = peak_flops(self.device, self.amp_dtype)
+        return mfu(s.model.flops_per_token(), tps, peak, self.dist.world_size) if peak and tps else None
 
     def evaluate(self, s: Setup, step: int, batch_loss, lr: float, tps, metrics, result, bar) -> None:
         """Rank 0: train and val loss estimates -> metrics.jsonl, and best.pt when val improved. Under
@@ -226,19 +205,10 @@ class Trainer:
             improved = vl < result.best_val_loss
             result.train_loss, result.val_loss = tl, vl
         if self.main:
-            row = {
-                "step": step,
-                "train_loss": tl,
-                "val_loss": vl,
-                "val_bpb": vbpb,
-                "lr": lr,
-                "tokens_per_sec": tps,
-                "batch_train_loss": batch_loss,
-                "tokens": step * s.train_step.tokens_per_step,
-            }
-            peak = peak_flops(self.device, self.amp_dtype)
-            if peak and tps:
-                row["mfu"] = mfu(s.model.flops_per_token(), tps, peak, self.dist.world_size)
+            row = dict(step=step, train_loss=tl, val_loss=vl, val_bpb=vbpb, lr=lr, tokens_per_sec=tps)
+            row.update(batch_train_loss=batch_loss, tokens=step * s.train_step.tokens_per_step)
+            if self.mfu(s, tps) is not None:
+                row["mfu"] = self.mfu(s, tps)
             metrics.append(row)
             result.metrics.append(row)
             bar.write(f"step {step}: train loss {tl:.4f}, val loss {vl:.4f}", file=sys.stderr)
