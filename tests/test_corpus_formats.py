@@ -525,3 +525,16 @@ def test_train_reads_a_jsonl_zst_corpus_with_its_text_field(tmp_path, run_cli):
     r = run_cli("train", "--data", f, "--text_field", "body", "--out_dir", tmp_path / "out", *SMALL_TRAIN, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "out" / "latest.pt").exists()
+
+
+def test_a_bad_record_late_in_prepare_leaves_no_partial_shard_set(tmp_path, run_cli, tok_file):
+    """The bad line comes after three batches of 4,096 documents were encoded and written."""
+    docs = random_documents(71, 13000)
+    f = tmp_path / "late.jsonl"
+    f.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs) + "{broken\n")
+    out = tmp_path / "o"
+    r = run_cli("prepare", "--data", f, "--tokenizer", tok_file, "--out", out, "--progress", "false", env=ENV)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {f}: line 13001: not JSON (")
+    left = [p.name for p in out.rglob("*")] if out.exists() else []
+    assert not [n for n in left if n.endswith(".bin") or n == "meta.json"], left
