@@ -45,6 +45,7 @@ import datetime
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -532,6 +533,7 @@ def main() -> None:
             threads = [int(t) for t in args.scaling.split(",")]
             rows += run_scaling(tok_path, corpus, args.scaling_mb, sorted({1, *threads}), args.reps)
         print(f"load average after: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)  # the corpus's .jsonl.zst and .parquet copies
         if not args.no_csv:
             write_rows(rows)
         return
