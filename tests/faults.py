@@ -28,8 +28,9 @@ def full_disk(size: int):
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("a small tmpfs needs root and mount(8)")
     where = Path(tempfile.mkdtemp(prefix="tinyllm-full-"))
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         where.rmdir()
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from faults import bad_output_paths, full_disk, read_only_dir, unprivileged
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

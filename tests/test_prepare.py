@@ -211,5 +211,5 @@ def test_train_refuses_a_foreign_tokenizer_and_a_truncated_shard(corpus, tmp_pat
         S.load_prepared(out, 32, tmp_path / "other.txt")
     shard = out / json.loads((out / "meta.json").read_text())["train_shards"][0]
     shard.write_bytes(shard.read_bytes()[:-1])
-    with pytest.raises(TinyLLMError, match="bytes, but meta.json says"):
+    with pytest.raises(TinyLLMError, match=r"bytes, but meta\.json says"):
         S.load_prepared(out, 32)

@@ -154,8 +154,10 @@ class OutputLock:
             except BlockingIOError:
                 owner = _read_owner(fd)
                 os.close(fd)
-                raise TinyLLMError(f"{self.what} is in use by another tinyllm run ({owner}); wait for it to "
-                                   f"finish or write somewhere else") from None
+                raise TinyLLMError(
+                    f"{self.what} is in use by another tinyllm run ({owner}); wait for it to "
+                    f"finish or write somewhere else"
+                ) from None
             try:
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
                     break  # locked the file that is there now (not one its last owner just unlinked)
@@ -165,8 +167,12 @@ class OutputLock:
         stale = _read_owner(fd, default="")
         if stale and self.log:
             self.log(f"note: took over {self.path}, left by a run that did not exit cleanly ({stale})")
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:3]),
-                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(sys.argv[:3]),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(owner).encode(), 0)
         self._fd = fd
