@@ -32,12 +32,13 @@ from tinyllm.bench.provenance import git_commit, machine  # noqa: E402
 SETTINGS = {
     "torch defaults": {"TINYLLM_THREAD_DEFAULTS": "0"},
     "one thread": {"TINYLLM_THREAD_DEFAULTS": "0", "OMP_NUM_THREADS": "1"},
+    "short spin (GOMP_SPINCOUNT=10000)": {"TINYLLM_THREAD_DEFAULTS": "0", "GOMP_SPINCOUNT": "10000"},
     "tinyllm defaults (PASSIVE)": {},
 }
 
 
 def train_tps(env_extra: dict, steps: int, corpus: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
     env.update(env_extra)
     with tempfile.TemporaryDirectory() as d:
         r = subprocess.run(

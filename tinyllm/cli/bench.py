@@ -29,12 +29,17 @@ def cmd_bench(args) -> int:
 
 
 def add_parser(sub) -> None:
+    b = sub.add_parser("bench", help="benchmarks (train: training steps against Hugging Face transformers)")
+    bsub = b.add_subparsers(dest="bench_cmd", required=True, metavar="WHAT")
+    add_train_parser(bsub)
+    add_serve_parser(bsub)
+
+
+def add_train_parser(bsub) -> None:
     from ..bench import BENCH_SIZES
     from ..model.config import SHAPE_FIELDS
     from ..train.presets import PRESETS
 
-    b = sub.add_parser("bench", help="benchmarks (train: training steps against Hugging Face transformers)")
-    bsub = b.add_subparsers(dest="bench_cmd", required=True, metavar="WHAT")
     t = bsub.add_parser(
         "train",
         help="tokens/s of training steps, TinyLLM vs transformers' GPT2LMHeadModel",
@@ -80,6 +85,8 @@ def add_parser(sub) -> None:
     )
     t.set_defaults(func=cmd_bench)
 
+
+def add_serve_parser(bsub) -> None:
     sv = bsub.add_parser(
         "serve",
         help="tokens/s, TTFT and inter-token latency of `tinyllm serve` at 1/4/16/64 streams, vs batching off "

@@ -70,71 +70,90 @@ def weight_map(arch: str, cfg: ModelConfig, qkv_bias: bool = False) -> list[tupl
     Our bias names appear even for a model without biases: those export as zeros.
     qkv_bias: StableLM only, whether q/k/v have biases (use_qkv_bias).
     """
-    rows: list[tuple[str, str, str]] = []
-    if arch == "gpt2":
-        pos = "pos_emb.weight" if cfg.pos_emb == "learned" else "pos_table"
-        rows += [("tok_emb.weight", "transformer.wte.weight", "copy"), (pos, "transformer.wpe.weight", "copy")]
-        for i in range(cfg.n_layers):
-            o, t = f"blocks.{i}.", f"transformer.h.{i}."
-            rows += [
-                (o + "ln1.weight", t + "ln_1.weight", "copy"),
-                (o + "ln1.bias", t + "ln_1.bias", "copy"),
-                (o + "attn.qkv.weight", t + "attn.c_attn.weight", "T"),
-                (o + "attn.qkv.bias", t + "attn.c_attn.bias", "copy"),
-                (o + "attn.proj.weight", t + "attn.c_proj.weight", "T"),
-                (o + "attn.proj.bias", t + "attn.c_proj.bias", "copy"),
-                (o + "ln2.weight", t + "ln_2.weight", "copy"),
-                (o + "ln2.bias", t + "ln_2.bias", "copy"),
-                (o + "ffn.fc.weight", t + "mlp.c_fc.weight", "T"),
-                (o + "ffn.fc.bias", t + "mlp.c_fc.bias", "copy"),
-                (o + "ffn.proj.weight", t + "mlp.c_proj.weight", "T"),
-                (o + "ffn.proj.bias", t + "mlp.c_proj.bias", "copy"),
-            ]
-        rows += [("ln_f.weight", "transformer.ln_f.weight", "copy"), ("ln_f.bias", "transformer.ln_f.bias", "copy")]
-    elif arch == "gpt_neox":
-        rows.append(("tok_emb.weight", "gpt_neox.embed_in.weight", "copy"))
-        for i in range(cfg.n_layers):
-            o, t = f"blocks.{i}.", f"gpt_neox.layers.{i}."
-            rows += [
-                (o + "ln1.weight", t + "input_layernorm.weight", "copy"),
-                (o + "ln1.bias", t + "input_layernorm.bias", "copy"),
-                (o + "attn.qkv.weight", t + "attention.query_key_value.weight", "neox_qkv"),
-                (o + "attn.qkv.bias", t + "attention.query_key_value.bias", "neox_qkv"),
-                (o + "attn.proj.weight", t + "attention.dense.weight", "copy"),
-                (o + "attn.proj.bias", t + "attention.dense.bias", "copy"),
-                (o + "ln2.weight", t + "post_attention_layernorm.weight", "copy"),
-                (o + "ln2.bias", t + "post_attention_layernorm.bias", "copy"),
-                (o + "ffn.fc.weight", t + "mlp.dense_h_to_4h.weight", "copy"),
-                (o + "ffn.fc.bias", t + "mlp.dense_h_to_4h.bias", "copy"),
-                (o + "ffn.proj.weight", t + "mlp.dense_4h_to_h.weight", "copy"),
-                (o + "ffn.proj.bias", t + "mlp.dense_4h_to_h.bias", "copy"),
-            ]
-        rows += [("ln_f.weight", "gpt_neox.final_layer_norm.weight", "copy")]
-        rows += [("ln_f.bias", "gpt_neox.final_layer_norm.bias", "copy")]
-    elif arch == "stablelm":
-        rows.append(("tok_emb.weight", "model.embed_tokens.weight", "copy"))
-        for i in range(cfg.n_layers):
-            o, t = f"blocks.{i}.", f"model.layers.{i}."
-            rows += [
-                (o + "ln1.weight", t + "input_layernorm.weight", "copy"),
-                (o + "ln1.bias", t + "input_layernorm.bias", "copy"),
-                (o + "attn.qkv.weight", t + "self_attn.q_proj.weight", "q"),
-                (o + "attn.qkv.weight", t + "self_attn.k_proj.weight", "k"),
-                (o + "attn.qkv.weight", t + "self_attn.v_proj.weight", "v"),
-            ]
-            if qkv_bias:
-                rows += [(o + "attn.qkv.bias", t + f"self_attn.{x}_proj.bias", x) for x in "qkv"]
-            rows += [
-                (o + "attn.proj.weight", t + "self_attn.o_proj.weight", "copy"),
-                (o + "ln2.weight", t + "post_attention_layernorm.weight", "copy"),
-                (o + "ln2.bias", t + "post_attention_layernorm.bias", "copy"),
-                (o + "ffn.gate.weight", t + "mlp.gate_proj.weight", "copy"),
-                (o + "ffn.fc.weight", t + "mlp.up_proj.weight", "copy"),
-                (o + "ffn.proj.weight", t + "mlp.down_proj.weight", "copy"),
-            ]
-        rows += [("ln_f.weight", "model.norm.weight", "copy"), ("ln_f.bias", "model.norm.bias", "copy")]
-    else:
+    maps = {
+        "gpt2": lambda: _gpt2_map(cfg),
+        "gpt_neox": lambda: _neox_map(cfg),
+        "stablelm": lambda: _stablelm_map(cfg, qkv_bias),
+    }
+    if arch not in maps:
         raise ValueError(arch)
+    return maps[arch]()
+
+
+def _gpt2_map(cfg: ModelConfig) -> list[tuple[str, str, str]]:
+    """GPT2LMHeadModel: Conv1D weights stored transposed; a sinusoidal table goes into wpe."""
+    rows: list[tuple[str, str, str]] = []
+    pos = "pos_emb.weight" if cfg.pos_emb == "learned" else "pos_table"
+    rows += [("tok_emb.weight", "transformer.wte.weight", "copy"), (pos, "transformer.wpe.weight", "copy")]
+    for i in range(cfg.n_layers):
+        o, t = f"blocks.{i}.", f"transformer.h.{i}."
+        rows += [
+            (o + "ln1.weight", t + "ln_1.weight", "copy"),
+            (o + "ln1.bias", t + "ln_1.bias", "copy"),
+            (o + "attn.qkv.weight", t + "attn.c_attn.weight", "T"),
+            (o + "attn.qkv.bias", t + "attn.c_attn.bias", "copy"),
+            (o + "attn.proj.weight", t + "attn.c_proj.weight", "T"),
+            (o + "attn.proj.bias", t + "attn.c_proj.bias", "copy"),
+            (o + "ln2.weight", t + "ln_2.weight", "copy"),
+            (o + "ln2.bias", t + "ln_2.bias", "copy"),
+            (o + "ffn.fc.weight", t + "mlp.c_fc.weight", "T"),
+            (o + "ffn.fc.bias", t + "mlp.c_fc.bias", "copy"),
+            (o + "ffn.proj.weight", t + "mlp.c_proj.weight", "T"),
+            (o + "ffn.proj.bias", t + "mlp.c_proj.bias", "copy"),
+        ]
+    rows += [("ln_f.weight", "transformer.ln_f.weight", "copy"), ("ln_f.bias", "transformer.ln_f.bias", "copy")]
+    return rows
+
+
+def _neox_map(cfg: ModelConfig) -> list[tuple[str, str, str]]:
+    """GPTNeoXForCausalLM: one per-head [q;k;v] projection, sequential residual."""
+    rows: list[tuple[str, str, str]] = []
+    rows.append(("tok_emb.weight", "gpt_neox.embed_in.weight", "copy"))
+    for i in range(cfg.n_layers):
+        o, t = f"blocks.{i}.", f"gpt_neox.layers.{i}."
+        rows += [
+            (o + "ln1.weight", t + "input_layernorm.weight", "copy"),
+            (o + "ln1.bias", t + "input_layernorm.bias", "copy"),
+            (o + "attn.qkv.weight", t + "attention.query_key_value.weight", "neox_qkv"),
+            (o + "attn.qkv.bias", t + "attention.query_key_value.bias", "neox_qkv"),
+            (o + "attn.proj.weight", t + "attention.dense.weight", "copy"),
+            (o + "attn.proj.bias", t + "attention.dense.bias", "copy"),
+            (o + "ln2.weight", t + "post_attention_layernorm.weight", "copy"),
+            (o + "ln2.bias", t + "post_attention_layernorm.bias", "copy"),
+            (o + "ffn.fc.weight", t + "mlp.dense_h_to_4h.weight", "copy"),
+            (o + "ffn.fc.bias", t + "mlp.dense_h_to_4h.bias", "copy"),
+            (o + "ffn.proj.weight", t + "mlp.dense_4h_to_h.weight", "copy"),
+            (o + "ffn.proj.bias", t + "mlp.dense_4h_to_h.bias", "copy"),
+        ]
+    rows += [("ln_f.weight", "gpt_neox.final_layer_norm.weight", "copy")]
+    rows += [("ln_f.bias", "gpt_neox.final_layer_norm.bias", "copy")]
+    return rows
+
+
+def _stablelm_map(cfg: ModelConfig, qkv_bias: bool) -> list[tuple[str, str, str]]:
+    """StableLmForCausalLM: q/k/v apart, a gated MLP without biases."""
+    rows: list[tuple[str, str, str]] = []
+    rows.append(("tok_emb.weight", "model.embed_tokens.weight", "copy"))
+    for i in range(cfg.n_layers):
+        o, t = f"blocks.{i}.", f"model.layers.{i}."
+        rows += [
+            (o + "ln1.weight", t + "input_layernorm.weight", "copy"),
+            (o + "ln1.bias", t + "input_layernorm.bias", "copy"),
+            (o + "attn.qkv.weight", t + "self_attn.q_proj.weight", "q"),
+            (o + "attn.qkv.weight", t + "self_attn.k_proj.weight", "k"),
+            (o + "attn.qkv.weight", t + "self_attn.v_proj.weight", "v"),
+        ]
+        if qkv_bias:
+            rows += [(o + "attn.qkv.bias", t + f"self_attn.{x}_proj.bias", x) for x in "qkv"]
+        rows += [
+            (o + "attn.proj.weight", t + "self_attn.o_proj.weight", "copy"),
+            (o + "ln2.weight", t + "post_attention_layernorm.weight", "copy"),
+            (o + "ln2.bias", t + "post_attention_layernorm.bias", "copy"),
+            (o + "ffn.gate.weight", t + "mlp.gate_proj.weight", "copy"),
+            (o + "ffn.fc.weight", t + "mlp.up_proj.weight", "copy"),
+            (o + "ffn.proj.weight", t + "mlp.down_proj.weight", "copy"),
+        ]
+    rows += [("ln_f.weight", "model.norm.weight", "copy"), ("ln_f.bias", "model.norm.bias", "copy")]
     return rows
 
 

@@ -35,9 +35,8 @@ def error_response(e: ApiError) -> JSONResponse:
 
 
 def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
-    ctx = engine.model.config.context_length
-    is_qa = bool(info.get("is_qa"))
-    created = int(time.time())
+    """The FastAPI app: routes and error handlers; what they do is Api's (below)."""
+    api = Api(engine, tokenizer, bool(info.get("is_qa")), model_id)
 
     async def lifespan(app):
         engine.start()
@@ -65,7 +64,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [api.model_card()]}
 
     @app.get("/v1/models/{name}")
     async def model(name: str):
@@ -73,10 +72,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
             raise ApiError(
                 404, f"The model '{name}' does not exist; this server has '{model_id}'", "model", "model_not_found"
             )
-        return model_card()
-
-    def model_card() -> dict:
-        return {"id": model_id, "object": "model", "created": created, "owned_by": "tinyllm", "context_length": ctx}
+        return api.model_card()
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
@@ -85,37 +81,60 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(request: Request):
         req = parse_completion(await read_json(request), model_id)
-        return await serve(request, req, req.prompts, chat=False)
+        return await api.serve(request, req, req.prompts, chat=False)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        req = parse_chat(await read_json(request), model_id, is_qa)
-        return await serve(request, req, [render_chat(req.messages, is_qa)], chat=True)
+        req = parse_chat(await read_json(request), model_id, api.is_qa)
+        return await api.serve(request, req, [render_chat(req.messages, api.is_qa)], chat=True)
 
-    def encode(text: str, param: str, req: ParsedRequest) -> tuple[list[int], int]:
+    return app
+
+
+class Api:
+    """What the OpenAI endpoints do: encode and check the prompt, submit the jobs to the engine,
+    then collect the answers or stream them as server-sent events."""
+
+    def __init__(self, engine: Engine, tokenizer, is_qa: bool, model_id: str):
+        self.engine, self.tokenizer, self.is_qa, self.model_id = engine, tokenizer, is_qa, model_id
+        self.ctx = engine.model.config.context_length
+        self.created = int(time.time())
+
+    def model_card(self) -> dict:
+        return {
+            "id": self.model_id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "tinyllm",
+            "context_length": self.ctx,
+        }
+
+    def encode(self, text: str, param: str, req: ParsedRequest) -> tuple[list[int], int]:
         """-> (prompt ids, max_tokens), or 400 when they do not fit the context."""
-        ids = tokenizer.encode(text) or [tokenizer.bos_id]
-        if len(ids) >= ctx:
+        ids = self.tokenizer.encode(text) or [self.tokenizer.bos_id]
+        if len(ids) >= self.ctx:
             raise bad(
-                param, f"{len(ids)} tokens do not fit the model's context of {ctx} tokens", "context_length_exceeded"
+                param,
+                f"{len(ids)} tokens do not fit the model's context of {self.ctx} tokens",
+                "context_length_exceeded",
             )
         asked = req.sampling.max_tokens
         if asked is None:
-            return ids, min(ctx - len(ids), COMPLETIONS_DEFAULT_MAX_TOKENS if param == "prompt" else ctx)
-        if len(ids) + asked > ctx:
+            return ids, min(self.ctx - len(ids), COMPLETIONS_DEFAULT_MAX_TOKENS if param == "prompt" else self.ctx)
+        if len(ids) + asked > self.ctx:
             raise bad(
                 "max_tokens",
-                f"the prompt's {len(ids)} tokens + max_tokens {asked} exceed the model's context of {ctx} tokens",
+                f"the prompt's {len(ids)} tokens + max_tokens {asked} exceed the model's context of {self.ctx} tokens",
                 "context_length_exceeded",
             )
         return ids, asked
 
-    async def serve(request: Request, req: ParsedRequest, texts: list[str], chat: bool):
+    async def serve(self, request: Request, req: ParsedRequest, texts: list[str], chat: bool):
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         jobs, prompt_tokens = [], 0
         for i, text in enumerate(texts):
-            ids, max_tokens = encode(text, "messages" if chat else "prompt", req)
+            ids, max_tokens = self.encode(text, "messages" if chat else "prompt", req)
             prompt_tokens += len(ids)
             for j in range(req.n):
                 index = i * req.n + j
@@ -124,7 +143,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
                     Job(
                         prompt_ids=ids,
                         max_tokens=max_tokens,
-                        text=TextStream(tokenizer, s.stop, trim=chat and is_qa),
+                        text=TextStream(self.tokenizer, s.stop, trim=chat and self.is_qa),
                         emit=thread_safe(loop, events, index),
                         temperature=s.temperature,
                         top_k=s.top_k,
@@ -135,7 +154,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
                     )
                 )
         try:
-            engine.submit(jobs)
+            self.engine.submit(jobs)
         except QueueFull:
             e = ApiError(
                 429,
@@ -150,16 +169,16 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
             e.headers["Retry-After"] = "5"
             raise e from None
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        meta = {"id": rid, "created": int(time.time()), "model": model_id}
+        meta = {"id": rid, "created": int(time.time()), "model": self.model_id}
         if req.stream:
             return StreamingResponse(
-                stream(request, jobs, events, meta, chat, req.include_usage, prompt_tokens),
+                self.stream(request, jobs, events, meta, chat, req.include_usage, prompt_tokens),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        return await collect(request, jobs, events, meta, chat, prompt_tokens)
+        return await self.collect(request, jobs, events, meta, chat, prompt_tokens)
 
-    async def collect(request, jobs, events, meta, chat, prompt_tokens):
+    async def collect(self, request, jobs, events, meta, chat, prompt_tokens):
         texts, reasons, n_out = [""] * len(jobs), [None] * len(jobs), 0
         left = len(jobs)
         try:
@@ -168,7 +187,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
                     index, ev = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
                 except TimeoutError:
                     if await request.is_disconnected():
-                        engine.cancel(jobs)
+                        self.engine.cancel(jobs)
                         return JSONResponse({}, status_code=499)
                     continue
                 if ev[0] == "text":
@@ -178,7 +197,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
                 else:
                     raise ApiError(503 if "shutting down" in ev[1] else 500, ev[1], code="generation_failed")
         finally:
-            engine.cancel([j for j in jobs if not j.done])
+            self.engine.cancel([j for j in jobs if not j.done])
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n_out, "total_tokens": prompt_tokens + n_out}
         if chat:
             choices = [
@@ -192,15 +211,15 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
         ]
         return {**meta, "object": "text_completion", "choices": choices, "usage": usage}
 
-    async def watch_disconnect(request: Request, jobs: list[Job]) -> None:
+    async def watch_disconnect(self, request: Request, jobs: list[Job]) -> None:
         """Cancel the jobs the moment the client hangs up: a failed write would notice only later."""
         while (await request.receive())["type"] != "http.disconnect":
             pass
-        engine.cancel([j for j in jobs if not j.done])
+        self.engine.cancel([j for j in jobs if not j.done])
 
-    async def stream(request, jobs, events, meta, chat, include_usage, prompt_tokens):
+    async def stream(self, request, jobs, events, meta, chat, include_usage, prompt_tokens):
         obj = "chat.completion.chunk" if chat else "text_completion"
-        watcher = asyncio.create_task(watch_disconnect(request, jobs))
+        watcher = asyncio.create_task(self.watch_disconnect(request, jobs))
 
         def chunk(index, text=None, finish=None, role=False):
             if chat:
@@ -239,9 +258,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
             yield "data: [DONE]\n\n"
         finally:  # the client went away (or we are done): whatever still runs gives its slot back
             watcher.cancel()
-            engine.cancel([j for j in jobs if not j.done])
-
-    return app
+            self.engine.cancel([j for j in jobs if not j.done])
 
 
 def sse(body: dict) -> str:

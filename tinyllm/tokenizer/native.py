@@ -58,6 +58,62 @@ def _run_with_progress(fn, counter, bar):
     return result[0]
 
 
+class _Counter:
+    """Feeds everything to train on to the C++ trainer's counting workers (on a helper thread)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.seen: list = []  # (kind, file or None) per source, for finish_training's messages
+        self.invalid: list = []  # (file, replaced): warned from the caller's thread once counting is done
+
+    def add_streamed(self, path) -> None:
+        # .gz/.zst text and Parquet: their UTF-8 bytes go to C++ as read (repaired, counted and cut
+        # there, like add_file's); JSON Lines: parsed here into text segments cut at safe cuts. Either
+        # way this thread reads on while the C++ workers count (both calls return once queued).
+        if inputs.formats().kind_of(path).format == "jsonl":
+            for segment in inputs.iter_file_segments(path):
+                self.trainer.add_texts([segment], wait=False)
+            return
+        for data in inputs.formats().read_utf8(path):
+            self.trainer.add_bytes(data)
+        _, replaced = self.trainer.add_bytes(b"", final=True)
+        if replaced:
+            self.invalid.append((path, replaced))
+
+    def add_file(self, path) -> None:
+        if not inputs.is_plain_text(path):
+            self.add_streamed(path)
+            return
+        inputs.check_plain_text(path)  # binary data is refused before C++ counts it
+        try:
+            _, replaced = self.trainer.add_file(os.fspath(path))
+        except RuntimeError as e:  # the C++ message names the file and the OS error
+            raise TinyLLMError(str(e)) from None
+        if replaced:
+            self.invalid.append((path, replaced))
+
+    def count(self, files_or_texts) -> int:
+        """Texts go in batches of about _TEXT_BATCH_BYTES, files one by one; -> pre-tokens counted."""
+        batch: list[str] = []
+        size = 0
+        for kind, obj in inputs.iter_sources(files_or_texts):
+            self.seen.append((kind, obj if kind == "file" else None))
+            if kind == "text":
+                batch.append(obj)
+                size += len(obj)
+                if size >= _TEXT_BATCH_BYTES:
+                    self.trainer.add_texts(batch)
+                    batch, size = [], 0
+                continue
+            if batch:
+                self.trainer.add_texts(batch)
+                batch, size = [], 0
+            self.add_file(obj)
+        if batch:
+            self.trainer.add_texts(batch)
+        return self.trainer.num_pretokens()
+
+
 class NativeTokenizer(ReferenceTokenizer):
     """Byte-level BPE with the C++ core; same API and results as the reference."""
 
@@ -81,64 +137,19 @@ class NativeTokenizer(ReferenceTokenizer):
         check_train_args(vocab_size, num_threads)
         pattern = check_pattern(pattern)
         trainer = _bpe.Trainer(pattern, num_threads or default_threads())
-        seen: list = []
-        invalid: list = []  # (file, replaced): warned from this thread once counting is done
-
-        def add_streamed(path):
-            # .gz/.zst text and Parquet: their UTF-8 bytes go to C++ as read (repaired, counted and cut
-            # there, like add_file's); JSON Lines: parsed here into text segments cut at safe cuts. Either
-            # way this thread reads on while the C++ workers count (both calls return once queued).
-            if inputs.formats().kind_of(path).format == "jsonl":
-                for segment in inputs.iter_file_segments(path):
-                    trainer.add_texts([segment], wait=False)
-                return
-            for data in inputs.formats().read_utf8(path):
-                trainer.add_bytes(data)
-            _, replaced = trainer.add_bytes(b"", final=True)
-            if replaced:
-                invalid.append((path, replaced))
-
-        def count():
-            batch: list[str] = []
-            size = 0
-            for kind, obj in inputs.iter_sources(files_or_texts):
-                seen.append((kind, obj if kind == "file" else None))
-                if kind == "text":
-                    batch.append(obj)
-                    size += len(obj)
-                    if size >= _TEXT_BATCH_BYTES:
-                        trainer.add_texts(batch)
-                        batch, size = [], 0
-                    continue
-                if batch:
-                    trainer.add_texts(batch)
-                    batch, size = [], 0
-                if not inputs.is_plain_text(obj):
-                    add_streamed(obj)
-                    continue
-                inputs.check_plain_text(obj)  # binary data is refused before C++ counts it
-                try:
-                    _, replaced = trainer.add_file(os.fspath(obj))
-                except RuntimeError as e:  # the C++ message names the file and the OS error
-                    raise TinyLLMError(str(e)) from None
-                if replaced:
-                    invalid.append((obj, replaced))
-            if batch:
-                trainer.add_texts(batch)
-            return trainer.num_pretokens()
-
+        counter = _Counter(trainer)
         bar = _progress(show_progress, unit="B", unit_scale=True, desc="reading corpus") if show_progress else None
         try:
-            n_pretokens = _run_with_progress(count, lambda: trainer.bytes_read, bar)
+            n_pretokens = _run_with_progress(lambda: counter.count(files_or_texts), lambda: trainer.bytes_read, bar)
         finally:
-            for path, replaced in invalid:
+            for path, replaced in counter.invalid:
                 inputs.warn_invalid_utf8(path, replaced)
         n_merges = vocab_size - MIN_VOCAB_SIZE
         merges = []
         if n_pretokens:
             bar = _progress(show_progress, total=n_merges, desc="merging") if show_progress else None
             merges = _run_with_progress(lambda: trainer.train(n_merges), lambda: trainer.merges_done, bar)
-        finish_training(merges, vocab_size, seen, n_pretokens)
+        finish_training(merges, vocab_size, counter.seen, n_pretokens)
         return cls(merges, pattern)
 
     def encode(self, text: str, allowed_special="all") -> list[int]:
