@@ -141,6 +141,22 @@ WRITERS = {
         lambda c, out: ["tokenizer", "export", "--tokenizer", c / "tok.txt", "--format", "tiktoken", "--out", out],
         False,
     ),
+    "sweep": (
+        lambda c, out: [
+            "sweep",
+            "--out",
+            out,
+            "--set",
+            "preset=demo",
+            "--set",
+            f"data={c / 'kjv.txt'}",
+            "--set",
+            "max_iters=1",
+            "--grid",
+            "seed=1,2",
+        ],
+        True,
+    ),
 }
 
 

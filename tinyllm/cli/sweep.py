@@ -51,8 +51,19 @@ def cmd_sweep(args) -> int:
         for c in plan_cells(spec, Path(args.out)):
             print(f"{c.name}: max_iters {c.settings.get('max_iters')}, {c.params:,} parameters")
         return 0
+    import contextlib
+    import os
+
+    from ..io import OutputLock, check_output_dir
     from ..sweep.runner import run_sweep
 
-    run_sweep(spec, args.out, args.jobs)
+    check_output_dir(args.out, "--out")  # before any cell runs
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1  # under torchrun every rank writes its own cells
+    with (
+        OutputLock(args.out, f"--out {args.out}", lambda m: print(m, file=sys.stderr))
+        if single
+        else contextlib.nullcontext()
+    ):
+        run_sweep(spec, args.out, args.jobs)
     print(Path(args.out) / "results.md", file=sys.stdout)
     return 0
