@@ -6,30 +6,10 @@ import pytest
 
 pytest.importorskip("transformers")
 
-TOY = [
-    "--d_model",
-    "32",
-    "--n_layers",
-    "2",
-    "--n_heads",
-    "2",
-    "--d_ff",
-    "64",
-    "--context_length",
-    "16",
-    "--vocab_size",
-    "97",
-    "--batch_size",
-    "2",
-    "--steps",
-    "3",
-    "--warmup",
-    "1",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-]
+TOY = (
+    "--d_model 32 --n_layers 2 --n_heads 2 --d_ff 64 --context_length 16 --vocab_size 97 --batch_size "
+    "2 --steps 3 --warmup 1 --device cpu --threads 1"
+).split()
 
 
 def test_bench_train_prints_both_rates_and_the_ratio_and_appends_a_row(run_cli, tmp_path):

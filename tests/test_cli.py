@@ -5,34 +5,11 @@ import json
 import pytest
 import torch
 
-SMALL = [
-    "--d_model",
-    "32",
-    "--n_layers",
-    "1",
-    "--n_heads",
-    "2",
-    "--d_ff",
-    "64",
-    "--context_length",
-    "16",
-    "--vocab_size",
-    "280",
-    "--batch_size",
-    "4",
-    "--max_iters",
-    "2",
-    "--eval_interval",
-    "1",
-    "--eval_iters",
-    "1",
-    "--sample_tokens",
-    "0",
-    "--device",
-    "cpu",
-    "--progress",
-    "false",
-]
+SMALL = (
+    "--d_model 32 --n_layers 1 --n_heads 2 --d_ff 64 --context_length 16 --vocab_size 280 "
+    "--batch_size 4 --max_iters 2 --eval_interval 1 --eval_iters 1 --sample_tokens 0 --device cpu "
+    "--progress false"
+).split()
 
 
 def assert_clean_error(proc, *needles):

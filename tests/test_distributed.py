@@ -18,42 +18,11 @@ from tinyllm.train import distributed as D
 from tinyllm.train.batches import slice_batch
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = [
-    "--d_model",
-    "32",
-    "--n_layers",
-    "2",
-    "--n_heads",
-    "2",
-    "--d_ff",
-    "64",
-    "--context_length",
-    "32",
-    "--vocab_size",
-    "300",
-    "--batch_size",
-    "4",
-    "--max_iters",
-    "6",
-    "--warmup_iters",
-    "2",
-    "--max_lr",
-    "1e-2",
-    "--eval_interval",
-    "3",
-    "--eval_iters",
-    "2",
-    "--checkpoint_interval",
-    "3",
-    "--sample_tokens",
-    "0",
-    "--seed",
-    "3",
-    "--device",
-    "cpu",
-    "--progress",
-    "false",
-]
+FLAGS = (
+    "--d_model 32 --n_layers 2 --n_heads 2 --d_ff 64 --context_length 32 --vocab_size 300 "
+    "--batch_size 4 --max_iters 6 --warmup_iters 2 --max_lr 1e-2 --eval_interval 3 --eval_iters 2 "
+    "--checkpoint_interval 3 --sample_tokens 0 --seed 3 --device cpu --progress false"
+).split()
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 

@@ -160,6 +160,22 @@ WRITERS = {
 }
 
 
+def prepare_into(corpus, out, *extra):
+    r = run(
+        "prepare",
+        "--data",
+        corpus / "kjv.txt",
+        "--tokenizer",
+        corpus / "tok.txt",
+        "--out",
+        out,
+        "--progress",
+        "false",
+        *extra,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 # ---- 1. output paths ------------------------------------------------------------------------------
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_a_bad_output_path_is_one_line_before_any_work(writer, corpus, tmp_path):
@@ -259,22 +275,7 @@ def test_an_interrupted_prepare_leaves_the_old_set_whole_and_a_fresh_one_says_in
     from tinyllm.data.shards import load_prepared
 
     out = tmp_path / "shards"
-    assert (
-        run(
-            "prepare",
-            "--data",
-            corpus / "kjv.txt",
-            "--tokenizer",
-            corpus / "tok.txt",
-            "--out",
-            out,
-            "--shard_tokens",
-            "5000",
-            "--progress",
-            "false",
-        ).returncode
-        == 0
-    )
+    prepare_into(corpus, out, "--shard_tokens", "5000")
     before = (out / "meta.json").read_text()
     # a second prepare (other shard size, the slow pure-Python encoder) killed once it wrote a shard
     env = {**ENV, "TINYLLM_PURE_PYTHON": "1"}
@@ -308,20 +309,7 @@ def test_an_interrupted_prepare_leaves_the_old_set_whole_and_a_fresh_one_says_in
     train, val, meta, _ = load_prepared(out, 32)  # every shard of the old set passes its size and CRC check
     assert train.num_tokens == meta["train_tokens"] and val.num_tokens == meta["val_tokens"]
     # the next prepare clears the interrupted set away
-    assert (
-        run(
-            "prepare",
-            "--data",
-            corpus / "kjv.txt",
-            "--tokenizer",
-            corpus / "tok.txt",
-            "--out",
-            out,
-            "--progress",
-            "false",
-        ).returncode
-        == 0
-    )
+    prepare_into(corpus, out)
     assert len(list(out.glob("set-*"))) == 1
     # a fresh prepare that never finished: train says so instead of "holds no .txt files"
     fresh = tmp_path / "fresh"
@@ -333,20 +321,7 @@ def test_an_interrupted_prepare_leaves_the_old_set_whole_and_a_fresh_one_says_in
 
 def test_a_shard_that_contradicts_meta_json_is_refused_naming_it(corpus, tmp_path):
     out = tmp_path / "shards"
-    assert (
-        run(
-            "prepare",
-            "--data",
-            corpus / "kjv.txt",
-            "--tokenizer",
-            corpus / "tok.txt",
-            "--out",
-            out,
-            "--progress",
-            "false",
-        ).returncode
-        == 0
-    )
+    prepare_into(corpus, out)
     meta = json.loads((out / "meta.json").read_text())
     shard = out / meta["train_shards"][0]
     data = bytearray(shard.read_bytes())
@@ -501,20 +476,7 @@ def test_a_shard_folder_with_a_foreign_tokenizer_names_the_file(corpus, tmp_path
     from tinyllm.tokenizer import Tokenizer
 
     out = tmp_path / "shards"
-    assert (
-        run(
-            "prepare",
-            "--data",
-            corpus / "kjv.txt",
-            "--tokenizer",
-            corpus / "tok.txt",
-            "--out",
-            out,
-            "--progress",
-            "false",
-        ).returncode
-        == 0
-    )
+    prepare_into(corpus, out)
     own = out / json.loads((out / "meta.json").read_text())["tokenizer"]
     Tokenizer.train("other text entirely, and more of it", vocab_size=262, show_progress=False).save(own)
     r = run("train", "--data", out, "--out_dir", tmp_path / "o", *TINY)

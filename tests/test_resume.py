@@ -16,48 +16,12 @@ from tinyllm.errors import TinyLLMError
 from tinyllm.train.checkpoint import FORMAT, FORMAT_VERSION, TrainState, clean_stale_temp, read_file
 
 N = 120  # steps: long enough that a kill at the first checkpoint lands well before the end
-FLAGS = [
-    "--d_model",
-    "32",
-    "--n_layers",
-    "2",
-    "--n_heads",
-    "2",
-    "--d_ff",
-    "64",
-    "--context_length",
-    "32",
-    "--vocab_size",
-    "300",
-    "--batch_size",
-    "8",
-    "--max_iters",
-    str(N),
-    "--warmup_iters",
-    "10",
-    "--max_lr",
-    "3e-3",
-    "--eval_interval",
-    "40",
-    "--eval_iters",
-    "2",
-    "--checkpoint_interval",
-    "10",
-    "--keep_checkpoints",
-    "3",
-    "--grad_accumulation_steps",
-    "2",
-    "--sample_tokens",
-    "0",
-    "--seed",
-    "5",
-    "--device",
-    "cpu",
-    "--progress",
-    "false",
-    "--resume",
-    "auto",
-]
+FLAGS = (
+    f"--d_model 32 --n_layers 2 --n_heads 2 --d_ff 64 --context_length 32 --vocab_size 300 "
+    f"--batch_size 8 --max_iters {N} --warmup_iters 10 --max_lr 3e-3 --eval_interval 40 --eval_iters 2 "
+    f"--checkpoint_interval 10 --keep_checkpoints 3 --grad_accumulation_steps 2 --sample_tokens 0 "
+    f"--seed 5 --device cpu --progress false --resume auto"
+).split()
 # one thread: bit-identity needs the same reduction order in every run, and 2 OpenMP threads on a
 # shared 2-core machine are slower, not faster, for a model this small
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

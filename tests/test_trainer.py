@@ -11,42 +11,11 @@ from tinyllm.generate import generate_ids
 from tinyllm.train.schedule import lr_at
 
 # A model small enough to train in seconds; every flag spelled as TinyLLM's users type them.
-TINY = [
-    "--d_model",
-    "32",
-    "--n_layers",
-    "2",
-    "--n_heads",
-    "2",
-    "--d_ff",
-    "64",
-    "--context_length",
-    "32",
-    "--vocab_size",
-    "300",
-    "--batch_size",
-    "8",
-    "--max_iters",
-    "40",
-    "--warmup_iters",
-    "5",
-    "--max_lr",
-    "3e-3",
-    "--eval_interval",
-    "10",
-    "--eval_iters",
-    "2",
-    "--checkpoint_interval",
-    "20",
-    "--sample_tokens",
-    "16",
-    "--seed",
-    "0",
-    "--device",
-    "cpu",
-    "--progress",
-    "false",
-]
+TINY = (
+    "--d_model 32 --n_layers 2 --n_heads 2 --d_ff 64 --context_length 32 --vocab_size 300 "
+    "--batch_size 8 --max_iters 40 --warmup_iters 5 --max_lr 3e-3 --eval_interval 10 --eval_iters 2 "
+    "--checkpoint_interval 20 --sample_tokens 16 --seed 0 --device cpu --progress false"
+).split()
 
 
 @pytest.fixture(scope="module")
