@@ -313,10 +313,78 @@ def test_an_interrupted_prepare_leaves_the_old_set_whole_and_a_fresh_one_says_in
     assert len(list(out.glob("set-*"))) == 1
     # a fresh prepare that never finished: train says so instead of "holds no .txt files"
     fresh = tmp_path / "fresh"
-    (fresh / "set-1").mkdir(parents=True)
-    (fresh / "set-1" / "train_000000.bin").write_bytes(b"\0\0")
+    (fresh / "set-20261201-101500-ab12").mkdir(parents=True)
+    (fresh / "set-20261201-101500-ab12" / "train_000000.bin").write_bytes(b"\0\0")
     r = run("train", "--data", fresh, "--out_dir", tmp_path / "o", *TINY)
     one_line_error(r, "incomplete `tinyllm prepare` output", "run the same `tinyllm prepare")
+
+
+def test_prepare_deletes_only_what_prepare_wrote(corpus, tmp_path):
+    out = tmp_path / "shards"
+    (out / "set-aside").mkdir(parents=True)
+    (out / "set-aside" / "notes.txt").write_text("mine\n")
+    (out / "embeddings.bin").write_bytes(b"mine")
+    prepare_into(corpus, out)
+    prepare_into(corpus, out)  # replaces the first set
+    assert (out / "set-aside" / "notes.txt").read_text() == "mine\n" and (out / "embeddings.bin").exists()
+    assert len([p for p in out.iterdir() if p.name.startswith("set-2")]) == 1
+
+
+def test_an_interrupt_after_the_switch_keeps_the_new_set(corpus, tmp_path, monkeypatch):
+    """Ctrl-C while the old set is being deleted: meta.json already names the new set, which must stay."""
+    import shutil
+
+    import tinyllm.data.prepare as P
+    from tinyllm.data.shards import load_prepared
+
+    out = tmp_path / "shards"
+    prepare_into(corpus, out)
+
+    calls = []
+
+    def interrupted(*a, **k):  # the first delete (the old set's) is interrupted; later ones work
+        calls.append(a)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return shutil.rmtree(*a, **k)
+
+    monkeypatch.setattr(P.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        P.prepare([str(corpus / "kjv.txt")], corpus / "tok.txt", out, progress=False)
+    monkeypatch.setattr(P.shutil, "rmtree", shutil.rmtree)
+    train, _, meta, _ = load_prepared(out, 32)  # the set meta.json names is whole
+    assert train.num_tokens == meta["train_tokens"]
+
+
+def test_a_weights_only_checkpoint_is_refused_for_resume_naming_init_from(corpus, tmp_path):
+    from tinyllm.train.checkpoint import TrainState
+
+    run("train", "--data", corpus / "kjv.txt", "--out_dir", tmp_path / "o", *TINY, "--max_iters", "1")
+    state = TrainState.load(tmp_path / "o" / "latest.pt")
+    state.optimizer = None
+    state.save(tmp_path / "weights.pt")
+    r = run(
+        "train", "--data", corpus / "kjv.txt", "--out_dir", tmp_path / "p", *TINY, "--resume", tmp_path / "weights.pt"
+    )
+    one_line_error(r, "holds weights only", f"--init_from {tmp_path / 'weights.pt'}")
+
+
+def test_a_closed_pipe_is_a_quiet_exit_0():
+    import argparse
+
+    from tinyllm import cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    parser = cli.build_parser()
+    parser.parse_args = lambda argv=None: argparse.Namespace(func=broken)
+    original = cli.build_parser
+    cli.build_parser = lambda: parser
+    try:
+        assert cli.main([]) == 0
+    finally:
+        cli.build_parser = original
 
 
 def test_a_shard_that_contradicts_meta_json_is_refused_naming_it(corpus, tmp_path):

@@ -173,15 +173,20 @@ class OutputLock:
             "command": " ".join(sys.argv[:3]),
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)
+        except OSError as e:  # a full disk: do not keep a lock that nobody will release
+            os.close(fd)
+            raise TinyLLMError(f"{self.what}: cannot write its lock file {self.path} ({e.strerror or e})") from None
         self._fd = fd
         return self
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self.path)  # unlink before unlocking: a waiting writer never locks a dead file
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:  # still ours, not a newer writer's
+                    os.unlink(self.path)  # before unlocking: whoever opens it next makes a new one
             os.close(self._fd)
             self._fd = None
 

@@ -21,6 +21,7 @@ import itertools
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -175,20 +176,23 @@ def prepare(
     docs, total, unit = corpus_documents(sources, options)
     t0 = time.perf_counter()
     with owned_dir(out, "--out", lambda msg: print(msg, file=sys.stderr)) as out:
-        # the new set goes into a folder of its own; meta.json, replaced last, switches to it
-        name = f"set-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        (out / name).mkdir()
-        encoder = Encoder(tok, workers or _all_cores())
-        dtype = token_dtype(tok.vocab_size)
-        writers = {s: ShardWriter(out / name, s, dtype, shard_tokens, prefix=f"{name}/") for s in ("train", "val")}
+        # the new set goes into a folder of its own (a unique name); meta.json, replaced last, switches to it
+        set_dir = Path(tempfile.mkdtemp(prefix=f"set-{time.strftime('%Y%m%d-%H%M%S')}-", dir=out))
+        name = set_dir.name
         try:
-            sample_prompt = encode_into(writers, encoder, batches(docs), (total, unit), sources, progress)
-            meta = write_set(out, name, tok, writers, sources, shard_tokens, encoder.name, sample_prompt)
+            encoder = Encoder(tok, workers or _all_cores())
+            try:
+                dtype = token_dtype(tok.vocab_size)
+                writers = {s: ShardWriter(set_dir, s, dtype, shard_tokens, prefix=f"{name}/") for s in ("train", "val")}
+                sample_prompt = encode_into(writers, encoder, batches(docs), (total, unit), sources, progress)
+                meta = write_set(out, name, tok, writers, sources, shard_tokens, encoder.name, sample_prompt)
+            finally:
+                encoder.close()
         except BaseException:
-            shutil.rmtree(out / name, ignore_errors=True)  # the old set (if any) stays in use, untouched
+            if not current_set_is(out, name):  # never delete the set meta.json already names
+                shutil.rmtree(set_dir, ignore_errors=True)  # the old set (if any) stays in use, untouched
             raise
-        finally:
-            encoder.close()
+        retire_old_sets(out, name, tok)
     meta["seconds"] = time.perf_counter() - t0
     return meta
 
@@ -274,8 +278,32 @@ def write_set(
         "sample_prompt": sample_prompt,
     }
     write_meta(out / "meta.json", meta)
-    tok.save(out / "tokenizer.txt")  # a copy where people look for it
-    for old in out.iterdir():  # older sets, interrupted sets, and shards of the old flat layout
-        if old.name != name and (old.name.startswith("set-") or old.suffix == ".bin"):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
     return meta
+
+
+def current_set_is(out: Path, name: str) -> bool:
+    from .shards import read_prepared_meta
+
+    try:
+        meta = read_prepared_meta(out)
+    except TinyLLMError:
+        return False
+    return bool(meta) and str(meta.get("tokenizer", "")).startswith(f"{name}/")
+
+
+def retire_old_sets(out: Path, name: str, tok) -> None:
+    """After the switch: a copy of the tokenizer where people look for it, and the older sets,
+    interrupted sets and flat-layout shards that prepare wrote, deleted. Best effort: the new set is
+    complete and in use already, so a failure here is a warning, and the next prepare tries again."""
+    from .shards import is_shard_set_name
+
+    try:
+        tok.save(out / "tokenizer.txt")
+        for old in out.iterdir():
+            if old.name != name and is_shard_set_name(old.name):
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+    except OSError as e:
+        print(
+            f"warning: {out}: could not remove an older shard set ({e.strerror or e}); the new set is in use",
+            file=sys.stderr,
+        )

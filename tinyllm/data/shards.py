@@ -15,6 +15,7 @@ shards but no meta.json is refused as incomplete. Reading checks every shard's s
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -87,12 +88,22 @@ def is_prepared_dir(data_dir: str | Path) -> bool:
     return read_prepared_meta(data_dir) is not None
 
 
+_SET_DIR = re.compile(r"set-\d{8}-\d{6}-\w+")  # what prepare names a set's folder
+_FLAT_SHARD = re.compile(r"(train|val)_\d{6}\.bin")  # a shard of the older flat layout
+
+
+def is_shard_set_name(name: str) -> bool:
+    """A set folder or a flat-layout shard that `tinyllm prepare` wrote (never anything else in --out)."""
+    return bool(_SET_DIR.fullmatch(name) or _FLAT_SHARD.fullmatch(name))
+
+
 def refuse_incomplete(data_dir: str | Path) -> None:
-    """A folder with prepare's shards but no meta.json is a prepare that never finished."""
+    """A folder with prepare's shards but no meta.json is a prepare that never finished (or is running)."""
     p = Path(data_dir)
-    if p.is_dir() and not (p / "meta.json").exists() and (any(p.glob("set-*")) or any(p.glob("*_0*.bin"))):
+    if p.is_dir() and not (p / "meta.json").exists() and any(is_shard_set_name(f.name) for f in p.iterdir()):
         raise TinyLLMError(
-            f"{p}: an incomplete `tinyllm prepare` output (shards but no meta.json: the prepare was interrupted); "
+            f"{p}: an incomplete `tinyllm prepare` output (shards but no meta.json: the prepare was interrupted, "
+            f"or is still running); "
             f"run the same `tinyllm prepare ... --out {p}` again to finish it"
         )
 
@@ -108,7 +119,7 @@ def crc32_file(path: Path) -> int:
 def check_shard(path: Path, name: str, meta: dict, dtype: np.dtype) -> None:
     """Refuse a shard whose size or checksum contradicts meta.json, naming it."""
     if not path.exists():
-        raise TinyLLMError(f"{path}: shard listed in meta.json is missing")
+        raise _Vanished(f"{path}: shard listed in meta.json is missing")
     size = path.stat().st_size
     want = meta.get("shard_checks", {}).get(name)
     if want is None:  # written before checks were recorded: only whole ids can be verified
@@ -128,7 +139,19 @@ def check_shard(path: Path, name: str, meta: dict, dtype: np.dtype) -> None:
 
 
 def load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str | Path | None = None):
-    """-> (train TokenDataset, val TokenDataset, meta, tokenizer); the shards are memmapped."""
+    """-> (train TokenDataset, val TokenDataset, meta, tokenizer); the shards are memmapped. A prepare
+    that switched sets while this read meta.json (and deleted the old set) is met by reading again."""
+    try:
+        return _load_prepared(data_dir, context_length, tokenizer_path)
+    except _Vanished:
+        return _load_prepared(data_dir, context_length, tokenizer_path)
+
+
+class _Vanished(TinyLLMError):
+    """A file meta.json named is gone (a new prepare may have just switched sets)."""
+
+
+def _load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str | Path | None = None):
     from ..tokenizer import Tokenizer
     from .tokens import TokenDataset, read_tokens, tokenizer_hash
 
@@ -139,6 +162,8 @@ def load_prepared(data_dir: str | Path, context_length: int, tokenizer_path: str
     if meta.get("version", VERSION) != VERSION:
         raise TinyLLMError(f"{d / 'meta.json'}: shard format version {meta.get('version')} is not supported")
     own = d / meta.get("tokenizer", "tokenizer.txt")
+    if tokenizer_path is None and not own.exists():
+        raise _Vanished(f"{own}: the tokenizer meta.json names is missing")
     tok = Tokenizer.load(tokenizer_path or own)
     if meta.get("tokenizer_hash") and tokenizer_hash(tok) != meta["tokenizer_hash"]:
         if tokenizer_path is None:

@@ -57,6 +57,12 @@ def find_start(run, out: Path, dist, log) -> StartPoint:
             )
         if state is not None:
             check_resumed_model(state, path, run)
+            if not sharded.is_sharded(path) and (state.optimizer is None or not state.rng_per_rank):
+                raise TinyLLMError(
+                    f"{path}: holds weights only (no optimizer or RNG state: an imported or "
+                    f"consolidated model, or an FSDP run's best.pt), so it cannot be resumed; "
+                    f"fine-tune from it with --init_from {path}"
+                )
             return StartPoint(state, path, sharded=sharded.is_sharded(path))
         if cfg.resume != "auto":
             raise TinyLLMError(f"{path}: no such checkpoint")
@@ -94,7 +100,8 @@ def load_intact(path: Path, out: Path, fall_back: bool, log) -> tuple[TrainState
         return TrainState.load(path), path
     except TinyLLMError as e:
         damage = str(e)
-    for older in sorted((out / "checkpoints").glob("step_*.pt"), reverse=True):
+    history = path.parent if path.parent.name == "checkpoints" else path.parent / "checkpoints"  # this run's
+    for older in sorted(history.glob("step_*.pt"), reverse=True):
         try:
             state = TrainState.load(older)
         except TinyLLMError:
@@ -103,7 +110,7 @@ def load_intact(path: Path, out: Path, fall_back: bool, log) -> tuple[TrainState
             raise TinyLLMError(f"{damage}; {older} (step {state.step}) is intact: pass --resume {older}")
         log(f"warning: {damage}; resuming from {older} (step {state.step}), the newest intact checkpoint")
         return state, older
-    raise TinyLLMError(f"{damage}; no intact checkpoint in {out / 'checkpoints'} either")
+    raise TinyLLMError(f"{damage}; no intact checkpoint in {history} either")
 
 
 def check_resumed_model(state: TrainState, path: Path, run) -> None:

@@ -16,22 +16,24 @@ class StopRequest:
         self.signal_name = None
         self._old = {}
         self._log = log
-        self._cutting = False  # inside cut_short(): a signal abandons the block
+        self._cutting = False  # inside abandonable(): a signal abandons the call
 
-    @contextlib.contextmanager
-    def cut_short(self, what: str, enabled: bool = True, then=None):
-        """A block (an evaluation) that a signal abandons at once instead of waiting for it to end;
-        the caller goes on to save and stop. Single process only: under DDP every rank must reach the
-        same collectives, so there the block runs to its end. `then` runs after an abandoned block."""
-        self._cutting = enabled
+    def abandonable(self, fn, what: str, enabled: bool = True, then=None):
+        """fn() (an evaluation), which a signal abandons at once instead of waiting for it to end:
+        -> fn's result, or None when abandoned (then() runs, e.g. to put the model back in training
+        mode), and the caller goes on to save and stop. Single process only: under DDP every rank must
+        reach the same collectives, so there fn runs to its end."""
         try:
-            yield
-        except _Abandon:
+            try:
+                self._cutting = enabled
+                return fn()
+            finally:
+                self._cutting = False
+        except _Abandon:  # outside the inner finally: a signal that lands in it is caught here too
             self._log(f"{self.signal_name}: {what} abandoned")
             if then is not None:
-                then()  # e.g. put the model back in training mode
-        finally:
-            self._cutting = False
+                then()
+            return None
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -53,5 +55,6 @@ class StopRequest:
             signal.signal(sig, old)
 
 
-class _Abandon(Exception):
-    """Raised by the signal handler inside StopRequest.cut_short()."""
+class _Abandon(BaseException):
+    """Raised by the signal handler inside StopRequest.abandonable(); a BaseException, so that no
+    `except Exception` on the way swallows it."""

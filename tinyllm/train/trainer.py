@@ -138,7 +138,7 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self, s: Setup, stop: StopRequest) -> TrainResult:
-        cfg = self.cfg
+        cfg, self.stop = self.cfg, stop
         metrics = MetricsLog(self.out / "metrics.jsonl", self.main, s.first_step if s.start.resumed else None)
         meter = Throughput(s.train_step.tokens_per_step, self.device)
         result = TrainResult(self.out, s.first_step, best_val_loss=s.best_val_loss)
@@ -146,8 +146,7 @@ class Trainer:
         bar = progress_bar(cfg.max_iters, s.first_step, self.main and cfg.progress)
         step = s.first_step
         if step == 0:
-            with stop.cut_short("the evaluation", not self.dist.enabled, s.model.train):
-                self.evaluate(s, 0, None, set_lr(s.optimizer, 0, cfg), None, metrics, result, bar)
+            self.evaluate(s, 0, None, set_lr(s.optimizer, 0, cfg), None, metrics, result, bar)
         while step < cfg.max_iters:
             lr = set_lr(s.optimizer, step, cfg)
             loss, grad_norm, any_rank_stopped = s.train_step(step, stop.requested)
@@ -164,8 +163,7 @@ class Trainer:
             bar.update(1)
             result.tokens_per_sec = meter.tokens_per_sec
             if evaluating:
-                with stop.cut_short("the evaluation", not self.dist.enabled, s.model.train):
-                    self.evaluate(s, step, loss, lr, meter.tokens_per_sec, metrics, result, bar)
+                self.evaluate(s, step, loss, lr, meter.tokens_per_sec, metrics, result, bar)
             saving = step % cfg.checkpoint_interval == 0 or step == cfg.max_iters
             # under DDP every rank acts on the reduced flag, so all stop at the same step; a single
             # process also sees a signal that came during this step's evaluation
@@ -201,7 +199,10 @@ class Trainer:
         """Rank 0: train and val loss estimates -> metrics.jsonl, and best.pt when val improved. Under
         FSDP every rank evaluates with it (each forward gathers the shards) and writes best.pt with it."""
         if self.main or self.sharded:
-            tl, vl, vbpb = self.losses(s)
+            got = self.stop.abandonable(lambda: self.losses(s), "the evaluation", not self.dist.enabled, s.model.train)
+            if got is None:  # a signal came: no row, no best.pt; the loop saves latest.pt and stops
+                return
+            tl, vl, vbpb = got
             improved = vl < result.best_val_loss
             result.train_loss, result.val_loss = tl, vl
         if self.main:
