@@ -630,20 +630,7 @@ def main() -> None:
         with open(RESULTS, "a", newline="") as f:
             w = csv.writer(f)
             if new:
-                w.writerow(
-                    [
-                        "what",
-                        "ours",
-                        "ours_value",
-                        "against",
-                        "their_value",
-                        "unit",
-                        "ratio",
-                        "machine",
-                        "commit",
-                        "date",
-                    ]
-                )
+                w.writerow(provenance.RESULT_COLUMNS)
             for what, ours_name, ov, against, tv, unit, ratio in rows:
                 w.writerow(
                     [

@@ -7,6 +7,10 @@ import platform
 import subprocess
 from pathlib import Path
 
+# The columns of benchmarks/results/tokenizer.csv and train.csv (train.csv adds "notes"); each is
+# described in benchmarks/README.md, "Results files".
+RESULT_COLUMNS = "what ours ours_value against their_value unit ratio machine commit date".split()
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository (tinyllm/bench/provenance.py)
 
 

@@ -27,7 +27,7 @@ import torch
 from ..errors import TinyLLMError
 from . import BENCH_SIZES, GOALS
 from .profile import profile_report, profile_step
-from .provenance import cpu_name, git_commit
+from .provenance import RESULT_COLUMNS, cpu_name, git_commit
 
 
 def model_config(args):
@@ -250,21 +250,7 @@ def write_rows(r: dict, out: str | Path) -> Path:
     with open(path, "a", newline="") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(
-                [
-                    "what",
-                    "ours",
-                    "ours_value",
-                    "against",
-                    "their_value",
-                    "unit",
-                    "ratio",
-                    "machine",
-                    "commit",
-                    "date",
-                    "notes",
-                ]
-            )
+            w.writerow([*RESULT_COLUMNS, "notes"])
         w.writerow(
             [
                 what,
