@@ -316,7 +316,9 @@ def test_full_queue_is_429_with_retry_after(ckpt):
 
         rs = asyncio.run(main())
         codes = sorted(r.status_code for r in rs)
-        assert codes.count(200) >= 2 and 429 in codes, codes
+        # one slot and a queue of one: whoever is admitted is answered, the rest are told to retry (how
+        # many get in depends on timing: whether the first has left the queue for the slot yet)
+        assert set(codes) == {200, 429} and codes.count(429) >= 6, codes
         busy = next(r for r in rs if r.status_code == 429)
         assert busy.headers["Retry-After"] == "1" and busy.json()["error"]["code"] == "queue_full"
         assert s.wait_idle()["free_slots"] == 1
