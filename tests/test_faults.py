@@ -160,6 +160,11 @@ WRITERS = {
 }
 
 
+def train_in(corpus, out, *extra, **kw):
+    """`tinyllm train` of the tiny model on the test corpus into `out`."""
+    return run("train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY, *extra, **kw)
+
+
 def prepare_into(corpus, out, *extra):
     r = run(
         "prepare",
@@ -203,20 +208,7 @@ def test_a_full_disk_mid_run_stops_cleanly_with_the_last_good_checkpoint(corpus)
 
     with full_disk(900_000) as disk:
         out = disk / "run"
-        r = run(
-            "train",
-            "--data",
-            corpus / "kjv.txt",
-            "--out_dir",
-            out,
-            *TINY,
-            "--max_iters",
-            "200",
-            "--eval_interval",
-            "100",
-            "--keep_checkpoints",
-            "50",
-        )
+        r = train_in(corpus, out, "--max_iters", "200", "--eval_interval", "100", "--keep_checkpoints", "50")
         lines = one_line_error(r, "No space left on device", "Last good checkpoint")
         assert "latest.pt (after step" in lines[-1]
         good = int(lines[-1].split("(after step ")[1].split(")")[0])
@@ -498,20 +490,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(corpus,
 def test_resuming_with_changed_optimisation_flags_says_which(corpus, tmp_path):
     out = tmp_path / "o"
     assert run("train", "--data", corpus / "kjv.txt", "--out_dir", out, *TINY).returncode == 0
-    r = run(
-        "train",
-        "--data",
-        corpus / "kjv.txt",
-        "--out_dir",
-        out,
-        *TINY,
-        "--max_iters",
-        "5",
-        "--max_lr",
-        "1e-3",
-        "--resume",
-        "auto",
-    )
+    r = train_in(corpus, out, "--max_iters", "5", "--max_lr", "1e-3", "--resume", "auto")
     assert r.returncode == 0, r.stderr[-2000:]
     note = next(ln for ln in r.stderr.splitlines() if "differ from the checkpoint's run" in ln)
     assert "max_lr 0.0006 -> 0.001" in note and "max_iters 4 -> 5" in note and "batch_size" not in note
