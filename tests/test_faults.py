@@ -393,39 +393,89 @@ def test_a_shard_that_contradicts_meta_json_is_refused_naming_it(corpus, tmp_pat
 
 
 # ---- 4. signals --------------------------------------------------------------------------------------------
+def slow_tokenizer_corpus(path: Path) -> Path:
+    """A corpus of ~400k distinct random words (3.5 MB): the pure-Python BPE trainer needs tens of
+    seconds for it on any machine, so a signal sent soon after the run starts lands in its setup. (The
+    Bible is too small for that: the reference trainer does it in about a second, and a signal sent
+    after a fixed delay landed in setup or in training depending on the machine.)"""
+    import random
+
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = ["".join(rng.choices(letters, k=rng.randint(3, 12))) for _ in range(400_000)]
+    path.write_text("\n\n".join(" ".join(rng.choices(words, k=60)) for _ in range(9_000)) + "\n")
+    return path
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_setup_stops_within_seconds(sig, tmp_path):
-    """While the tokenizer trains on the whole Bible (the pure-Python trainer: a minute of work), the
-    process stops at once (signals during training steps: tests/test_resume.py)."""
+    """While the pure-Python tokenizer trains (tens of seconds of work), the process stops at once:
+    SIGINT exits 130 saying `interrupted`, SIGTERM stops without a traceback and leaves no checkpoint
+    (signals during training steps: tests/test_resume.py)."""
+    corpus = slow_tokenizer_corpus(tmp_path / "words.txt")
+    out = tmp_path / "o"
     p = subprocess.Popen(
-        [
-            *TINYLLM,
-            "train",
-            "--data",
-            "bible",
-            "--vocab_size",
-            "20000",
-            "--out_dir",
-            tmp_path / "o",
-            *TINY[:8],
-            "--device",
-            "cpu",
-            "--progress",
-            "false",
-        ],
+        [*TINYLLM, "train", "--data", corpus, "--vocab_size", "20000", "--out_dir", out, *TINY[:8]]
+        + ["--device", "cpu", "--progress", "false"],
         stderr=subprocess.PIPE,
         text=True,
         env={**ENV, "TINYLLM_PURE_PYTHON": "1"},
     )
-    time.sleep(3.0)
+    deadline = time.monotonic() + 120
+    while not (out / ".tinyllm.lock").exists():  # setup has begun: --out_dir is created and locked
+        assert p.poll() is None, "the run ended before the signal"
+        assert time.monotonic() < deadline, "the run never locked --out_dir"
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the corpus reading / tokenizer training
     assert p.poll() is None, "the run ended before the signal"
     t0 = time.monotonic()
     p.send_signal(sig)
     _, err = p.communicate(timeout=30)
     assert time.monotonic() - t0 < 5, "it took more than a few seconds to stop"
     assert "Traceback" not in err
+    assert "trained a" not in err, f"the signal came after the tokenizer was trained, not during setup:\n{err}"
+    assert not (out / "latest.pt").exists()
     if sig == signal.SIGINT:
-        assert p.returncode == 130 and err.strip().splitlines()[-1] == "interrupted"
+        assert p.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+
+
+SIGNAL_AT_IMPORT = """
+import os, signal, sys
+
+class SignalAtImport:  # sends SIGINT to this process when {target!r} is first looked up
+    done = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == {target!r} and not self.done:
+            SignalAtImport.done = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, SignalAtImport())
+"""
+
+
+@pytest.mark.parametrize("target", ["numpy.exceptions", "numpy.version"])
+def test_ctrl_c_while_torch_or_numpy_import_is_an_ordinary_interrupt(target, tmp_path):
+    """A Ctrl-C that lands while C extensions initialise was mishandled two ways: inside numpy's core
+    (it imports numpy.exceptions) it left numpy half-loaded, `ImportError: cannot load module more than
+    once per process`, a traceback, exit 1; inside torch's C core (numpy is first imported from there,
+    numpy.version first of all) it was swallowed and the run trained to the end, exit 0. The signal is
+    sent from an import hook, so it lands at that exact point every time."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGNAL_AT_IMPORT.format(target=target))
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run(
+        [*TINYLLM, "train", "--data", "bible", "--out_dir", tmp_path / "o", *TINY],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert "Traceback" not in p.stderr, p.stderr
+    assert p.returncode == 130 and p.stderr.strip().splitlines()[-1] == "interrupted", (p.returncode, p.stderr)
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_signal_during_an_evaluation_abandons_it_and_saves(corpus, tmp_path):

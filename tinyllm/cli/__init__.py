@@ -15,9 +15,13 @@ import sys
 import warnings
 
 from ..errors import TinyLLMError
+from ..imports import import_uninterrupted
 from . import bench, checkpoint, eval, export, generate, prepare, serve, sweep, tokenizer, train
 
 SUBCOMMANDS = (train, generate, tokenizer, prepare, bench, eval, export, serve, sweep, checkpoint)
+# the C extensions a subcommand needs, imported first with Ctrl-C held back (tinyllm/imports.py);
+# the tokenizer needs none (it must start without torch), every other subcommand but prepare needs torch
+PRELOAD = {"tokenizer": (), "prepare": ("numpy",)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
     try:
+        import_uninterrupted(*PRELOAD.get(args.command, ("torch",)))
         return args.func(args)
     except TinyLLMError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TinyLLMError
+from ..imports import signals_deferred
 
 READ_BLOCK = 8 << 20  # bytes of an uncompressed file read at a time
 COMPRESSED_BLOCK = 1 << 20  # bytes of a compressed file read at a time (~3-10x that once decompressed)
@@ -206,7 +207,8 @@ def _decompressor(compression: str):
     if compression == "gzip":
         return zlib.decompressobj(wbits=31)  # gzip members only
     try:
-        import zstandard
+        with signals_deferred():
+            import zstandard
     except ImportError:  # pragma: no cover - in the 'data' extra
         raise TinyLLMError("reading .zst files needs the 'zstandard' package: pip install 'tinyllm[data]'") from None
     return zstandard.ZstdDecompressor().decompressobj()
@@ -459,8 +461,9 @@ def first_record_is_qa(path: Path) -> bool:
 
 def _parquet_file(path: Path, field: str):
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        with signals_deferred():
+            import pyarrow as pa
+            import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - in the 'data' extra
         raise TinyLLMError("reading .parquet files needs the 'pyarrow' package: pip install 'tinyllm[data]'") from None
     try:
