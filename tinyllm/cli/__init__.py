@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
     try:
-        import_uninterrupted(*PRELOAD.get(args.command, ("torch",)))
+        import_uninterrupted(*PRELOAD.get(getattr(args, "command", None), ("torch",)))
         return args.func(args)
     except TinyLLMError as e:
         print(f"error: {e}", file=sys.stderr)
