@@ -179,26 +179,33 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return y
 
-    def forward_rows(self, x: torch.Tensor, rotary: Rotary | None, caches: list[KVCache]) -> torch.Tensor:
+    def forward_rows(
+        self, x: torch.Tensor, rotary: Rotary | None, caches: list[KVCache], positions: torch.Tensor
+    ) -> torch.Tensor:
         """One new token for each of several sequences, each at its own position in its own cache.
 
         x: (Bp, 1, C) with Bp >= len(caches); row i < len(caches) belongs to caches[i], at position
-        caches[i].length; rows past len(caches) are padding (their output is zero). The projections run
-        batched; rotary, the cache write and attention run per row with exactly the shapes a lone
-        sequence has (q (1, H, 1, D) against its own (1, H, L+1, D) keys), so no row's result depends
-        on the others' lengths: there is no padding mask to add rounding.
+        positions[i] == caches[i].length; rows past len(caches) are padding (positions 0, output zero).
+        The projections and rotary run batched (rotary is elementwise: a row's bits do not depend on
+        the others); the cache write and attention run per row with exactly the shapes a lone sequence
+        has (q (1, H, 1, D) against its own (1, H, L+1, D) keys), so no row's result depends on the
+        others' lengths: there is no padding mask to add rounding.
         """
         Bp, T, C = x.shape
-        assert T == 1 and len(caches) <= Bp, f"forward_rows takes (Bp >= {len(caches)}, 1, C), got {tuple(x.shape)}"
+        B = len(caches)
+        assert T == 1 and Bp >= B, f"forward_rows takes (Bp >= {B}, 1, C), got {tuple(x.shape)}"
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(Bp, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (Bp, H, 1, D)
-        y = torch.zeros_like(q)
+        if rotary is not None:
+            q, k = rotary.at(q, positions), rotary.at(k, positions)
+        layer, ys = self.layer_idx, []
         for i, cache in enumerate(caches):
-            start = cache.length
-            qi, ki, vi = q[i : i + 1], k[i : i + 1], v[i : i + 1]
-            if rotary is not None:
-                qi, ki = rotary(qi, start), rotary(ki, start)
-            ki, vi = cache.update(self.layer_idx, ki, vi)  # (1, H, start+1, D)
-            y[i : i + 1] = self.attend(qi, ki, vi, start)
-        y = y.transpose(1, 2).contiguous().view(Bp, T, C)  # (Bp, H, 1, D) -> (Bp, 1, C)
+            n = cache.length
+            ck, cv = cache.k[layer], cache.v[layer]  # (1, H, max_len, D)
+            ck[:, :, n : n + 1] = k[i : i + 1]
+            cv[:, :, n : n + 1] = v[i : i + 1]
+            ys.append(self.attend(q[i : i + 1], ck[:, :, : n + 1], cv[:, :, : n + 1], n))  # (1, H, 1, D)
+        if Bp > B:
+            ys.append(q.new_zeros(Bp - B, *q.shape[1:]))
+        y = torch.cat(ys).transpose(1, 2).reshape(Bp, T, C)  # (Bp, H, 1, D) -> (Bp, 1, C)
         return self.resid_drop(self.proj(y))

@@ -148,7 +148,7 @@ class TinyLLM(nn.Module):
             x = x + self.pos_table[where].to(x.dtype)
         x = self.drop(x)
         for block in self.blocks:  # Block.forward, with per-row attention
-            x = x + block.attn.forward_rows(block.ln1(x), self.rotary, caches)
+            x = x + block.attn.forward_rows(block.ln1(x), self.rotary, caches, where[:, 0])
             x = x + block.ffn(block.ln2(x))
         for c in caches:
             c.length += 1

@@ -41,3 +41,12 @@ class Rotary(nn.Module):
         x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, T, D/2) each
         out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, T, D/2, 2)
         return out.flatten(-2)
+
+    def at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x: (B, H, 1, D), row b at position positions[b] (a (B,) tensor) -> same shape. The same
+        elementwise ops as forward(), so a row gets the very bits forward(x[b:b+1], positions[b]) gives."""
+        cos = self.cos[positions][:, None, None, :].to(x.dtype)  # (B, 1, 1, D/2)
+        sin = self.sin[positions][:, None, None, :].to(x.dtype)
+        x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, 1, D/2) each
+        out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, 1, D/2, 2)
+        return out.flatten(-2)
