@@ -122,3 +122,27 @@ def test_profile_categories():
     assert _category("multi_tensor_apply_kernel") == "optimizer"
     assert _category("aten::_log_softmax_backward_data") == "loss/softmax"
     assert _category("aten::copy_") == "other"
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_bench_serve_keeps_as_many_requests_in_flight_as_streams(monkeypatch, streams):
+    """N streams = N clients with one request in flight each; the 1-stream row once ran all its
+    requests at once (8 in flight), which inflated the single-stream figure the 16-stream ratio is over."""
+    import asyncio
+
+    import tinyllm.bench.serve as bs
+
+    live, most = 0, 0
+
+    async def fake_stream(c, url, tokens):
+        nonlocal live, most
+        live += 1
+        most = max(most, live)
+        await asyncio.sleep(0.01)
+        live -= 1
+        return 0.001, [0.001] * (tokens - 1), tokens
+
+    monkeypatch.setattr(bs, "one_stream", fake_stream)
+    r = asyncio.run(bs.drive("http://127.0.0.1:9", streams, rounds=3, tokens=5))
+    assert most == streams
+    assert r["requests"] == 3 * streams and r["tokens"] == 15 * streams

@@ -110,13 +110,11 @@ async def drive(url: str, streams: int, rounds: int, tokens: int) -> dict:
     async with httpx.AsyncClient(timeout=600, limits=limits) as c:
         await one_stream(c, url, 4)  # warm-up
         t0 = time.perf_counter()
-        results = await asyncio.gather(
-            *(one_stream(c, url, tokens) for _ in range(streams * rounds))
-            if streams == 1
-            else (client_rounds(c, url, rounds, tokens) for _ in range(streams))
-        )
+        # `streams` clients, each sending its requests one after another (one stream = one request
+        # in flight at any time)
+        results = await asyncio.gather(*(client_rounds(c, url, rounds, tokens) for _ in range(streams)))
         wall = time.perf_counter() - t0
-    flat = [r for rs in results for r in (rs if isinstance(rs, list) else [rs])]
+    flat = [r for rs in results for r in rs]
     ttft = [r[0] for r in flat]
     itl = [g for r in flat for g in r[1]]
     n = sum(r[2] for r in flat)
