@@ -251,3 +251,31 @@ def test_chat_rendering_uses_the_qa_template():
     assert render_qa(msgs) == (
         "<BOS> Question: Who are you?\nAnswer: I am tinyllm. <EOS><BOS> Question: What can you do?\nAnswer:"
     )
+
+
+def test_the_served_socket_turns_nagle_off():
+    """uvicorn serves the socket serve.server.bind makes; asyncio turns Nagle off on the connections it
+    accepts only when that socket says TCP. It once did not (proto 0), and every response after the first
+    on a kept-alive connection waited 40 ms for the client's delayed ACK before its body went out."""
+    import asyncio
+    import socket
+
+    from tinyllm.serve.server import bind
+
+    async def accepted_nodelay() -> int:
+        got = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader, writer):
+            got.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        sock = bind("127.0.0.1", 0)
+        server = await asyncio.start_server(on_connect, sock=sock)
+        _, w = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(got, 10)
+        finally:
+            w.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
