@@ -28,8 +28,10 @@ def train_qa_checkpoint(out_dir: Path) -> Path:
 class ServeProcess:
     """`python -m tinyllm serve --checkpoint CKPT --port 0 ARGS...`; .url once /health answers."""
 
-    def __init__(self, checkpoint: Path, *args: str, threads: int = 1):
+    def __init__(self, checkpoint: Path, *args: str, threads: int | None = 1):
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+        if threads is None:  # the server's own default
+            del env["OMP_NUM_THREADS"]
         cmd = [sys.executable, "-m", "tinyllm", "serve", "--checkpoint", str(checkpoint), "--port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()  # "serving NAME (...) at http://127.0.0.1:PORT ..."

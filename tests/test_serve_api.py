@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import httpx
 import openai
@@ -63,6 +65,24 @@ def test_models_and_health(server, client):
     assert [m.id for m in client.models.list().data] == [MODEL]
     h = server.health()
     assert h["status"] == "ok" and h["free_slots"] == 8
+    assert h["threads"] == 1, "OMP_NUM_THREADS=1 (set by the test) is the user's: kept"
+
+
+def test_decode_threads_leave_a_core_for_http_unless_told(ckpt):
+    cores = len(os.sched_getaffinity(0))
+    for args, threads, want in (((), None, max(1, cores - 1)), (("--threads", "3"), 1, 3)):
+        s = ServeProcess(ckpt, *args, threads=threads)
+        try:
+            assert s.health()["threads"] == want, (args, threads)
+        finally:
+            assert s.stop() == 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "tinyllm", "serve", "--checkpoint", str(ckpt), "--threads", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --threads must be a positive integer, got 0"
 
 
 def test_chat_greedy_equals_generate(client, local):

@@ -48,6 +48,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=file or sys.stderr, flush=True)
 
 
+THREADS_DEFAULTED = False  # OMP_NUM_THREADS was chosen by thread_defaults, not by the user
+
+
 def thread_defaults(environ=os.environ) -> None:
     """Before torch is imported, when the user has not said: OpenMP threads wait passively (a spinning
     wait makes a shared machine several times slower; benchmarks/README.md, "Under load") and number
@@ -56,6 +59,8 @@ def thread_defaults(environ=os.environ) -> None:
         return
     environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "OMP_NUM_THREADS" not in environ:
+        global THREADS_DEFAULTED
+        THREADS_DEFAULTED = True
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         ranks = int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
         environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, ranks)))

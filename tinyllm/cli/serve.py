@@ -23,6 +23,13 @@ def add_parser(sub) -> None:
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     s.add_argument("--model_name", default=None, help="the model id clients use (default: the checkpoint's name)")
     s.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the decode loop on CPU (default: all cores but one, which the HTTP side needs; "
+        "OMP_NUM_THREADS when set)",
+    )
+    s.add_argument(
         "--shutdown_timeout", type=float, default=10.0, help="seconds to let in-flight requests finish on exit"
     )
     s.set_defaults(func=cmd_serve)
@@ -43,5 +50,21 @@ def cmd_serve(args) -> int:
         device=args.device,
         model_name=args.model_name or Path(args.checkpoint).name,
         shutdown_timeout=args.shutdown_timeout,
+        threads=args.threads if args.threads is not None else default_threads(),
     )
     return run_server(cfg, out=sys.stdout)
+
+
+def default_threads() -> int | None:
+    """All cores but one when OMP_NUM_THREADS is not the user's, else None (keep it). The decode loop
+    runs many small ops, and the event loop that parses requests and writes every token needs a core of
+    its own: on 2 cores one decode thread served 1.6x (tiny) to 2.3x (demo) the tokens/s of two at 16
+    streams (benchmarks/README.md, "Serving")."""
+    import os
+
+    from . import THREADS_DEFAULTED
+
+    if not THREADS_DEFAULTED:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)

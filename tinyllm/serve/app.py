@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,7 +61,7 @@ def create_app(engine: Engine, tokenizer, info: dict, model_id: str) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": model_id, **engine.stats()}
+        return {"status": "ok", "model": model_id, "threads": torch.get_num_threads(), **engine.stats()}
 
     @app.get("/v1/models")
     async def models():

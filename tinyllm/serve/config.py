@@ -25,6 +25,8 @@ class ServeConfig:
     """The model id /v1/models lists and requests name (default: the checkpoint's file name)."""
     shutdown_timeout: float = 10.0
     """Seconds Ctrl-C / SIGTERM waits for in-flight requests to finish before cancelling them."""
+    threads: int | None = None
+    """torch threads of the decode loop on CPU (None: leave torch's setting)."""
 
     def __post_init__(self):
         for name in ("max_batch", "max_queue"):
@@ -33,5 +35,7 @@ class ServeConfig:
                 raise TinyLLMError(f"--{name} must be a positive integer, got {v!r}")
         if not 0 <= self.port <= 65535:
             raise TinyLLMError(f"--port must be in 0..65535, got {self.port}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise TinyLLMError(f"--threads must be a positive integer, got {self.threads!r}")
         if self.shutdown_timeout < 0:
             raise TinyLLMError(f"--shutdown_timeout must be >= 0, got {self.shutdown_timeout}")

@@ -24,6 +24,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run_server(cfg: ServeConfig, out) -> int:
+    import torch
     import uvicorn
 
     from ..train.checkpoint import load_checkpoint
@@ -31,7 +32,10 @@ def run_server(cfg: ServeConfig, out) -> int:
     from .app import create_app
     from .engine import Engine
 
-    model, tokenizer, info = load_checkpoint(cfg.checkpoint, device=resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    model, tokenizer, info = load_checkpoint(cfg.checkpoint, device=device)
     engine = Engine(model, tokenizer, cfg.max_batch, cfg.max_queue)
     app = create_app(engine, tokenizer, info, cfg.model_name)
     sock = bind(cfg.host, cfg.port)
