@@ -7,8 +7,9 @@ HTTP; each client asks for --tokens greedy tokens after a short prompt, <EOS> ne
 (the rows count the tokens really generated). Per setting: aggregate generated tokens/s (all tokens
 over the wall time), time to first token and inter-token latency (p50, p99). In the same run, single
 stream without HTTP: our generate_ids, and Hugging Face transformers' GPT2LMHeadModel.generate with
-its KV cache on a GPT-2 of the same size (greedy, the same number of new tokens). llama.cpp rows only
-where `import llama_cpp` works.
+its KV cache on a GPT-2 of the same size (greedy, the same number of new tokens), and llama.cpp
+(llama-cpp-python) on the GGUF export of the same checkpoint, where it imports. llama.cpp's own server
+with parallel slots is not measured: the pip package builds the library, not the llama-server binary.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 COLUMNS = [
@@ -133,8 +135,38 @@ async def client_rounds(c, url: str, rounds: int, tokens: int) -> list:
     return [await one_stream(c, url, tokens) for _ in range(rounds)]
 
 
-def single_stream_in_process(model, cfg, tokens: int, repeats: int, threads: int) -> dict:
-    """Our generate_ids and transformers' generate, alternating, in this process -> tokens/s each."""
+def llama_cpp_decoder(checkpoint: Path, cfg, threads: int):
+    """-> decode(prompt ids, n) -> tokens generated, greedy, by llama.cpp on the GGUF export of the
+    checkpoint (float32 weights, llama.cpp's default float16 KV cache), or None where llama-cpp-python
+    does not import. The loop is llama-cpp-python's `generate` (sampling in C), stopped after n tokens."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    from ..export import export_checkpoint
+
+    gguf = checkpoint.with_suffix(".gguf")
+    with warnings.catch_warnings():  # the GPT-4 pre-tokenizer note: the benchmark feeds token ids, not text
+        warnings.simplefilter("ignore")
+        export_checkpoint(checkpoint, "gguf", gguf)
+    llm = llama_cpp.Llama(
+        str(gguf), n_ctx=cfg.context_length, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
+
+    def decode(prompt: list[int], n: int) -> int:
+        got = 0
+        for _ in llm.generate(prompt, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, reset=True):
+            got += 1
+            if got == n:
+                break
+        return got
+
+    return decode
+
+
+def single_stream_in_process(model, cfg, tokens: int, repeats: int, threads: int, llama=None) -> dict:
+    """Our generate_ids, transformers' generate and (when given) llama.cpp's decode, in turn, in this
+    process -> tokens/s each (median over the repeats; a first round warms them up)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -156,7 +188,7 @@ def single_stream_in_process(model, cfg, tokens: int, repeats: int, threads: int
     ).eval()
     prompt = list(range(10, 24))
     ids = torch.tensor([prompt])
-    ours, theirs = [], []
+    ours, theirs, cpp = [], [], []
     with torch.no_grad():
         for k in range(repeats + 1):
             t0 = time.perf_counter()
@@ -172,10 +204,16 @@ def single_stream_in_process(model, cfg, tokens: int, repeats: int, threads: int
                 pad_token_id=0,
             )
             t2 = time.perf_counter()
-            if k:  # the first round warms both up
+            n_cpp = llama(prompt, tokens) if llama is not None else 0
+            t3 = time.perf_counter()
+            if k:  # the first round warms them up
                 ours.append(n_ours / (t1 - t0))
                 theirs.append((out.shape[1] - ids.shape[1]) / (t2 - t1))
-    return {"ours": statistics.median(ours), "transformers": statistics.median(theirs)}
+                cpp.append(n_cpp / (t3 - t2))
+    got = {"ours": statistics.median(ours), "transformers": statistics.median(theirs)}
+    if llama is not None:
+        got["llama.cpp"] = statistics.median(cpp)
+    return got
 
 
 def bench_serve(preset: str, tokens: int, rounds: int, threads: int, streams=STREAMS) -> list[dict]:
@@ -204,21 +242,20 @@ def bench_serve(preset: str, tokens: int, rounds: int, threads: int, streams=STR
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
-        single = single_stream_in_process(model, cfg, tokens, 3, threads)
+        llama = llama_cpp_decoder(ckpt, cfg, threads)
+        if llama is None:
+            print("llama.cpp: not measured (`import llama_cpp` fails here)", file=sys.stderr)
+        single = single_stream_in_process(model, cfg, tokens, 3, threads, llama)
         load = round(os.getloadavg()[0], 2)
-        for name, tps in (
-            ("generate_ids in process", single["ours"]),
-            ("transformers generate (GPT-2 same size)", single["transformers"]),
-        ):
+        names = {
+            "ours": "generate_ids in process",
+            "transformers": "transformers generate (GPT-2 same size)",
+            "llama.cpp": "llama.cpp on the GGUF export (llama-cpp-python)",
+        }
+        for name, tps in ((names[k], v) for k, v in single.items()):
             rows.append({**stamp, "server": name, "streams": 1, "requests": 3, "tokens": 3 * tokens,
                          "tokens_per_s": tps, "load": load, "notes": "single stream, no HTTP, greedy, KV cache"})  # fmt: skip
             print(format_row(rows[-1]), file=sys.stderr, flush=True)
-    try:
-        import llama_cpp  # noqa: F401
-
-        print("llama_cpp imports, but its rows are not implemented in this benchmark", file=sys.stderr)
-    except ImportError:
-        print("llama.cpp: not measured (`import llama_cpp` fails here)", file=sys.stderr)
     return rows
 
 
@@ -242,6 +279,9 @@ def report(rows: list[dict]) -> str:
             lines.append(f"{preset}: 16 streams / 1 stream = {sixteen / one:.2f}x (target >= 6x)")
         if ours and hf:
             lines.append(f"{preset}: single-stream decode, ours / transformers = {ours / hf:.2f}x (target >= 2x)")
+        cpp = by.get(("llama.cpp on the GGUF export (llama-cpp-python)", 1))
+        if ours and cpp:
+            lines.append(f"{preset}: single-stream decode, ours / llama.cpp = {ours / cpp:.2f}x")
         if one and hf:
             lines.append(f"{preset}: single stream over HTTP / transformers in process = {one / hf:.2f}x")
     return "\n".join(lines)
