@@ -295,7 +295,9 @@ def write_rows(rows: list[dict], out: str | Path) -> Path:
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     with atomic_open(path, "w") as f:  # append = old rows + new, through a temp file and a rename
         f.write(old)
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(
+            f, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )  # LF, as the old rows are read
         if not old:
             w.writeheader()
         for r in rows:
