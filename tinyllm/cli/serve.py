@@ -58,7 +58,7 @@ def cmd_serve(args) -> int:
 def default_threads() -> int | None:
     """All cores but one when OMP_NUM_THREADS is not the user's, else None (keep it). The decode loop
     runs many small ops, and the event loop that parses requests and writes every token needs a core of
-    its own: on 2 cores one decode thread served 1.6x (tiny) to 2.3x (demo) the tokens/s of two at 16
+    its own: on 2 cores one decode thread served 1.3x (tiny) and 2.0x (demo) the tokens/s of two at 16
     streams (benchmarks/README.md, "Serving")."""
     import os
 
