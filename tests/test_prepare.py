@@ -180,6 +180,35 @@ def test_uint32_shards_when_the_vocab_needs_them(tmp_path):
     assert got.tolist() == [1, 70000, 99_999, 5, 7]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_writing_runs_of_documents_equals_writing_them_one_by_one(tmp_path, seed):
+    """write_documents (one slice per shard, what prepare uses) against write (one document at a time):
+    the same shard files, bytes, CRC-32s and counts, on random documents (empty ones, ones longer than a
+    shard) cut into random runs, with shards of 1 to 40 tokens."""
+    rng = np.random.default_rng(seed)
+    docs = [rng.integers(0, 70_000, int(rng.choice([0, 1, 2, 7, 31, 90])), dtype=np.uint32) for _ in range(300)]
+    shard_tokens = int(rng.integers(1, 41))
+    writers = {}
+    for how in ("one by one", "runs"):
+        out = tmp_path / how.replace(" ", "_")
+        out.mkdir()
+        w = writers[how] = S.ShardWriter(out, "train", token_dtype(100_000), shard_tokens)
+        if how == "one by one":
+            for d in docs:
+                w.write(d.tolist())
+        else:
+            ids = np.concatenate(docs)
+            offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
+            cuts = np.unique(np.concatenate([[0, len(docs)], rng.integers(0, len(docs), 40)]))
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                w.write_documents(ids, offsets[a : b + 1])
+        w.close()
+    a, b = writers["one by one"], writers["runs"]
+    assert (a.shards, a.checks, a.tokens, a.documents) == (b.shards, b.checks, b.tokens, b.documents)
+    for f in a.shards:
+        assert (tmp_path / "one_by_one" / f).read_bytes() == (tmp_path / "runs" / f).read_bytes()
+
+
 @pytest.mark.parametrize("case", ["no data", "no tokenizer", "qa json", "empty"])
 def test_bad_input_is_one_line_naming_it(corpus, tmp_path, run_cli, case):
     tok, data = corpus / "tok.txt", corpus / "docs"

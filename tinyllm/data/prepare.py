@@ -17,6 +17,7 @@ Split: a corpus that fits in one batch is split by `split_documents`, as `tinyll
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -25,6 +26,8 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import TinyLLMError
 from ..io import check_output_dir, owned_dir
@@ -132,13 +135,17 @@ class Encoder:
             "C++ encoder" if self.native else ("Python encoder" + (f" x {self.workers} processes" if self.pool else ""))
         )
 
-    def encode(self, docs: list[str]) -> list:
-        """-> each document's ids (a list of ints, or a uint32 array view for the C++ encoder)."""
+    def encode(self, docs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """-> (ids, offsets): document i's ids are ids[offsets[i]:offsets[i+1]]."""
         if self.native:
             # one flat buffer: no Python list per document and no int per id, so no serial tail after the threads
-            ids, offsets = self.tok.encode_batch_flat(docs, num_threads=self.workers)
-            bounds = offsets.tolist()
-            return [ids[a:b] for a, b in zip(bounds, bounds[1:])]
+            return self.tok.encode_batch_flat(docs, num_threads=self.workers)
+        lists = self._encode_lists(docs)
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([len(x) for x in lists], out=offsets[1:])
+        return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.uint32, count=int(offsets[-1])), offsets
+
+    def _encode_lists(self, docs: list[str]) -> list[list[int]]:
         if self.pool is None:
             return [self.tok.encode(d) for d in docs]
         size = max(1, len(docs) // (4 * self.workers))
@@ -201,6 +208,24 @@ def _all_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 
 
+def encoded_ahead(encoder: Encoder, batches: Iterator) -> Iterator[tuple[list[str], int, tuple]]:
+    """(documents, bytes, (ids, offsets)) for each batch, in order; batch k+1 is encoded on a helper
+    thread (the C++ encoder runs without the GIL) while this thread reads batch k+2 and the caller
+    writes batch k, instead of reading, encoding and writing taking turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="tinyllm-encode") as pool:
+        nxt = next(batches, None)
+        job = pool.submit(encoder.encode, nxt[0]) if nxt is not None else None
+        while nxt is not None:
+            batch, nbytes = nxt
+            nxt = next(batches, None)  # read the next batch while this one encodes
+            ids = job.result()
+            if nxt is not None:
+                job = pool.submit(encoder.encode, nxt[0])  # and encode it while this one is written
+            yield batch, nbytes, ids
+
+
 def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int, str], sources, progress: bool) -> str:
     """Encode every batch and write each document to its split's shards; -> the sample prompt
     (the first words of the first val document). On any error the open shards are discarded."""
@@ -224,14 +249,19 @@ def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int,
         second = next(it, None)
         whole = second is None
         start = 0
-        for batch, nbytes in itertools.chain([first], [second] if second else [], it):
-            for d, ids, split in zip(batch, encoder.encode(batch), split_flags(whole, start, len(batch))):
-                for name in ("train", "val") if split == "both" else (split,):
-                    writers[name].write(ids)
-                if split != "train" and not sample_prompt:
-                    sample_prompt = " ".join(d.split()[:4])
-            start += len(batch)
-            bar.update(nbytes)
+        ahead = encoded_ahead(encoder, itertools.chain([first], [second] if second else [], it))
+        with contextlib.closing(ahead) as stream:  # an error here stops the helper thread now, not at GC
+            for batch, nbytes, (ids, offsets) in stream:
+                k = 0
+                for split, run in itertools.groupby(split_flags(whole, start, len(batch))):
+                    n = len(list(run))  # documents k .. k+n-1 all go to this split: written as one run
+                    for name in ("train", "val") if split == "both" else (split,):
+                        writers[name].write_documents(ids, offsets[k : k + n + 1])
+                    if split != "train" and not sample_prompt:
+                        sample_prompt = " ".join(batch[k].split()[:4])
+                    k += n
+                start += len(batch)
+                bar.update(nbytes)
     except BaseException as e:
         exc = e
         raise
