@@ -69,7 +69,11 @@ def thread_defaults(environ=os.environ) -> None:
 def main(argv: list[str] | None = None) -> int:
     if "torch" not in sys.modules:
         thread_defaults()
-    parser = build_parser()
+    try:
+        parser = build_parser()  # it imports the config modules: a Ctrl-C there is an ordinary interrupt too
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
     try:
