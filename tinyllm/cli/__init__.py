@@ -48,6 +48,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=file or sys.stderr, flush=True)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 THREADS_DEFAULTED = False  # OMP_NUM_THREADS was chosen by thread_defaults, not by the user
 
 
@@ -61,7 +66,7 @@ def thread_defaults(environ=os.environ) -> None:
     if "OMP_NUM_THREADS" not in environ:
         global THREADS_DEFAULTED
         THREADS_DEFAULTED = True
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         ranks = int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
         environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, ranks)))
 

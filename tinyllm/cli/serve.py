@@ -60,11 +60,6 @@ def default_threads() -> int | None:
     runs many small ops, and the event loop that parses requests and writes every token needs a core of
     its own: on 2 cores one decode thread served 1.3x (tiny) and 2.0x (demo) the tokens/s of two at 16
     streams (benchmarks/README.md, "Serving")."""
-    import os
+    from . import THREADS_DEFAULTED, usable_cores
 
-    from . import THREADS_DEFAULTED
-
-    if not THREADS_DEFAULTED:
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    return max(1, usable_cores() - 1) if THREADS_DEFAULTED else None

@@ -209,11 +209,15 @@ def _all_cores() -> int:
 
 
 def encoded_ahead(encoder: Encoder, batches: Iterator) -> Iterator[tuple[list[str], int, tuple]]:
-    """(documents, bytes, (ids, offsets)) for each batch, in order; batch k+1 is encoded on a helper
-    thread (the C++ encoder runs without the GIL) while this thread reads batch k+2 and the caller
+    """(documents, bytes, (ids, offsets)) for each batch, in order; with the C++ encoder, batch k+1 is
+    encoded on a helper thread (it runs without the GIL) while this thread reads batch k+2 and the caller
     writes batch k, instead of reading, encoding and writing taking turns."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if not encoder.native:  # Python encoding holds the GIL: nothing to overlap, and Ctrl-C would wait for a batch
+        for batch, nbytes in batches:
+            yield batch, nbytes, encoder.encode(batch)
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="tinyllm-encode") as pool:
         nxt = next(batches, None)
         job = pool.submit(encoder.encode, nxt[0]) if nxt is not None else None
