@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 
 import numpy as np
 import pytest
@@ -90,18 +91,43 @@ def test_pure_python_process_pool_writes_the_same_shards(corpus, tmp_path, run_c
         assert np.array_equal(shard_ids(native, split), shard_ids(pure, split))
 
 
-def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch):
-    text = (
-        "first para\nline two\n\n \n\nsecond — with ünïcödé\r\n\r\nthird\n\n\n\n" * 5 + "tail without break"
-    ).encode() + b"\xff\xfe bad bytes\n\n  \n"
+@pytest.mark.parametrize(
+    "text",
+    [
+        ("first para\nline two\n\n \n\nsecond — with ünïcödé\r\n\r\nthird\n\n\n\n" * 5 + "tail without break").encode()
+        + b"\xff\xfe bad bytes\n\n  \n",
+        # whitespace after a paragraph's last character at a read's end: it may be half of a break
+        b"a\n\nb \nc d\n\ne\t\n" * 7 + "\u3000x\n\u2028\n y \n".encode() * 3,
+    ],
+    ids=["breaks", "open-whitespace"],
+)
+def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch, text):
     f = tmp_path / "t.txt"
     f.write_bytes(text)
     want = load_documents(f)
-    for block in (1, 2, 3, 7, 64, 1 << 20):  # cuts inside breaks and inside multi-byte characters
+    for block in (1, 2, 3, 5, 7, 64, 1 << 20):  # cuts inside breaks and inside multi-byte characters
         monkeypatch.setattr(C, "READ_BLOCK", block)
         got = list(C.stream_documents(f))
         assert [d for d, _ in got if d] == want, block
         assert sum(n for _, n in got) == len(text)
+        blocks = list(C.stream_document_blocks(f))
+        assert [d for docs, _ in blocks for d in docs] == want, block
+        assert sum(n for _, n in blocks) == len(text)
+        assert [b for b, _ in P.batches(blocks)] == [want]  # one batch: the whole corpus, in order
+
+
+def test_batches_close_at_the_document_that_reaches_a_limit(monkeypatch):
+    rng = random.Random(0)
+    for _ in range(300):
+        monkeypatch.setattr(P, "BATCH_DOCS", rng.randint(1, 8))
+        monkeypatch.setattr(P, "BATCH_CHARS", rng.randint(1, 40))
+        blocks = [(["x" * rng.randint(1, 15) for _ in range(rng.randint(0, 12))], 3) for _ in range(rng.randint(0, 9))]
+        got = [b for b, _ in P.batches(blocks)]
+        assert [d for b in got for d in b] == [d for docs, _ in blocks for d in docs]
+        for i, b in enumerate(got):
+            full = lambda docs: len(docs) >= P.BATCH_DOCS or sum(map(len, docs)) >= P.BATCH_CHARS
+            assert not full(b[:-1]), b  # it closed no later than the limit ...
+            assert full(b) or i == len(got) - 1, b  # ... and no earlier
 
 
 def test_big_corpus_split_sends_every_tenth_block_of_50_documents_to_val():

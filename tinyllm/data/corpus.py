@@ -96,29 +96,38 @@ def stream_documents(path: Path, options: ReadOptions = DEFAULT) -> Iterator[tup
     Documents are exactly `load_documents`'s (invalid UTF-8 becomes U+FFFD); the file is read
     READ_BLOCK bytes at a time. A final ("", n) carries bytes read after the last document.
     """
+    for docs, unread in stream_document_blocks(path, options):
+        for doc in docs:
+            yield doc, unread
+            unread = 0
+        if unread:
+            yield "", unread
+
+
+def stream_document_blocks(path: Path, options: ReadOptions = DEFAULT) -> Iterator[tuple[list[str], int]]:
+    """stream_documents by the block read -> (the documents completed by it, file bytes read since
+    the last block yielded): one regex split and one list per block instead of a Python step per
+    document, which made reading, not encoding, the bound of `tinyllm prepare`."""
     text, unread, cr = "", 0, ""
     for chunk, raw in formats.read_chunks(path, options, READ_BLOCK):
         unread += raw
         chunk = cr + chunk
         cr = "\r" if chunk.endswith("\r") else ""  # its "\n" may be in the next chunk
         text += normalize_newlines(chunk[: len(chunk) - len(cr)])
-        # cut before the last break that more text cannot lengthen (non-space follows it)
+        # documents end at the last break that more text cannot lengthen: the breaks of the text up to
+        # its last non-space character (trailing whitespace may grow into a longer break)
         end = len(text.rstrip())
-        cut = None
-        for m in PARAGRAPH_BREAK.finditer(text):
-            if m.end() < end:
-                cut = m
-        if cut is None:
+        parts = PARAGRAPH_BREAK.split(text[:end])
+        if len(parts) < 2:
             continue
-        for doc in _paragraphs(text[: cut.start()]):
-            yield doc, unread
+        docs = [par + "\n\n" for par in parts[:-1] if par.strip()]
+        text = parts[-1] + text[end:]  # the last paragraph, still open
+        if docs:
+            yield docs, unread
             unread = 0
-        text = text[cut.start() :]
-    for doc in _paragraphs(text + normalize_newlines(cr)):
-        yield doc, unread
-        unread = 0
-    if unread:
-        yield "", unread
+    docs = list(_paragraphs(text + normalize_newlines(cr)))
+    if docs or unread:
+        yield docs, unread
 
 
 @dataclass

@@ -17,6 +17,7 @@ Split: a corpus that fits in one batch is split by `split_documents`, as `tinyll
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import os
@@ -32,7 +33,7 @@ import numpy as np
 from ..errors import TinyLLMError
 from ..io import check_output_dir, owned_dir
 from . import formats
-from .corpus import BLOCK, VAL_EVERY, load_documents, split_documents, stream_documents, text_files
+from .corpus import BLOCK, VAL_EVERY, load_documents, split_documents, stream_document_blocks, text_files
 from .formats import DEFAULT, ReadOptions
 from .qa import is_qa_file
 from .shards import FORMAT, VERSION, ShardWriter
@@ -51,12 +52,14 @@ def source_files(sources: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def corpus_documents(sources: list[str], options: ReadOptions = DEFAULT) -> tuple[Iterator[tuple[str, int]], int, str]:
-    """-> (iterator of (document, bytes it stands for), total bytes, unit of the total).
-    options: the text field and bad-record policy of JSON Lines / Parquet files."""
+def corpus_documents(
+    sources: list[str], options: ReadOptions = DEFAULT
+) -> tuple[Iterator[tuple[list[str], int]], int, str]:
+    """-> (iterator of (documents, bytes they stand for), total bytes, unit of the total), in blocks
+    as the files are read. options: the text field and bad-record policy of JSON Lines / Parquet files."""
     if [str(s) for s in sources] == ["bible"]:
         docs = load_documents("bible")
-        return ((d, 1) for d in docs), len(docs), "doc"
+        return iter([(docs, len(docs))]), len(docs), "doc"
     for s in sources:
         if str(s) == "bible":
             raise TinyLLMError("--data bible cannot be mixed with files; prepare it on its own")
@@ -66,23 +69,27 @@ def corpus_documents(sources: list[str], options: ReadOptions = DEFAULT) -> tupl
 
     def gen():
         for f in files:
-            yield from stream_documents(f, options)
+            yield from stream_document_blocks(f, options)
 
     return gen(), sum(f.stat().st_size for f in files), "B"
 
 
-def batches(docs: Iterator[tuple[str, int]]) -> Iterator[tuple[list[str], int]]:
-    """Documents grouped for encode_batch -> (documents, bytes they stand for)."""
+def batches(blocks: Iterable[tuple[list[str], int]]) -> Iterator[tuple[list[str], int]]:
+    """Blocks of documents regrouped for encode_batch -> (documents, bytes they stand for): a batch
+    closes at the document that brings it to BATCH_DOCS documents or BATCH_CHARS characters."""
     batch, chars, nbytes = [], 0, 0
-    for d, n in docs:
+    for docs, n in blocks:  # no document is empty
         nbytes += n
-        if not d:
-            continue
-        batch.append(d)
-        chars += len(d)
-        if len(batch) >= BATCH_DOCS or chars >= BATCH_CHARS:
-            yield batch, nbytes
-            batch, chars, nbytes = [], 0, 0
+        while docs:
+            # characters up to each document that still fits by count; the first to reach BATCH_CHARS closes the batch
+            ends = list(itertools.accumulate(map(len, docs[: BATCH_DOCS - len(batch)])))
+            k = min(bisect.bisect_left(ends, BATCH_CHARS - chars) + 1, len(ends))
+            batch += docs[:k]
+            chars += ends[k - 1]
+            docs = docs[k:]
+            if len(batch) >= BATCH_DOCS or chars >= BATCH_CHARS:
+                yield batch, nbytes
+                batch, chars, nbytes = [], 0, 0
     if batch:
         yield batch, nbytes
 
@@ -209,12 +216,14 @@ def _all_cores() -> int:
 
 
 def encoded_ahead(encoder: Encoder, batches: Iterator) -> Iterator[tuple[list[str], int, tuple]]:
-    """(documents, bytes, (ids, offsets)) for each batch, in order; with the C++ encoder, batch k+1 is
-    encoded on a helper thread (it runs without the GIL) while this thread reads batch k+2 and the caller
-    writes batch k, instead of reading, encoding and writing taking turns."""
+    """(documents, bytes, (ids, offsets)) for each batch, in order; with the C++ encoder on 2+ workers,
+    batch k+1 is encoded on a helper thread (it runs without the GIL) while this thread reads batch k+2
+    and the caller writes batch k, instead of reading, encoding and writing taking turns. One worker is
+    one thread: reading on a second core would be a second worker the user did not ask for."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if not encoder.native:  # Python encoding holds the GIL: nothing to overlap, and Ctrl-C would wait for a batch
+    # Python encoding holds the GIL: nothing to overlap, and Ctrl-C would wait for a batch
+    if not encoder.native or encoder.workers < 2:
         for batch, nbytes in batches:
             yield batch, nbytes, encoder.encode(batch)
         return
