@@ -1,12 +1,12 @@
 # Developer targets. CI runs `make sanitize` (see benchmarks/README.md, "Tokenizer").
 
 PYTHON ?= python
-TOKENIZER_TESTS := tests/test_tokenizer.py tests/test_tokenizer_native.py
+NATIVE_TESTS := tests/test_tokenizer.py tests/test_tokenizer_native.py tests/test_decode_attention.py
 
 .PHONY: sanitize
 
-# Build tinyllm._bpe with AddressSanitizer + UndefinedBehaviorSanitizer into a temp
-# dir (the in-place build is left alone), then run the tokenizer tests against it.
+# Build tinyllm._bpe and tinyllm._ops with AddressSanitizer + UndefinedBehaviorSanitizer into a temp
+# dir (the in-place build is left alone), then run the tokenizer and decode-attention tests against them.
 # Python itself is not instrumented, so libasan is preloaded (with libstdc++, or
 # ASan cannot intercept C++ throws from the extension); leak checking is off
 # because the interpreter deliberately leaks at exit. Any ASan or UBSan report fails
@@ -16,23 +16,24 @@ sanitize:
 	@set -e; \
 	dir=$$(mktemp -d /tmp/tinyllm-sanitize.XXXXXX); \
 	trap 'rm -rf "$$dir"' EXIT; \
-	echo "== building tinyllm._bpe with -fsanitize=address,undefined in $$dir"; \
+	echo "== building tinyllm._bpe and tinyllm._ops with -fsanitize=address,undefined in $$dir"; \
 	TINYLLM_SANITIZE=1 TINYLLM_REQUIRE_NATIVE=1 $(PYTHON) setup.py -q build_ext \
 		--build-lib "$$dir/lib" --build-temp "$$dir/obj" >"$$dir/build.log" 2>&1 \
 		|| { cat "$$dir/build.log"; exit 1; }; \
 	mkdir -p "$$dir/run"; \
 	cp -r tinyllm "$$dir/run/"; \
-	rm -f "$$dir"/run/tinyllm/_bpe*.so; \
-	cp "$$dir"/lib/tinyllm/_bpe*.so "$$dir/run/tinyllm/"; \
-	nm -D "$$dir"/run/tinyllm/_bpe*.so | grep -q __asan_init \
-		|| { echo "error: the extension was built without ASan"; exit 1; }; \
+	rm -f "$$dir"/run/tinyllm/_bpe*.so "$$dir"/run/tinyllm/_ops*.so; \
+	cp "$$dir"/lib/tinyllm/_bpe*.so "$$dir"/lib/tinyllm/_ops*.so "$$dir/run/tinyllm/"; \
+	for so in "$$dir"/run/tinyllm/_bpe*.so "$$dir"/run/tinyllm/_ops*.so; do \
+		nm -D "$$so" | grep -q __asan_init || { echo "error: $$so was built without ASan"; exit 1; }; \
+	done; \
 	cp -r tests "$$dir/run/"; \
 	libasan=$$($${CXX:-g++} -print-file-name=libasan.so); \
 	libstdcxx=$$($${CXX:-g++} -print-file-name=libstdc++.so.6); \
-	echo "== running the tokenizer tests with LD_PRELOAD=$$libasan"; \
+	echo "== running the tokenizer and decode-attention tests with LD_PRELOAD=$$libasan"; \
 	cd "$$dir/run" && \
 	LD_PRELOAD="$$libasan $$libstdcxx" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:strict_string_checks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TINYLLM_REQUIRE_NATIVE=1 \
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(TOKENIZER_TESTS) $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(NATIVE_TESTS) $(PYTEST_ARGS)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .decode_attention import decode_attention, decode_attention_ref
 from .positions import Rotary
 
 
@@ -187,8 +188,9 @@ class CausalSelfAttention(nn.Module):
         x: (Bp, 1, C) with Bp >= len(caches); row i < len(caches) belongs to caches[i], at position
         positions[i] == caches[i].length; rows past len(caches) are padding (positions 0, output zero).
         The projections and rotary run batched (rotary is elementwise: a row's bits do not depend on
-        the others); the cache write and attention run per row with exactly the shapes a lone sequence
-        has (q (1, H, 1, D) against its own (1, H, L+1, D) keys), so no row's result depends on the
+        the others); the cache write and attention run per row over the row's own keys
+        (model/decode_attention.py: one C++ call for all rows, or its per-row torch reference for the
+        reference backend and where the kernel cannot run), so no row's result depends on the
         others' lengths: there is no padding mask to add rounding.
         """
         Bp, T, C = x.shape
@@ -198,14 +200,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(Bp, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (Bp, H, 1, D)
         if rotary is not None:
             q, k = rotary.at(q, positions), rotary.at(k, positions)
-        layer, ys = self.layer_idx, []
-        for i, cache in enumerate(caches):
-            n = cache.length
-            ck, cv = cache.k[layer], cache.v[layer]  # (1, H, max_len, D)
-            ck[:, :, n : n + 1] = k[i : i + 1]
-            cv[:, :, n : n + 1] = v[i : i + 1]
-            ys.append(self.attend(q[i : i + 1], ck[:, :, : n + 1], cv[:, :, : n + 1], n))  # (1, H, 1, D)
-        if Bp > B:
-            ys.append(q.new_zeros(Bp - B, *q.shape[1:]))
-        y = torch.cat(ys).transpose(1, 2).reshape(Bp, T, C)  # (Bp, H, 1, D) -> (Bp, 1, C)
+        rows = decode_attention_ref if self.backend == "reference" else decode_attention
+        y = rows(q, k, v, caches, self.layer_idx, self.attend)  # (Bp, H, 1, D)
+        y = y.transpose(1, 2).reshape(Bp, T, C)  # (Bp, H, 1, D) -> (Bp, 1, C)
         return self.resid_drop(self.proj(y))
