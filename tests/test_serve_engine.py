@@ -145,9 +145,17 @@ def test_forward_rows_matches_forward(tokenizer, pos_emb):
         torch.testing.assert_close(row, want, atol=1e-5, rtol=1e-4)
 
 
-def test_a_rows_logits_do_not_depend_on_the_others(tokenizer):
-    """The same bits for a sequence decoded alone or beside 1, 2, 3 or 6 others. Without the row
-    padding (ROW_QUANTUM = 1) this fails: 1-3 rows take other matmul kernels than 4+."""
+@pytest.mark.parametrize("linears", ["onednn", "mkl"])
+def test_a_rows_logits_do_not_depend_on_the_others(tokenizer, linears, monkeypatch):
+    """The same bits for a sequence decoded alone or beside 1, 2, 3 or 6 others, with the step's
+    linears through oneDNN (model/packed_linear.py) or through F.linear (MKL: where oneDNN is not
+    there). On MKL, without the row padding (ROW_QUANTUM = 1) this fails: 1-3 rows take other matmul
+    kernels than 4+."""
+    import tinyllm.model.packed_linear as PL
+
+    if linears == "onednn" and not PL.available():
+        pytest.skip("this torch has no oneDNN")
+    monkeypatch.setattr(PL, "_AVAILABLE", linears == "onednn")
     model = random_model(tokenizer, "rope")
     prompt = torch.randint(4, model.config.vocab_size, (9,)).tolist()
     outs = []

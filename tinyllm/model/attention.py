@@ -17,6 +17,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .decode_attention import decode_attention, decode_attention_ref
+from .packed_linear import packed_linear
 from .positions import Rotary
 
 
@@ -196,11 +197,11 @@ class CausalSelfAttention(nn.Module):
         Bp, T, C = x.shape
         B = len(caches)
         assert T == 1 and Bp >= B, f"forward_rows takes (Bp >= {B}, 1, C), got {tuple(x.shape)}"
-        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = packed_linear(self.qkv, x).split(C, dim=2)
         q, k, v = (t.view(Bp, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (Bp, H, 1, D)
         if rotary is not None:
             q, k = rotary.at(q, positions), rotary.at(k, positions)
         rows = decode_attention_ref if self.backend == "reference" else decode_attention
         y = rows(q, k, v, caches, self.layer_idx, self.attend)  # (Bp, H, 1, D)
         y = y.transpose(1, 2).reshape(Bp, T, C)  # (Bp, H, 1, D) -> (Bp, 1, C)
-        return self.resid_drop(self.proj(y))
+        return self.resid_drop(packed_linear(self.proj, y))

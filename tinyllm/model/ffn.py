@@ -14,6 +14,10 @@ def swiglu_hidden(d_ff: int) -> int:
     return max(1, round(2 * d_ff / 3))
 
 
+def _call(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return layer(x)
+
+
 class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig, fused: bool = False):
         super().__init__()
@@ -27,9 +31,11 @@ class FeedForward(nn.Module):
         self.proj = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, linear=None) -> torch.Tensor:
+        """linear(layer, x): how each nn.Linear runs (forward_rows passes model/packed_linear.py's)."""
+        linear = linear or _call
         if self.activation == "swiglu":
-            g, u = self.gate(x), self.fc(x)
+            g, u = linear(self.gate, x), linear(self.fc, x)
             if self.fused:
                 from ..kernels import swiglu
 
@@ -42,9 +48,9 @@ class FeedForward(nn.Module):
 
                 h = bias_gelu(F.linear(x, self.fc.weight), self.fc.bias, approximate="tanh")
             else:
-                h = F.gelu(self.fc(x), approximate="tanh")
+                h = F.gelu(linear(self.fc, x), approximate="tanh")
         elif self.activation == "relu":
-            h = F.relu(self.fc(x))
+            h = F.relu(linear(self.fc, x))
         else:
-            h = F.silu(self.fc(x))
-        return self.drop(self.proj(h))
+            h = F.silu(linear(self.fc, x))
+        return self.drop(linear(self.proj, h))

@@ -13,6 +13,7 @@ from .attention import KVCache, SlotCache, check_triton_backend, resolve_attenti
 from .block import Block
 from .config import ModelConfig
 from .loss import IGNORE_INDEX, linear_cross_entropy
+from .packed_linear import packed_linear
 from .positions import Rotary, sinusoidal_table
 
 # forward_rows pads its rows to a multiple of this. Measured on this CPU's MKL (torch 2.13): a row of
@@ -20,6 +21,8 @@ from .positions import Rotary, sinusoidal_table
 # a multiple of 4 (1 or 2 threads), but 1-3 rows take other kernels (gemv) with other rounding.
 # Padding makes a sequence's logits independent of how many others share its decode step
 # (tests/test_serve_engine.py holds this, which is what lets batching never change an answer).
+# forward_rows' linears go through oneDNN where it can (model/packed_linear.py), which gave the same
+# bits for every row count; the padding stays for F.linear (MKL), and costs oneDNN nothing measurable.
 ROW_QUANTUM = 4
 
 
@@ -149,10 +152,10 @@ class TinyLLM(nn.Module):
         x = self.drop(x)
         for block in self.blocks:  # Block.forward, with per-row attention
             x = x + block.attn.forward_rows(block.ln1(x), self.rotary, caches, where[:, 0])
-            x = x + block.ffn(block.ln2(x))
+            x = x + block.ffn(block.ln2(x), linear=packed_linear)
         for c in caches:
             c.length += 1
-        return self.lm_head(self.ln_f(x))[:B, 0]  # (B, V)
+        return packed_linear(self.lm_head, self.ln_f(x))[:B, 0]  # (B, V)
 
     def new_slot_cache(self, slots: int) -> SlotCache:
         """KV storage for `slots` sequences of up to context_length tokens each (see SlotCache)."""
