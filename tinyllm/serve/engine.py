@@ -160,8 +160,11 @@ class Engine:
             logits = self.model.forward_rows([j.last for j in live], [j.cache for j in live])  # (B, V)
             self.steps += 1
             self.peak_batch = max(self.peak_batch, len(live))
+            # greedy rows in one argmax (each row's own argmax, as sample_next takes it, not a batch-wide op)
+            greedy = [r for r, j in enumerate(live) if j.temperature == 0]
+            picked = dict(zip(greedy, logits[greedy].argmax(dim=-1).tolist())) if greedy else {}
             for r, job in enumerate(live):
-                self._take(job, logits[r : r + 1])
+                self._take(job, logits[r : r + 1], picked.get(r))
 
     def _prefill(self, job: Job) -> None:
         job.slot = self.slots.acquire()
@@ -174,13 +177,15 @@ class Engine:
         logits, _ = self.model(ids, cache=job.cache)  # (1, P, V): the prompt alone, as generate_ids runs it
         self._take(job, logits[:, -1, :])
 
-    def _take(self, job: Job, logits: torch.Tensor) -> None:
-        """Sample job's next token from its logits (1, V) and pass it on; finish it when it ends."""
-        try:
-            nxt = int(sample_next(logits, job.temperature, job.top_k, job.top_p, job.generator)[0])
-        except RuntimeError as e:  # e.g. logits that are all NaN: this job fails, the others go on
-            self._finish(job, error=f"sampling failed: {e}")
-            return
+    def _take(self, job: Job, logits: torch.Tensor, nxt: int | None = None) -> None:
+        """Sample job's next token from its logits (1, V) (unless the step picked it: nxt) and pass it
+        on; finish the job when it ends."""
+        if nxt is None:
+            try:
+                nxt = int(sample_next(logits, job.temperature, job.top_k, job.top_p, job.generator)[0])
+            except RuntimeError as e:  # e.g. logits that are all NaN: this job fails, the others go on
+                self._finish(job, error=f"sampling failed: {e}")
+                return
         if nxt == self.tokenizer.eos_id:
             self._finish(job, "stop")
             return
