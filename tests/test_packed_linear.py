@@ -95,3 +95,30 @@ def test_other_cases_are_f_linear_itself(case):
             assert got.requires_grad  # autograd still sees it: F.linear ran
     assert not any(w is layer.weight for w in packed_weights()), "oneDNN ran where F.linear should"
     torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias), rtol=0, atol=0)
+
+
+def test_a_model_not_packed_follows_a_fused_optimizer_step():
+    """Fused AdamW (the trainer's) changes weights without moving their version counters, so a packed
+    copy could not see it: only pack_for_inference() models pack, and a model being trained computes
+    forward_rows with its live weights (equal to forward after the step)."""
+    from tinyllm.model import ModelConfig, TinyLLM
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=64, context_length=16, d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0)
+    model = TinyLLM(cfg)
+    ids = torch.randint(4, 64, (1, 6))
+
+    def step_then_full():
+        cache = model.new_cache(1)
+        model(ids[:, :-1], cache=cache)
+        return model.forward_rows([int(ids[0, -1])], [cache])[0], model(ids)[0][0, -1]
+
+    step_then_full()  # a decode step before training: whatever it packs must not outlive the weights
+    opt = torch.optim.AdamW(model.parameters(), lr=0.5, fused=True)
+    with torch.enable_grad():
+        model(ids)[0].square().mean().backward()
+    versions = [p._version for p in model.parameters()]
+    opt.step()
+    assert [p._version for p in model.parameters()] == versions  # the premise: no counter moved
+    row, full = step_then_full()
+    torch.testing.assert_close(row, full, atol=1e-5, rtol=1e-4)

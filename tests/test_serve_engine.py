@@ -116,10 +116,12 @@ def alone(model, spec: dict, eos_id: int) -> list[int]:
 
 @pytest.mark.parametrize("pos_emb", ["learned", "sinusoidal", "rope"])
 @pytest.mark.parametrize("attention", ["sdpa", "reference"])
-def test_batched_answers_equal_unbatched(tokenizer, pos_emb, attention):
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
+def test_batched_answers_equal_unbatched(tokenizer, pos_emb, attention, packed):
     """12 requests in one batch (greedy and seeded sampling, prompts of 1 token to the context's
     end) give token for token what each gives alone through generate_ids."""
     model = random_model(tokenizer, pos_emb, attention, seed=random.randrange(10**6))
+    model.packed_inference = packed  # both sides: what `tinyllm generate` and `tinyllm serve` run
     specs = mixed_specs(model.config.vocab_size, 12, seed=random.randrange(10**6))
     expected = [alone(model, s, tokenizer.eos_id) for s in specs]
     jobs = run_jobs(model, tokenizer, [dict(s) for s in specs], max_batch=8)  # 12 > 8: some wait, then join
@@ -155,8 +157,8 @@ def test_a_rows_logits_do_not_depend_on_the_others(tokenizer, linears, monkeypat
 
     if linears == "onednn" and not PL.available():
         pytest.skip("this torch has no oneDNN")
-    monkeypatch.setattr(PL, "_AVAILABLE", linears == "onednn")
     model = random_model(tokenizer, "rope")
+    model.packed_inference = linears == "onednn"
     prompt = torch.randint(4, model.config.vocab_size, (9,)).tolist()
     outs = []
     for others in (0, 1, 2, 3, 6):

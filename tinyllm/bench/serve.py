@@ -60,7 +60,7 @@ def make_checkpoint(preset: str, path: Path):
     model = TinyLLM(cfg)
     tok = Tokenizer.train(Texts(["\n".join(bible_verses())]), vocab_size=cfg.vocab_size, show_progress=False)
     TrainState(model=model.state_dict(), model_config=cfg.to_dict(), tokenizer=tok.to_str()).save(path)
-    return model.eval(), tok, cfg
+    return model.eval().pack_for_inference(), tok, cfg  # as `tinyllm generate` and `tinyllm serve` load it
 
 
 def start_server(ckpt: Path, max_batch: int, threads: int):

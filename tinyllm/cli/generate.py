@@ -45,7 +45,8 @@ def load_for_inference(args):
     from ..train.distributed import resolve_device
 
     check_sampling_flags(args)
-    return load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    model, tokenizer, info = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    return model.pack_for_inference(), tokenizer, info
 
 
 def cmd_generate(args) -> int:

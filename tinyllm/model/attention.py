@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .decode_attention import decode_attention, decode_attention_ref
-from .packed_linear import packed_linear
+from .ffn import _call
 from .positions import Rotary
 
 
@@ -182,7 +182,7 @@ class CausalSelfAttention(nn.Module):
         return y
 
     def forward_rows(
-        self, x: torch.Tensor, rotary: Rotary | None, caches: list[KVCache], positions: torch.Tensor
+        self, x: torch.Tensor, rotary: Rotary | None, caches: list[KVCache], positions: torch.Tensor, linear=None
     ) -> torch.Tensor:
         """One new token for each of several sequences, each at its own position in its own cache.
 
@@ -192,16 +192,18 @@ class CausalSelfAttention(nn.Module):
         the others); the cache write and attention run per row over the row's own keys
         (model/decode_attention.py: one C++ call for all rows, or its per-row torch reference for the
         reference backend and where the kernel cannot run), so no row's result depends on the
-        others' lengths: there is no padding mask to add rounding.
+        others' lengths: there is no padding mask to add rounding. linear(layer, x) runs the
+        projections (TinyLLM.forward_rows passes model/packed_linear.py's on a packed model).
         """
+        linear = linear or _call
         Bp, T, C = x.shape
         B = len(caches)
         assert T == 1 and Bp >= B, f"forward_rows takes (Bp >= {B}, 1, C), got {tuple(x.shape)}"
-        q, k, v = packed_linear(self.qkv, x).split(C, dim=2)
+        q, k, v = linear(self.qkv, x).split(C, dim=2)
         q, k, v = (t.view(Bp, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (Bp, H, 1, D)
         if rotary is not None:
             q, k = rotary.at(q, positions), rotary.at(k, positions)
         rows = decode_attention_ref if self.backend == "reference" else decode_attention
         y = rows(q, k, v, caches, self.layer_idx, self.attend)  # (Bp, H, 1, D)
         y = y.transpose(1, 2).reshape(Bp, T, C)  # (Bp, H, 1, D) -> (Bp, 1, C)
-        return self.resid_drop(packed_linear(self.proj, y))
+        return self.resid_drop(linear(self.proj, y))

@@ -36,6 +36,7 @@ def run_server(cfg: ServeConfig, out) -> int:
     if cfg.threads is not None and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     model, tokenizer, info = load_checkpoint(cfg.checkpoint, device=device)
+    model.pack_for_inference()  # the weights never change while serving
     engine = Engine(model, tokenizer, cfg.max_batch, cfg.max_queue)
     app = create_app(engine, tokenizer, info, cfg.model_name)
     sock = bind(cfg.host, cfg.port)
