@@ -3,6 +3,9 @@ oneDNN, with each weight reordered once into oneDNN's blocked layout.
 
     y = packed_linear(layer, x)     # == F.linear(x, layer.weight, layer.bias), the reference
 
+Used only on models whose weights are final (TinyLLM.pack_for_inference: serve, generate, chat):
+fused optimizers change weights without moving their version counters.
+
 Why: a decode step multiplies a handful of rows (padded to multiples of 4, model/gpt.py
 ROW_QUANTUM) by every weight. MKL's sgemm, which F.linear calls on the CPU, costs 2.5-4.6x more at
 4 rows than oneDNN with a pre-packed weight (measured on this 2-core AMD EPYC, torch 2.13:
