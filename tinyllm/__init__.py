@@ -6,11 +6,20 @@ for importing torch (the tokenizer trainer's memory budget counts it).
 """
 
 import importlib
+import os
 
 from .errors import TinyLLMError
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "TinyLLM", "load_checkpoint", "Tokenizer", "TinyLLMError", "__version__"]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def lazy_exports(package: str, names: dict[str, str]):

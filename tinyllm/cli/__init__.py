@@ -14,6 +14,7 @@ import os
 import sys
 import warnings
 
+from .. import usable_cores
 from ..errors import TinyLLMError
 from ..imports import import_uninterrupted
 from . import bench, checkpoint, eval, export, generate, prepare, serve, sweep, tokenizer, train
@@ -46,11 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """One line per warning, `warning: <message>`, not Python's `file.py:110: Category:` and a source line."""
     print(f"warning: {message}", file=file or sys.stderr, flush=True)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 THREADS_DEFAULTED = False  # OMP_NUM_THREADS was chosen by thread_defaults, not by the user

@@ -60,6 +60,7 @@ def default_threads() -> int | None:
     runs many small ops, and the event loop that parses requests and writes every token needs a core of
     its own: on 2 cores one decode thread served 1.3x (tiny) and 2.0x (demo) the tokens/s of two at 16
     streams (benchmarks/README.md, "Serving")."""
-    from . import THREADS_DEFAULTED, usable_cores
+    from .. import usable_cores
+    from . import THREADS_DEFAULTED
 
     return max(1, usable_cores() - 1) if THREADS_DEFAULTED else None

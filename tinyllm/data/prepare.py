@@ -20,7 +20,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
-import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import usable_cores
 from ..errors import TinyLLMError
 from ..io import check_output_dir, owned_dir
 from . import formats
@@ -194,7 +194,7 @@ def prepare(
         set_dir = Path(tempfile.mkdtemp(prefix=f"set-{time.strftime('%Y%m%d-%H%M%S')}-", dir=out))
         name = set_dir.name
         try:
-            encoder = Encoder(tok, workers or _all_cores())
+            encoder = Encoder(tok, workers or usable_cores())
             try:
                 dtype = token_dtype(tok.vocab_size)
                 writers = {s: ShardWriter(set_dir, s, dtype, shard_tokens, prefix=f"{name}/") for s in ("train", "val")}
@@ -209,10 +209,6 @@ def prepare(
         retire_old_sets(out, name, tok)
     meta["seconds"] = time.perf_counter() - t0
     return meta
-
-
-def _all_cores() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 
 
 def encoded_ahead(encoder: Encoder, batches: Iterator) -> Iterator[tuple[list[str], int, tuple]]:

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import usable_cores
 from ..errors import TinyLLMError, warn_once
 from ..io import atomic_open
 from .cells import Cell, plan_cells
@@ -37,10 +38,7 @@ def log_stderr(msg: str) -> None:
 def available_cores() -> int:
     """The cores this process may use: its CPU affinity, capped by OMP_NUM_THREADS when that is set
     (on a shared machine it says how many cores are really ours)."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        cores = max(1, os.cpu_count() or 1)
+    cores = usable_cores()
     omp = os.environ.get("OMP_NUM_THREADS", "")
     return min(cores, int(omp)) if omp.isdigit() and int(omp) > 0 else cores
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .. import _bpe
+from .. import _bpe, usable_cores
 from ..errors import TinyLLMError
 from . import inputs
 from .patterns import MIN_VOCAB_SIZE, SPECIAL_TOKENS, check_pattern
@@ -22,12 +22,7 @@ _TEXT_BATCH_BYTES = 8 << 20  # texts are handed to C++ in batches of about this 
 _ALL_SPECIALS = (1 << len(SPECIAL_TOKENS)) - 1
 
 
-def default_threads() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+default_threads = usable_cores  # every core this process may run on
 
 
 def _run_with_progress(fn, counter, bar):
