@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .decode_attention import decode_attention, decode_attention_ref
-from .ffn import _call
+from .packed_linear import plain_linear
 from .positions import Rotary
 
 
@@ -195,7 +195,7 @@ class CausalSelfAttention(nn.Module):
         others' lengths: there is no padding mask to add rounding. linear(layer, x) runs the
         projections (TinyLLM.forward_rows passes model/packed_linear.py's on a packed model).
         """
-        linear = linear or _call
+        linear = linear or plain_linear
         Bp, T, C = x.shape
         B = len(caches)
         assert T == 1 and Bp >= B, f"forward_rows takes (Bp >= {B}, 1, C), got {tuple(x.shape)}"

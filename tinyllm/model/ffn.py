@@ -7,15 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .packed_linear import plain_linear
 
 
 def swiglu_hidden(d_ff: int) -> int:
     """SwiGLU has three matrices instead of two: 2/3 of d_ff each keeps the parameter count."""
     return max(1, round(2 * d_ff / 3))
-
-
-def _call(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return layer(x)
 
 
 class FeedForward(nn.Module):
@@ -33,7 +30,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor, linear=None) -> torch.Tensor:
         """linear(layer, x): how each nn.Linear runs (forward_rows passes model/packed_linear.py's)."""
-        linear = linear or _call
+        linear = linear or plain_linear
         if self.activation == "swiglu":
             g, u = linear(self.gate, x), linear(self.fc, x)
             if self.fused:

@@ -12,9 +12,8 @@ from ..errors import warn_once
 from .attention import KVCache, SlotCache, check_triton_backend, resolve_attention
 from .block import Block
 from .config import ModelConfig
-from .ffn import _call
 from .loss import IGNORE_INDEX, linear_cross_entropy
-from .packed_linear import packed_linear
+from .packed_linear import packed_linear, plain_linear
 from .positions import Rotary, sinusoidal_table
 
 # forward_rows pads its rows to a multiple of this. Measured on this CPU's MKL (torch 2.13): a row of
@@ -152,7 +151,7 @@ class TinyLLM(nn.Module):
         elif self.config.pos_emb == "sinusoidal":
             x = x + self.pos_table[where].to(x.dtype)
         x = self.drop(x)
-        linear = packed_linear if self.packed_inference else _call  # (layer, x) -> layer(x)
+        linear = packed_linear if self.packed_inference else plain_linear
         for block in self.blocks:  # Block.forward, with per-row attention
             x = x + block.attn.forward_rows(block.ln1(x), self.rotary, caches, where[:, 0], linear)
             x = x + block.ffn(block.ln2(x), linear=linear)

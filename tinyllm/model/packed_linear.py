@@ -55,6 +55,11 @@ def _pack(w: torch.Tensor) -> tuple:
     return got
 
 
+def plain_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """layer(x): how the model runs a linear layer everywhere but a packed model's decode step."""
+    return layer(x)
+
+
 def packed_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """F.linear(x, layer.weight, layer.bias) for x (..., in_features): through oneDNN with the weight
     packed once where x and the weight are float32 on the CPU (and autograd is off), else F.linear
