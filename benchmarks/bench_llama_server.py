@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import tempfile
-import time
 import warnings
 from pathlib import Path
-
-import httpx
 
 from tinyllm.bench import serve as S
 from tinyllm.export import export_checkpoint
@@ -42,55 +38,12 @@ from tinyllm.export import export_checkpoint
 STREAMS = (1, 4, 16)
 
 
-async def one(c: httpx.AsyncClient, url: str, tokens: int, extra: dict) -> int:
-    """-> completion tokens of one streamed request (its usage chunk)."""
-    body = {
-        "model": "bench.pt",
-        "prompt": S.PROMPT,
-        "max_tokens": tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        **extra,
-    }
-    used = None
-    async with c.stream("POST", url + "/v1/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                chunk = json.loads(line[6:])
-                if chunk.get("usage"):
-                    used = chunk["usage"]["completion_tokens"]
-    if used is None:
-        raise RuntimeError(f"{url}: a streamed response carried no usage")
-    return used
-
-
-async def drive(url: str, streams: int, rounds: int, tokens: int, extra: dict) -> tuple[float, int]:
-    """`streams` clients, each sending `rounds` requests one after another -> (tokens/s, tokens)."""
-    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as c:
-        await one(c, url, 4, extra)  # warm-up
-
-        async def client() -> int:
-            return sum([await one(c, url, tokens, extra) for _ in range(rounds)])
-
-        t0 = time.perf_counter()
-        n = sum(await asyncio.gather(*(client() for _ in range(streams))))
-        return n / (time.perf_counter() - t0), n
-
-
-def wait_healthy(url: str, proc: subprocess.Popen) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server at {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server at {url} did not come up")
+def show(what: str, streams: int, row: dict) -> None:
+    print(
+        f"{what}  {streams:2d} streams  {row['tokens_per_s']:7.0f} tok/s  ({row['tokens']} tokens; TTFT p50 "
+        f"{row['ttft_p50_ms']:.1f} ms, ITL p50 {row['itl_p50_ms']:.2f} ms)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -101,6 +54,10 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--port", type=int, default=18000, help="llama-server's port (127.0.0.1)")
     args = ap.parse_args()
+
+    def rounds(streams: int) -> int:
+        return args.rounds * (4 if streams == 1 else 1)
+
     with tempfile.TemporaryDirectory(prefix="tinyllm-llama-server-") as d:
         for preset in args.preset:
             (Path(d) / preset).mkdir()
@@ -116,24 +73,19 @@ def main() -> None:
                 proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 url = f"http://127.0.0.1:{args.port}"
                 try:
-                    wait_healthy(url, proc)
-                    rate, got = asyncio.run(
-                        drive(url, n, args.rounds * (4 if n == 1 else 1), args.tokens, {"ignore_eos": True})
-                    )
+                    S.wait_healthy(url, proc)
+                    row = asyncio.run(S.drive(url, n, rounds(n), args.tokens, {"ignore_eos": True}, keepalive=False))
                 finally:
                     proc.terminate()
                     proc.wait()
-                print(
-                    f"{preset}  llama-server -np {n:<2d} -t 1   {n:2d} streams  {rate:7.0f} tok/s  ({got} tokens)",
-                    flush=True,
-                )
+                show(f"{preset}  llama-server -np {n:<2d} -t 1 ", n, row)
             proc, url = S.start_server(ckpt, 64, 1)
             try:
                 for n in STREAMS:
-                    rate, got = asyncio.run(drive(url, n, args.rounds * (4 if n == 1 else 1), args.tokens, {}))
-                    print(
-                        f"{preset}  tinyllm serve --threads 1  {n:2d} streams  {rate:7.0f} tok/s  ({got} tokens)",
-                        flush=True,
+                    show(
+                        f"{preset}  tinyllm serve --threads 1",
+                        n,
+                        asyncio.run(S.drive(url, n, rounds(n), args.tokens, keepalive=False)),
                     )
             finally:
                 proc.terminate()

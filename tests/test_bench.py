@@ -134,7 +134,7 @@ def test_bench_serve_keeps_as_many_requests_in_flight_as_streams(monkeypatch, st
 
     live, most = 0, 0
 
-    async def fake_stream(c, url, tokens):
+    async def fake_stream(c, url, tokens, extra=None):
         nonlocal live, most
         live += 1
         most = max(most, live)

@@ -70,19 +70,28 @@ def start_server(ckpt: Path, max_batch: int, threads: int):
         [*cmd, "--max_batch", str(max_batch), "--max_queue", "256"], stdout=subprocess.PIPE, text=True, env=env
     )
     url = re.search(r"at (http://\S+?)\s", proc.stdout.readline()).group(1)
+    wait_healthy(url, proc)
+    return proc, url
+
+
+def wait_healthy(url: str, proc: subprocess.Popen) -> None:
+    """Until GET url/health answers 200 (a minute at most); an error if the server exits first."""
     import httpx
 
     for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server at {url} exited with {proc.returncode}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
+                return
         except httpx.TransportError:
             time.sleep(0.1)
-    raise RuntimeError("the server did not come up")
+    raise RuntimeError(f"the server at {url} did not come up")
 
 
-async def one_stream(c, url: str, tokens: int) -> tuple[float, list[float], int]:
-    """-> (time to first token, inter-token gaps, tokens generated) for one streaming request."""
+async def one_stream(c, url: str, tokens: int, extra: dict | None = None) -> tuple[float, list[float], int]:
+    """-> (time to first token, inter-token gaps, tokens generated) for one streaming request;
+    extra: more body fields (another server's extensions)."""
     body = {
         "model": "bench.pt",
         "prompt": PROMPT,
@@ -90,6 +99,7 @@ async def one_stream(c, url: str, tokens: int) -> tuple[float, list[float], int]
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **(extra or {}),
     }
     t0 = time.perf_counter()
     stamps, n = [], 0
@@ -105,16 +115,19 @@ async def one_stream(c, url: str, tokens: int) -> tuple[float, list[float], int]
     return stamps[0] - t0, [b - a for a, b in zip(stamps, stamps[1:])], n
 
 
-async def drive(url: str, streams: int, rounds: int, tokens: int) -> dict:
+async def drive(
+    url: str, streams: int, rounds: int, tokens: int, extra: dict | None = None, keepalive: bool = True
+) -> dict:
+    """`streams` clients, each sending `rounds` requests one after another -> the row's numbers.
+    keepalive=False: a new connection per request (llama-server drops reused ones under load)."""
     import httpx
 
-    limits = httpx.Limits(max_connections=streams + 4)
+    limits = httpx.Limits(max_connections=streams + 4, **({} if keepalive else {"max_keepalive_connections": 0}))
     async with httpx.AsyncClient(timeout=600, limits=limits) as c:
-        await one_stream(c, url, 4)  # warm-up
+        await one_stream(c, url, 4, extra)  # warm-up
         t0 = time.perf_counter()
-        # `streams` clients, each sending its requests one after another (one stream = one request
-        # in flight at any time)
-        results = await asyncio.gather(*(client_rounds(c, url, rounds, tokens) for _ in range(streams)))
+        # one stream = one request in flight at any time
+        results = await asyncio.gather(*(client_rounds(c, url, rounds, tokens, extra) for _ in range(streams)))
         wall = time.perf_counter() - t0
     flat = [r for rs in results for r in rs]
     ttft = [r[0] for r in flat]
@@ -131,8 +144,8 @@ async def drive(url: str, streams: int, rounds: int, tokens: int) -> dict:
     )
 
 
-async def client_rounds(c, url: str, rounds: int, tokens: int) -> list:
-    return [await one_stream(c, url, tokens) for _ in range(rounds)]
+async def client_rounds(c, url: str, rounds: int, tokens: int, extra: dict | None = None) -> list:
+    return [await one_stream(c, url, tokens, extra) for _ in range(rounds)]
 
 
 def llama_cpp_decoder(checkpoint: Path, cfg, threads: int):
