@@ -109,8 +109,8 @@ def test_prepare_streams_bom_and_crlf_files_like_load_documents(tmp_path, monkey
     assert want[0] == "first para\nline two\n\n" and not any("\r" in d or "\ufeff" in d for d in want)
     for block in (1, 2, 3, 5, 7, 64, 1 << 20):  # cuts inside the BOM and between "\r" and "\n"
         monkeypatch.setattr(C, "READ_BLOCK", block)
-        got = list(C.stream_documents(f))
-        assert [d for d, _ in got if d] == want, block
+        got = list(C.stream_document_blocks(f))
+        assert [d for docs, _ in got for d in docs] == want, block
         assert sum(n for _, n in got) == len(raw)
 
 

@@ -107,9 +107,6 @@ def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch, text):
     want = load_documents(f)
     for block in (1, 2, 3, 5, 7, 64, 1 << 20):  # cuts inside breaks and inside multi-byte characters
         monkeypatch.setattr(C, "READ_BLOCK", block)
-        got = list(C.stream_documents(f))
-        assert [d for d, _ in got if d] == want, block
-        assert sum(n for _, n in got) == len(text)
         blocks = list(C.stream_document_blocks(f))
         assert [d for docs, _ in blocks for d in docs] == want, block
         assert sum(n for _, n in blocks) == len(text)

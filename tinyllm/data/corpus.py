@@ -6,7 +6,7 @@ file (.txt, JSON Lines, Parquet, or .gz/.zst-compressed text or JSON Lines: data
 a folder of them (any mix), or a Q&A .json/.jsonl file (data/qa.py). Every file reads as the
 text file it stands for (a JSON Lines / Parquet record is its text plus a blank line). A
 document is a paragraph (text between blank lines) plus "\n\n": the unit the train/val split
-never cuts through. `load_documents` reads whole files; `stream_documents` streams one file in
+never cuts through. `load_documents` reads whole files; `stream_document_blocks` streams one file in
 blocks (`tinyllm prepare`) and yields exactly the same documents.
 """
 
@@ -26,7 +26,7 @@ from .formats import DEFAULT, ReadOptions
 BIBLE = "bible"
 _VERSE_REF = re.compile(r"^\d+:\d+:\d+ ")  # pybible's "BB:CCC:VVV " prefix
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")  # what separates documents
-READ_BLOCK = formats.READ_BLOCK  # bytes stream_documents reads at a time
+READ_BLOCK = formats.READ_BLOCK  # bytes stream_document_blocks reads at a time
 VAL_EVERY = 10  # one block of documents in ten goes to validation
 BLOCK = 50  # documents per block: the split never cuts a document, and val spans the whole corpus
 
@@ -90,24 +90,12 @@ def load_documents(source: str | Path, options: ReadOptions = DEFAULT) -> list[s
     return docs
 
 
-def stream_documents(path: Path, options: ReadOptions = DEFAULT) -> Iterator[tuple[str, int]]:
-    """The documents of one file, streamed -> (document, file bytes read since the last one).
-
-    Documents are exactly `load_documents`'s (invalid UTF-8 becomes U+FFFD); the file is read
-    READ_BLOCK bytes at a time. A final ("", n) carries bytes read after the last document.
-    """
-    for docs, unread in stream_document_blocks(path, options):
-        for doc in docs:
-            yield doc, unread
-            unread = 0
-        if unread:
-            yield "", unread
-
-
 def stream_document_blocks(path: Path, options: ReadOptions = DEFAULT) -> Iterator[tuple[list[str], int]]:
-    """stream_documents by the block read -> (the documents completed by it, file bytes read since
-    the last block yielded): one regex split and one list per block instead of a Python step per
-    document, which made reading, not encoding, the bound of `tinyllm prepare`."""
+    """The documents of one file, streamed by the block read -> (the documents completed by it, file
+    bytes read since the last block yielded). Documents are exactly `load_documents`'s (invalid UTF-8
+    becomes U+FFFD); the file is read READ_BLOCK bytes at a time; a final block may hold no document
+    and only the bytes read after the last one. One regex split and one list per block, not a Python
+    step per document, which made reading, not encoding, the bound of `tinyllm prepare`."""
     text, unread, cr = "", 0, ""
     for chunk, raw in formats.read_chunks(path, options, READ_BLOCK):
         unread += raw
