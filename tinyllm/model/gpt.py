@@ -22,7 +22,8 @@ from .positions import Rotary, sinusoidal_table
 # Padding makes a sequence's logits independent of how many others share its decode step
 # (tests/test_serve_engine.py holds this, which is what lets batching never change an answer).
 # forward_rows' linears go through oneDNN where it can (model/packed_linear.py), which gave the same
-# bits for every row count; the padding stays for F.linear (MKL), and costs oneDNN nothing measurable.
+# bits for every row count; the padding stays for F.linear (MKL), and costs oneDNN little (a 4-row call
+# measured within 10% of a 1-row one on demo's and tiny's layers).
 ROW_QUANTUM = 4
 
 
