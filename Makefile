@@ -1,12 +1,12 @@
 # Developer targets. CI runs `make sanitize` (see benchmarks/README.md, "Tokenizer").
 
 PYTHON ?= python
-NATIVE_TESTS := tests/test_tokenizer.py tests/test_tokenizer_native.py tests/test_decode_attention.py
+NATIVE_TESTS := tests/test_tokenizer.py tests/test_tokenizer_native.py tests/test_decode_attention.py tests/test_decode_step.py
 
 .PHONY: sanitize
 
 # Build tinyllm._bpe and tinyllm._ops with AddressSanitizer + UndefinedBehaviorSanitizer into a temp
-# dir (the in-place build is left alone), then run the tokenizer and decode-attention tests against them.
+# dir (the in-place build is left alone), then run the tokenizer, decode-attention and decode-step tests against them.
 # Python itself is not instrumented, so libasan is preloaded (with libstdc++, or
 # ASan cannot intercept C++ throws from the extension); leak checking is off
 # because the interpreter deliberately leaks at exit. Any ASan or UBSan report fails
@@ -30,7 +30,7 @@ sanitize:
 	cp -r tests "$$dir/run/"; \
 	libasan=$$($${CXX:-g++} -print-file-name=libasan.so); \
 	libstdcxx=$$($${CXX:-g++} -print-file-name=libstdc++.so.6); \
-	echo "== running the tokenizer and decode-attention tests with LD_PRELOAD=$$libasan"; \
+	echo "== running the tokenizer, decode-attention and decode-step tests with LD_PRELOAD=$$libasan"; \
 	cd "$$dir/run" && \
 	LD_PRELOAD="$$libasan $$libstdcxx" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:strict_string_checks=1 \

@@ -85,10 +85,11 @@ def _extensions():
     # depends: a change to a csrc/*.h header (e.g. the generated Unicode table) rebuilds too
     headers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.h"))
     ops = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops").glob("*.cpp"))
+    ops_headers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops").glob("*.h"))
     return [
         Pybind11Extension("tinyllm._bpe", sources, include_dirs=["csrc"], depends=headers, cxx_std=17),
         # CPU ops of the model (csrc/ops/): optional like the tokenizer core; their references run without them
-        Pybind11Extension("tinyllm._ops", ops, cxx_std=17),
+        Pybind11Extension("tinyllm._ops", ops, include_dirs=["csrc/ops"], depends=ops_headers, cxx_std=17),
     ]
 
 

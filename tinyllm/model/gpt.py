@@ -12,6 +12,7 @@ from ..errors import warn_once
 from .attention import KVCache, SlotCache, check_triton_backend, resolve_attention
 from .block import Block
 from .config import ModelConfig
+from .decode_step import native_step
 from .loss import IGNORE_INDEX, linear_cross_entropy
 from .packed_linear import packed_linear, plain_linear
 from .positions import Rotary, sinusoidal_table
@@ -132,16 +133,23 @@ class TinyLLM(nn.Module):
         SlotCache.view), at position caches[i].length. -> logits (len(tokens), V); every cache
         advances by one.
 
-        The rows are padded to a multiple of ROW_QUANTUM, so a row's logits are the same bits
-        whichever other rows share the step (and the same as forward_rows with it alone). The slow,
-        obvious twin is forward() on each sequence with its own cache (equal within float32
-        rounding: tests/test_serve_engine.py).
+        A row's logits are the same bits whichever other rows share the step (and the same as
+        forward_rows with it alone). On a packed float32 CPU model the whole step is one C++ call
+        (model/decode_step.py, whose matmuls sum every output in one fixed order); otherwise it is
+        the torch code below, whose rows are padded to a multiple of ROW_QUANTUM for that, and which
+        is the C++ step's reference (tests/test_decode_step.py). The slow, obvious twin of both is
+        forward() on each sequence with its own cache (equal within float32 rounding:
+        tests/test_serve_engine.py).
         """
         B = len(tokens)
         assert len(caches) == B and B > 0, f"forward_rows: {B} tokens for {len(caches)} caches"
         pos = [c.length for c in caches]
         if max(pos) + 1 > self.config.context_length:
             raise ValueError(f"sequence of {max(pos) + 1} tokens exceeds context_length {self.config.context_length}")
+        if self.packed_inference and (step := native_step(self)) is not None:
+            logits = step(tokens, caches)  # the whole step in C++ (model/decode_step.py); this path is its reference
+            if logits is not None:
+                return logits
         Bp = -(-B // ROW_QUANTUM) * ROW_QUANTUM
         device = self.tok_emb.weight.device
         idx = torch.tensor(tokens + [0] * (Bp - B), device=device)[:, None]  # (Bp, 1); padding rows read token 0
@@ -161,9 +169,10 @@ class TinyLLM(nn.Module):
         return linear(self.lm_head, self.ln_f(x))[:B, 0]  # (B, V)
 
     def pack_for_inference(self) -> TinyLLM:
-        """From now on run forward_rows' linears (the decode step of `generate_ids` and `tinyllm serve`)
-        through oneDNN with each weight packed once (model/packed_linear.py): 2x faster on tiny's step
-        here, the same bits for any row count. For a model whose weights no longer change (serve,
+        """From now on run forward_rows (the decode step of `generate_ids` and `tinyllm serve`) as one
+        C++ call over weights packed once (model/decode_step.py: 2-6x faster than the torch step
+        here), and where that cannot run, its linears through oneDNN with each weight packed once
+        (model/packed_linear.py); both give the same bits for any row count. For a model whose weights no longer change (serve,
         generate, chat call it): packed copies follow a weight replaced or changed in place through
         an op that moves its version counter, but fused optimizers (AdamW(fused=True), which the trainer
         uses) update weights without moving it, so never train a packed model."""

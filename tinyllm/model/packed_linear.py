@@ -1,5 +1,6 @@
 """Linear layers of the batched decode step (TinyLLM.forward_rows, `tinyllm serve`) through
-oneDNN, with each weight reordered once into oneDNN's blocked layout.
+oneDNN, with each weight reordered once into oneDNN's blocked layout, where the whole step in C++
+(model/decode_step.py) does not run (its AVX2 kernels missing, a cache it cannot take).
 
     y = packed_linear(layer, x)     # == F.linear(x, layer.weight, layer.bias), the reference
 

@@ -1,0 +1,322 @@
+// The whole decode step of a float32 TinyLLM on the CPU in one call: embeddings, every block
+// (LayerNorm, qkv, rotary, attention against each row's own cache, projection, LayerNorm, MLP),
+// the final LayerNorm and the LM head, for B rows that each sit at their own position in their own
+// KV cache. The reference is TinyLLM.forward_rows' torch path (model/gpt.py); tinyllm/model/
+// decode_step.py packs the weights, checks what it is given and calls this.
+//
+// Why: at decode sizes a step is ~25 matmuls of a few rows and ~100 small ops; through torch each
+// op costs 5-20 us of dispatch from Python (a oneDNN linear ~11 us even for a 32 x 64 weight), which
+// was most of demo's 0.7 ms step, while its arithmetic (1.8 M multiply-adds a row) takes well under
+// 0.1 ms. Here the step runs without the GIL, one thread.
+//
+// Same bits whatever the batch: every output of a matmul is one chain of fused multiply-adds over
+// k = 0 .. K-1 in order, started from zero, then its bias added, in whichever tile it falls; the
+// other ops are per row. So a row's logits never depend on which rows share the step, with no
+// padding (tests/test_decode_step.py checks it bit for bit).
+//
+// Weights come packed in panels of 8 outputs: W (N, K) -> Wp (ceil(N/8), K, 8), zero-padded, so a
+// tile reads 8 consecutive outputs of one k as one vector. Activations are (B, ld) row-major with
+// ld a multiple of 8; columns past the true width are zero and never read as inputs.
+#include <immintrin.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "decode_attention.h"
+
+namespace py = pybind11;
+using namespace tinyllm_ops;
+
+#define TL_AVX2 __attribute__((target("avx2,fma")))
+
+namespace {
+
+inline int64_t pad8(int64_t n) { return (n + 7) / 8 * 8; }
+
+// floats ahead in each weight panel that a tile asks the cache for: with 1-3 panels in flight the
+// hardware prefetcher alone left a 4-row step of a model whose weights are in DRAM latency-bound
+constexpr int64_t kAhead = 1024;  // 4 KB: of 128, 256, 512, 1024 and 2048 floats measured, the best at 4 and 16 rows
+
+// R rows x P panels (8 outputs each) of y = x @ W.T + bias: R * P accumulator vectors.
+template <int R, int P>
+TL_AVX2 inline void tile(const float* x, int64_t ldx, int64_t K, const float* w, int64_t pstride, const float* bias,
+                         float* y, int64_t ldy) {
+    // the loops over i and j unrolled, so that the accumulators live in registers (not rolled,
+    // GCC kept the array on the stack and stored it every k)
+    __m256 acc[R][P];
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+        __m256 wv[P];
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) {
+            wv[j] = _mm256_loadu_ps(w + j * pstride + k * 8);
+            if constexpr (R > 1) _mm_prefetch(reinterpret_cast<const char*>(w + j * pstride + k * 8 + kAhead), _MM_HINT_T0);
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < R; ++i) {
+            const __m256 xv = _mm256_broadcast_ss(x + i * ldx + k);
+#pragma GCC unroll 16
+            for (int j = 0; j < P; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 16
+        for (int j = 0; j < P; ++j) {
+            const __m256 b = bias ? _mm256_loadu_ps(bias + j * 8) : _mm256_setzero_ps();
+            _mm256_storeu_ps(y + i * ldy + j * 8, _mm256_add_ps(acc[i][j], b));
+        }
+}
+
+// R rows against every panel, P panels at a time (then one at a time for the tail).
+template <int R, int P>
+TL_AVX2 void panels(const float* x, int64_t ldx, int64_t K, const float* wp, int64_t n8, int64_t from, int64_t to,
+                    const float* bias, float* y, int64_t ldy) {
+    const int64_t ps = K * 8;
+    int64_t p = from;
+    for (; p + P <= to; p += P) tile<R, P>(x, ldx, K, wp + p * ps, ps, bias ? bias + p * 8 : nullptr, y + p * 8, ldy);
+    for (; p < to; ++p) tile<R, 1>(x, ldx, K, wp + p * ps, ps, bias ? bias + p * 8 : nullptr, y + p * 8, ldy);
+    (void)n8;
+}
+
+// y (rows, ldy) = x (rows, ldx; K used) @ W.T + bias, W packed (n8 panels of K x 8). Groups of
+// 4 rows take 3 panels at a time, and every group runs over the same 3 panels before the next
+// ones (they stay in L1); the 1-3 rows left take more panels at a time (more independent sums).
+TL_AVX2 void matmul(const float* x, int64_t rows, int64_t ldx, int64_t K, const float* wp, int64_t n8,
+                    const float* bias, float* y, int64_t ldy) {
+    const int64_t full = rows / 4 * 4;
+    constexpr int P4 = 3;
+    for (int64_t p = 0; p < n8; p += P4) {
+        const int64_t to = std::min(n8, p + P4);
+        for (int64_t r = 0; r < full; r += 4) panels<4, P4>(x + r * ldx, ldx, K, wp, n8, p, to, bias, y + r * ldy, ldy);
+    }
+    const float* xr = x + full * ldx;
+    float* yr = y + full * ldy;
+    switch (rows - full) {
+        case 1: panels<1, 8>(xr, ldx, K, wp, n8, 0, n8, bias, yr, ldy); break;
+        case 2: panels<2, 4>(xr, ldx, K, wp, n8, 0, n8, bias, yr, ldy); break;
+        case 3: panels<3, 3>(xr, ldx, K, wp, n8, 0, n8, bias, yr, ldy); break;
+        default: break;
+    }
+}
+
+// nn.LayerNorm over C (biased variance, two passes), w and b optional.
+void layer_norm(const float* x, int64_t C, const float* w, const float* b, float eps, float* y) {
+    float mean = 0.f;
+    for (int64_t c = 0; c < C; ++c) mean += x[c];
+    mean /= float(C);
+    float var = 0.f;
+    for (int64_t c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
+    const float inv = 1.f / std::sqrt(var / float(C) + eps);
+    for (int64_t c = 0; c < C; ++c) {
+        float v = (x[c] - mean) * inv;
+        if (w) v *= w[c];
+        if (b) v += b[c];
+        y[c] = v;
+    }
+}
+
+// e^x for 8 floats (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial for e^r, then
+// 2^n; within 2 ulp), clamped to +-88.376 so that it never overflows to inf.
+TL_AVX2 inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f)), _mm256_set1_ps(88.3762626647949f));
+    const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// a / (1 + e^-z): silu is z = a; tanh-GELU is z = 2 sqrt(2/pi) (a + 0.044715 a^3), since
+// 0.5 a (1 + tanh(u)) = a / (1 + e^(-2u)) (no cancellation near u = 0, unlike 1 - 2 / (1 + e^(2u)))
+TL_AVX2 inline __m256 over_one_plus_exp(__m256 a, __m256 z) {
+    return _mm256_div_ps(a, _mm256_add_ps(_mm256_set1_ps(1.f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
+}
+
+enum Activation : int { kGelu = 0, kRelu = 1, kSilu = 2, kSwiglu = 3 };
+
+// u (n floats, n a multiple of 8) = act(u), or silu(g) * u for SwiGLU; zero padding stays zero.
+TL_AVX2 void activate(int act, float* u, const float* g, int64_t n) {
+    const __m256 k2 = _mm256_set1_ps(2.f * 0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256 a = _mm256_loadu_ps(u + i);
+        __m256 y;
+        if (act == kGelu) {
+            const __m256 a3 = _mm256_mul_ps(_mm256_mul_ps(a, a), a);
+            y = over_one_plus_exp(a, _mm256_mul_ps(k2, _mm256_fmadd_ps(c, a3, a)));
+        } else if (act == kRelu) {
+            y = _mm256_max_ps(a, _mm256_setzero_ps());
+        } else if (act == kSilu) {
+            y = over_one_plus_exp(a, a);
+        } else {
+            const __m256 gv = _mm256_loadu_ps(g + i);
+            y = _mm256_mul_ps(over_one_plus_exp(gv, gv), a);
+        }
+        _mm256_storeu_ps(u + i, y);
+    }
+}
+
+struct Layer {  // addresses; 0 where the model has no such tensor (no bias, no gate)
+    const float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b;
+    const float *gate_w, *gate_b, *fc_w, *fc_b, *out_w, *out_b;
+};
+
+template <class T>
+const T* at(uintptr_t p) {
+    return reinterpret_cast<const T*>(p);
+}
+
+class DecodeStep {
+  public:
+    // layers: 14 addresses per block, in Layer's order; tables: token embedding (V, C), position
+    // table (context, C) or 0, rotary cos and sin (context, D/2) or 0, final LayerNorm w, b, the
+    // packed LM head and its bias (or 0).
+    DecodeStep(int64_t C, int64_t H, int64_t F, int64_t V, int64_t context, int activation, double eps,
+               const std::vector<uintptr_t>& layers, uintptr_t tok_emb, uintptr_t pos_table, uintptr_t rope_cos,
+               uintptr_t rope_sin, uintptr_t lnf_w, uintptr_t lnf_b, uintptr_t head_w, uintptr_t head_b)
+        : C_(C), H_(H), D_(C / H), F_(F), V_(V), context_(context), act_(activation), eps_(float(eps)) {
+        if (C <= 0 || H <= 0 || C % H || F <= 0 || V <= 0 || context <= 0 || activation < 0 || activation > 3 ||
+            layers.empty() || layers.size() % 14)
+            throw std::invalid_argument("DecodeStep: inconsistent shape or " + std::to_string(layers.size()) +
+                                        " layer addresses (14 per block)");
+        for (size_t i = 0; i < layers.size(); i += 14) {
+            Layer l;
+            const float** f = &l.ln1_w;
+            for (int j = 0; j < 14; ++j) f[j] = at<float>(layers[i + j]);
+            if (!l.qkv_w || !l.proj_w || !l.fc_w || !l.out_w || (activation == kSwiglu && !l.gate_w))
+                throw std::invalid_argument("DecodeStep: a block lacks a weight");
+            layers_.push_back(l);
+        }
+        tok_emb_ = at<float>(tok_emb), pos_ = at<float>(pos_table), cos_ = at<float>(rope_cos);
+        sin_ = at<float>(rope_sin), lnf_w_ = at<float>(lnf_w), lnf_b_ = at<float>(lnf_b);
+        head_w_ = at<float>(head_w), head_b_ = at<float>(head_b);
+        if (!tok_emb_ || !head_w_ || (bool(cos_) != bool(sin_)) || (cos_ && D_ % 2))
+            throw std::invalid_argument("DecodeStep: missing embedding, head or rotary table");
+    }
+
+    // tokens[b] at position lengths[b] of row b's cache; k_caches[b * n_layers + l]: its (H, L, D)
+    // keys of layer l (values alike). Writes every row's keys/values at its position and the
+    // logits (B, V) at `logits`; the caller advances the lengths.
+    void step(const std::vector<int64_t>& tokens, const std::vector<int64_t>& lengths,
+              const std::vector<uintptr_t>& k_caches, const std::vector<uintptr_t>& v_caches, int64_t L,
+              uintptr_t logits) const {
+        const int64_t B = int64_t(tokens.size());
+        const size_t nl = layers_.size();
+        if (B == 0 || lengths.size() != size_t(B) || k_caches.size() != B * nl || v_caches.size() != B * nl)
+            throw std::invalid_argument("decode_step: " + std::to_string(B) + " tokens, " +
+                                        std::to_string(lengths.size()) + " lengths, " +
+                                        std::to_string(k_caches.size()) + " key caches for " + std::to_string(nl) +
+                                        " layers");
+        for (int64_t b = 0; b < B; ++b) {
+            if (tokens[b] < 0 || tokens[b] >= V_)
+                throw std::out_of_range("decode_step: token " + std::to_string(tokens[b]) + " outside a vocabulary of " +
+                                        std::to_string(V_));
+            if (lengths[b] < 0 || lengths[b] >= std::min(L, context_))
+                throw std::out_of_range("decode_step: position " + std::to_string(lengths[b]) + " outside a cache of " +
+                                        std::to_string(std::min(L, context_)));
+        }
+        py::gil_scoped_release release;
+        run(B, tokens.data(), lengths.data(), k_caches.data(), v_caches.data(), L, reinterpret_cast<float*>(logits));
+    }
+
+  private:
+    TL_AVX2 void run(int64_t B, const int64_t* tokens, const int64_t* lengths, const uintptr_t* kc,
+                     const uintptr_t* vc, int64_t L, float* logits) const {
+        const int64_t C = C_, D = D_, H = H_, F = F_, ldc = pad8(C), ld3 = pad8(3 * C), ldf = pad8(F);
+        std::vector<float> x(B * ldc, 0.f), h(B * ldc, 0.f), qkv(B * ld3), att(B * C), o(B * ldc);
+        std::vector<float> u(B * ldf), g(act_ == kSwiglu ? B * ldf : 0), p;
+        for (int64_t b = 0; b < B; ++b) {  // embeddings
+            const float* e = tok_emb_ + tokens[b] * C;
+            const float* pe = pos_ ? pos_ + lengths[b] * C : nullptr;
+            for (int64_t c = 0; c < C; ++c) x[b * ldc + c] = pe ? e[c] + pe[c] : e[c];
+        }
+        const float scale = 1.f / std::sqrt(float(D));
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            const Layer& w = layers_[l];
+            for (int64_t b = 0; b < B; ++b) layer_norm(&x[b * ldc], C, w.ln1_w, w.ln1_b, eps_, &h[b * ldc]);
+            matmul(h.data(), B, ldc, C, w.qkv_w, ld3 / 8, w.qkv_b, qkv.data(), ld3);
+            if (cos_) rotate(qkv.data(), B, ld3, lengths);
+            const Rows q{qkv.data(), ld3, D}, k{qkv.data() + C, ld3, D}, v{qkv.data() + 2 * C, ld3, D};
+            for (int64_t b = 0; b < B; ++b)
+                attend_row(q, k, v, b, reinterpret_cast<float*>(kc[b * layers_.size() + l]),
+                           reinterpret_cast<float*>(vc[b * layers_.size() + l]), lengths[b], H, L, D, scale,
+                           att.data(), p);
+            matmul(att.data(), B, C, C, w.proj_w, ldc / 8, w.proj_b, o.data(), ldc);
+            for (int64_t b = 0; b < B; ++b)
+                for (int64_t c = 0; c < C; ++c) x[b * ldc + c] += o[b * ldc + c];
+            for (int64_t b = 0; b < B; ++b) layer_norm(&x[b * ldc], C, w.ln2_w, w.ln2_b, eps_, &h[b * ldc]);
+            matmul(h.data(), B, ldc, C, w.fc_w, ldf / 8, w.fc_b, u.data(), ldf);
+            if (act_ == kSwiglu) matmul(h.data(), B, ldc, C, w.gate_w, ldf / 8, w.gate_b, g.data(), ldf);
+            activate(act_, u.data(), g.data(), B * ldf);
+            matmul(u.data(), B, ldf, F, w.out_w, ldc / 8, w.out_b, o.data(), ldc);
+            for (int64_t b = 0; b < B; ++b)
+                for (int64_t c = 0; c < C; ++c) x[b * ldc + c] += o[b * ldc + c];
+        }
+        for (int64_t b = 0; b < B; ++b) layer_norm(&x[b * ldc], C, lnf_w_, lnf_b_, eps_, &h[b * ldc]);
+        const int64_t ldv = pad8(V_);
+        if (ldv == V_) {
+            matmul(h.data(), B, ldc, C, head_w_, ldv / 8, head_b_, logits, V_);
+        } else {  // the last panel's padding would spill into the next row: go through a padded buffer
+            std::vector<float> out(B * ldv);
+            matmul(h.data(), B, ldc, C, head_w_, ldv / 8, head_b_, out.data(), ldv);
+            for (int64_t b = 0; b < B; ++b) std::copy(&out[b * ldv], &out[b * ldv] + V_, logits + b * V_);
+        }
+    }
+
+    // Rotary on q and k of every head: each (even, odd) channel pair turned by its angle at the
+    // row's position, the arithmetic of Rotary.at (model/positions.py).
+    void rotate(float* qkv, int64_t B, int64_t ld, const int64_t* lengths) const {
+        const int64_t half = D_ / 2;
+        for (int64_t b = 0; b < B; ++b) {
+            const float* cs = cos_ + lengths[b] * half;
+            const float* sn = sin_ + lengths[b] * half;
+            for (int64_t part = 0; part < 2; ++part)  // q, then k
+                for (int64_t hd = 0; hd < H_; ++hd) {
+                    float* t = qkv + b * ld + part * C_ + hd * D_;
+                    for (int64_t i = 0; i < half; ++i) {
+                        const float x1 = t[2 * i], x2 = t[2 * i + 1];
+                        t[2 * i] = x1 * cs[i] - x2 * sn[i];
+                        t[2 * i + 1] = x1 * sn[i] + x2 * cs[i];
+                    }
+                }
+        }
+    }
+
+    int64_t C_, H_, D_, F_, V_, context_;
+    int act_;
+    float eps_;
+    std::vector<Layer> layers_;
+    const float *tok_emb_, *pos_, *cos_, *sin_, *lnf_w_, *lnf_b_, *head_w_, *head_b_;
+};
+
+bool supported() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+}  // namespace
+
+void bind_decode_step(py::module_& m) {
+    m.def("decode_step_supported", &supported, "whether this CPU has the AVX2 and FMA the native step needs");
+    py::class_<DecodeStep>(m, "DecodeStep")
+        .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int, double, const std::vector<uintptr_t>&,
+                      uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t>(),
+             py::arg("C"), py::arg("H"), py::arg("F"), py::arg("V"), py::arg("context"), py::arg("activation"),
+             py::arg("eps"), py::arg("layers"), py::arg("tok_emb"), py::arg("pos_table"), py::arg("rope_cos"),
+             py::arg("rope_sin"), py::arg("lnf_w"), py::arg("lnf_b"), py::arg("head_w"), py::arg("head_b"))
+        .def("step", &DecodeStep::step, py::arg("tokens"), py::arg("lengths"), py::arg("k_caches"),
+             py::arg("v_caches"), py::arg("L"), py::arg("logits"));
+}
