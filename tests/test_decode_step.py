@@ -223,3 +223,57 @@ def test_a_token_outside_the_vocabulary_is_refused():
     with torch.no_grad(), pytest.raises(IndexError, match="token 203 outside a vocabulary of 203"):
         model.forward_rows([203], caches)
     assert caches[0].length == 1  # nothing advanced
+
+
+def torch_prefill(model: TinyLLM, tokens, cache, dtype=torch.float32) -> torch.Tensor:
+    """forward() on the prompt with the cache (prefill's torch path, its reference), in `dtype`."""
+    import copy
+
+    ref = copy.deepcopy(model).to(dtype)
+    ref.packed_inference = False
+    return ref.prefill(tokens, cache)
+
+
+@pytest.mark.parametrize("pos,act,bias", [c for c in CONFIGS if c[1] in ("gelu", "swiglu")])
+def test_prefill_matches_forward(pos, act, bias, monkeypatch):
+    """A prompt as rows of one C++ step sharing a cache: the last logits and every stored key and value
+    as forward() gives them, for prompts of 1 token to the whole context, into empty and used caches."""
+    calls = spy_prefill(monkeypatch)
+    rng = random.Random(hash((pos, act, bias, "prefill")) & 0xFFFF)
+    model = make_model(pos, act, bias, seed=rng.randrange(1000))
+    ctx, V = model.config.context_length, model.config.vocab_size
+    for start, P in ((0, 1), (0, 9), (0, ctx), (5, 1), (7, ctx - 7)):
+        cache = caches_at(model, [start], seed=rng.randrange(1000))[0]
+        ref, ref64 = cloned([cache])[0], cloned([cache], torch.float64)[0]
+        tokens = [rng.randrange(V) for _ in range(P)]
+        ours = model.prefill(tokens, cache)
+        want, want64 = torch_prefill(model, tokens, ref), torch_prefill(model, tokens, ref64, torch.float64)
+        assert ours.shape == (1, V) and cache.length == ref.length == start + P
+        for got, w, w64 in (
+            (ours, want, want64),
+            *((a, b, c) for a, b, c in zip((*cache.k, *cache.v), (*ref.k, *ref.v), (*ref64.k, *ref64.v))),
+        ):
+            bound = error_bound(torch.float32, (w.double() - w64).abs().max().item(), w64.abs().max().item(), False)
+            assert (got.double() - w64).abs().max().item() <= bound, f"{pos}/{act}, prompt {P} after {start}"
+    assert calls == [1, 9, ctx, 1, ctx - 7]
+
+
+def spy_prefill(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = DS.NativeStep.prefill
+
+    def counted(self, tokens, cache):
+        calls.append(len(tokens))
+        return real(self, tokens, cache)
+
+    monkeypatch.setattr(DS.NativeStep, "prefill", counted)
+    return calls
+
+
+def test_a_prompt_past_the_context_is_refused_before_anything_is_written():
+    model = make_model("learned", "gelu", True)
+    cache = caches_at(model, [20], seed=0)[0]
+    before = [t.clone() for t in cache.k]
+    with pytest.raises(ValueError, match="context_length is 24"):
+        model.prefill([1] * 5, cache)
+    assert cache.length == 20 and all(torch.equal(a, b) for a, b in zip(before, cache.k))

@@ -212,10 +212,12 @@ class DecodeStep {
 
     // tokens[b] at position lengths[b] of row b's cache; k_caches[b * n_layers + l]: its (H, L, D)
     // keys of layer l (values alike). Writes every row's keys/values at its position and the
-    // logits (B, V) at `logits`; the caller advances the lengths.
+    // logits of rows head_from .. B-1, (B - head_from, V), at `logits`; the caller advances the
+    // lengths. Rows run in order within each layer, so rows may share a cache at consecutive
+    // positions: that is a prompt's prefill (each row attends to the keys the rows before it wrote).
     void step(const std::vector<int64_t>& tokens, const std::vector<int64_t>& lengths,
               const std::vector<uintptr_t>& k_caches, const std::vector<uintptr_t>& v_caches, int64_t L,
-              uintptr_t logits) const {
+              uintptr_t logits, int64_t head_from) const {
         const int64_t B = int64_t(tokens.size());
         const size_t nl = layers_.size();
         if (B == 0 || lengths.size() != size_t(B) || k_caches.size() != B * nl || v_caches.size() != B * nl)
@@ -223,6 +225,9 @@ class DecodeStep {
                                         std::to_string(lengths.size()) + " lengths, " +
                                         std::to_string(k_caches.size()) + " key caches for " + std::to_string(nl) +
                                         " layers");
+        if (head_from < 0 || head_from >= B)
+            throw std::invalid_argument("decode_step: logits from row " + std::to_string(head_from) + " of " +
+                                        std::to_string(B));
         for (int64_t b = 0; b < B; ++b) {
             if (tokens[b] < 0 || tokens[b] >= V_)
                 throw std::out_of_range("decode_step: token " + std::to_string(tokens[b]) + " outside a vocabulary of " +
@@ -232,12 +237,13 @@ class DecodeStep {
                                         std::to_string(std::min(L, context_)));
         }
         py::gil_scoped_release release;
-        run(B, tokens.data(), lengths.data(), k_caches.data(), v_caches.data(), L, reinterpret_cast<float*>(logits));
+        run(B, tokens.data(), lengths.data(), k_caches.data(), v_caches.data(), L, reinterpret_cast<float*>(logits),
+            head_from);
     }
 
   private:
     TL_AVX2 void run(int64_t B, const int64_t* tokens, const int64_t* lengths, const uintptr_t* kc,
-                     const uintptr_t* vc, int64_t L, float* logits) const {
+                     const uintptr_t* vc, int64_t L, float* logits, int64_t head_from) const {
         const int64_t C = C_, D = D_, H = H_, F = F_, ldc = pad8(C), ld3 = pad8(3 * C), ldf = pad8(F);
         std::vector<float> x(B * ldc, 0.f), h(B * ldc, 0.f), qkv(B * ld3), att(B * C), o(B * ldc);
         std::vector<float> u(B * ldf), g(act_ == kSwiglu ? B * ldf : 0), p;
@@ -268,14 +274,16 @@ class DecodeStep {
             for (int64_t b = 0; b < B; ++b)
                 for (int64_t c = 0; c < C; ++c) x[b * ldc + c] += o[b * ldc + c];
         }
-        for (int64_t b = 0; b < B; ++b) layer_norm(&x[b * ldc], C, lnf_w_, lnf_b_, eps_, &h[b * ldc]);
+        const int64_t R = B - head_from;  // rows that want logits
+        const float* hr = &h[head_from * ldc];
+        for (int64_t b = head_from; b < B; ++b) layer_norm(&x[b * ldc], C, lnf_w_, lnf_b_, eps_, &h[b * ldc]);
         const int64_t ldv = pad8(V_);
         if (ldv == V_) {
-            matmul(h.data(), B, ldc, C, head_w_, ldv / 8, head_b_, logits, V_);
+            matmul(hr, R, ldc, C, head_w_, ldv / 8, head_b_, logits, V_);
         } else {  // the last panel's padding would spill into the next row: go through a padded buffer
-            std::vector<float> out(B * ldv);
-            matmul(h.data(), B, ldc, C, head_w_, ldv / 8, head_b_, out.data(), ldv);
-            for (int64_t b = 0; b < B; ++b) std::copy(&out[b * ldv], &out[b * ldv] + V_, logits + b * V_);
+            std::vector<float> out(R * ldv);
+            matmul(hr, R, ldc, C, head_w_, ldv / 8, head_b_, out.data(), ldv);
+            for (int64_t b = 0; b < R; ++b) std::copy(&out[b * ldv], &out[b * ldv] + V_, logits + b * V_);
         }
     }
 
@@ -318,5 +326,5 @@ void bind_decode_step(py::module_& m) {
              py::arg("eps"), py::arg("layers"), py::arg("tok_emb"), py::arg("pos_table"), py::arg("rope_cos"),
              py::arg("rope_sin"), py::arg("lnf_w"), py::arg("lnf_b"), py::arg("head_w"), py::arg("head_b"))
         .def("step", &DecodeStep::step, py::arg("tokens"), py::arg("lengths"), py::arg("k_caches"),
-             py::arg("v_caches"), py::arg("L"), py::arg("logits"));
+             py::arg("v_caches"), py::arg("L"), py::arg("logits"), py::arg("head_from"));
 }

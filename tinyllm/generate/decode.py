@@ -48,8 +48,8 @@ def generate_ids(
             if len(pending) == 1 and cache.length > 0:
                 # the decode step `tinyllm serve` batches: its padded rows make this the same bits alone or not
                 last = model.forward_rows(pending, [cache])  # (1, V)
-            else:
-                last = model(torch.tensor([pending], device=device), cache=cache)[0][:, -1, :]
+            else:  # the prompt (or the window after a rebuild): as `tinyllm serve` prefills it
+                last = model.prefill(pending, cache)
         else:
             last = model(torch.tensor([seq[-ctx:]], device=device))[0][:, -1, :]
         nxt = int(sample_next(last, temperature, top_k, top_p, gen)[0])

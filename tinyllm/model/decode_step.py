@@ -3,6 +3,7 @@ the CPU: TinyLLM.forward_rows runs it where it can; its torch path is the refere
 
     step = native_step(model)          # None where the native step cannot run
     logits = step(tokens, caches)      # == forward_rows' torch path, within float32 rounding
+    last = step.prefill(prompt, cache) # == forward(prompt, cache)'s last logits, likewise
 
 Why: a decode step through torch is ~100 small ops of 5-20 us of dispatch each (25 of them oneDNN
 linears at ~11 us fixed cost), most of demo's 0.7 ms step; the arithmetic itself is well under
@@ -109,27 +110,47 @@ class NativeStep:
     def fresh(self) -> bool:
         return self._key() == self.key
 
-    def __call__(self, tokens: list[int], caches: list) -> torch.Tensor | None:
-        """-> logits (B, V) with every cache advanced by one, or None (nothing done) when a cache is
-        not one the kernel takes."""
+    def _takes(self, caches: list) -> list | None:
+        """The caches' key/value addresses, or None where the kernel cannot take one of them."""
         ptrs = [native_pointers(c) for c in caches]
         shape = caches[0].k[0].shape  # (1, H, L, D)
         if any(p is None for p in ptrs) or any(c.k[0].shape != shape or len(c.k) != self.n_layers for c in caches):
             return None
-        if (shape[1], shape[3]) != self.heads:
+        return ptrs if (shape[1], shape[3]) == self.heads else None
+
+    def __call__(self, tokens: list[int], caches: list) -> torch.Tensor | None:
+        """-> logits (B, V) with every cache advanced by one, or None (nothing done) when a cache is
+        not one the kernel takes."""
+        ptrs = self._takes(caches)
+        if ptrs is None:
             return None
-        L = shape[2]
         logits = torch.empty(len(tokens), self.vocab)
         self.native.step(
             tokens,
             [c.length for c in caches],
             [a for p in ptrs for a in p[0]],
             [a for p in ptrs for a in p[1]],
-            L,
+            caches[0].k[0].shape[2],
             logits.data_ptr(),
+            0,
         )
         for c in caches:
             c.length += 1
+        return logits
+
+    def prefill(self, tokens: list[int], cache) -> torch.Tensor | None:
+        """A prompt's tokens into one cache, as rows of one step at consecutive positions (each row
+        attends to what the rows before it stored) -> the last position's logits (1, V), the cache
+        advanced by len(tokens); None (nothing done) where the kernel cannot take the cache."""
+        ptrs = self._takes([cache])
+        if ptrs is None:
+            return None
+        n, P = cache.length, len(tokens)
+        logits = torch.empty(1, self.vocab)
+        self.native.step(
+            tokens, list(range(n, n + P)), ptrs[0][0] * P, ptrs[0][1] * P, cache.k[0].shape[2], logits.data_ptr(), P - 1
+        )
+        cache.length += P
         return logits
 
 

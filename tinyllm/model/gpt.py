@@ -168,6 +168,24 @@ class TinyLLM(nn.Module):
             c.length += 1
         return linear(self.lm_head, self.ln_f(x))[:B, 0]  # (B, V)
 
+    @torch.no_grad()
+    def prefill(self, tokens: list[int], cache: KVCache) -> torch.Tensor:
+        """Run a prompt (or the tokens after what `cache` holds) into the cache -> the logits of its
+        last position (1, V). The first step of `generate_ids` and of each `tinyllm serve` request, so
+        both give a prompt the same bits. On a packed float32 CPU model it is the C++ step with the
+        prompt's tokens as rows at consecutive positions (model/decode_step.py); else forward()."""
+        n = cache.length + len(tokens)
+        if not tokens or n > self.config.context_length:
+            raise ValueError(
+                f"prefill of {len(tokens)} tokens after {cache.length}: context_length is {self.config.context_length}"
+            )
+        if self.packed_inference and (step := native_step(self)) is not None:
+            logits = step.prefill(tokens, cache)
+            if logits is not None:
+                return logits
+        device = self.tok_emb.weight.device
+        return self(torch.tensor([tokens], device=device), cache=cache)[0][:, -1, :]
+
     def pack_for_inference(self) -> TinyLLM:
         """From now on run forward_rows (the decode step of `generate_ids` and `tinyllm serve`) as one
         C++ call over weights packed once (model/decode_step.py: 2-6x faster than the torch step

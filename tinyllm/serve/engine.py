@@ -3,13 +3,14 @@
 Each loop iteration is one step:
 1. drop cancelled sequences (their slot is free again at once);
 2. admit waiting sequences while slots are free: prefill each prompt alone into its slot
-   (model.forward on (1, P) tokens, the very call `tinyllm generate` makes) and sample its first token;
+   (model.prefill, the very call `tinyllm generate` makes) and sample its first token;
 3. one decode step for every running sequence together: model.forward_rows, one token per row,
    each row at its own position in its own slot;
 4. sample each row with that sequence's own torch.Generator, feed its text filters, finish it at
    <EOS>, a stop string or max_tokens.
-Why batching never changes an answer: prefill runs alone; forward_rows pads rows so a row's logits
-do not depend on the others (model/gpt.py ROW_QUANTUM); sampling is per row with per-request
+Why batching never changes an answer: prefill runs alone; a row's logits from forward_rows do not
+depend on the others (the C++ step sums in a fixed order, the torch path pads rows: model/gpt.py);
+sampling is per row with per-request
 generators. The slow, obvious reference is generate.generate_ids on each request alone
 (tests/test_serve_engine.py compares them token for token).
 
@@ -173,9 +174,9 @@ class Engine:
             self.running.append(job)
         seed = job.seed if job.seed is not None else secrets.randbits(63)
         job.generator = torch.Generator(device=self.device).manual_seed(seed)
-        ids = torch.tensor([job.prompt_ids], device=self.device)
-        logits, _ = self.model(ids, cache=job.cache)  # (1, P, V): the prompt alone, as generate_ids runs it
-        self._take(job, logits[:, -1, :])
+        self._take(
+            job, self.model.prefill(job.prompt_ids, job.cache)
+        )  # (1, V): the prompt alone, as generate_ids runs it
 
     def _take(self, job: Job, logits: torch.Tensor, nxt: int | None = None) -> None:
         """Sample job's next token from its logits (1, V) (unless the step picked it: nxt) and pass it
