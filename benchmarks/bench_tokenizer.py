@@ -370,8 +370,9 @@ def two_threads(fn, args: list) -> None:
 
 
 def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: list[int], reps: int) -> list[tuple]:
-    """MB/s of encode (one string), encode_batch (lists) and encode_batch_flat (one buffer) on the same
-    documents, each thread count against 1 thread of the same call; repetitions interleaved."""
+    """MB/s of encode (one string), encode_batch (lists), encode_batch_flat (one buffer) and
+    encode_paragraphs_flat (the text whole, cut into the same documents in C++: what `prepare` calls)
+    on the same documents, each thread count against 1 thread of the same call; repetitions interleaved."""
     from tinyllm.tokenizer import Tokenizer
 
     tok = Tokenizer.load(tok_path)
@@ -389,6 +390,7 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
     for n in thread_counts:
         calls[f"batch {n}"] = lambda n=n: tok.encode_batch(docs, num_threads=n)
         calls[f"flat {n}"] = lambda n=n: tok.encode_batch_flat(docs, num_threads=n)
+        calls[f"paragraphs {n}"] = lambda n=n: tok.encode_paragraphs_flat([whole], num_threads=n)
     best = dict.fromkeys(calls, float("inf"))
     want = None
     for _ in range(reps):
@@ -400,9 +402,12 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
                 want = result
             del result
     ids, offsets = tok.encode_batch_flat(docs, num_threads=thread_counts[-1])
+    pids, poffsets, _, _ = tok.encode_paragraphs_flat([whole], num_threads=thread_counts[-1])
     same = (
         tok.encode_batch(docs, num_threads=thread_counts[-1]) == want
         and [ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == want
+        and (pids == ids).all()
+        and (poffsets == offsets).all()
     )
     speed = {k: mb / v for k, v in best.items()}
     print(f"  {'one string, 1 thread':28s} {speed['one string']:7.1f} MB/s")
@@ -419,10 +424,10 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
             ceiling,
         )
     ]
-    for kind in ("batch", "flat"):
+    labels = {"batch": "encode_batch (lists)", "flat": "encode_batch_flat", "paragraphs": "encode_paragraphs_flat"}
+    for kind, label in labels.items():
         for n in thread_counts:
             r = speed[f"{kind} {n}"] / speed[f"{kind} 1"]
-            label = "encode_batch (lists)" if kind == "batch" else "encode_batch_flat"
             print(
                 f"  {label + f', {n} thread' + ('s' if n > 1 else ''):28s} {speed[f'{kind} {n}']:7.1f} MB/s  "
                 f"{r:4.2f}x its 1 thread  {speed[f'{kind} {n}'] / speed['one string']:4.2f}x one string"

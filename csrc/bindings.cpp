@@ -17,6 +17,7 @@
 
 #include "bpe_encode.h"
 #include "bpe_train.h"
+#include "paragraphs.h"
 #include "pretokenize.h"
 #include "unicode_tables.h"
 #include "utf8.h"
@@ -193,6 +194,49 @@ class PyEncoder {
             Encoder::flatten(batch, ip, op, num_threads);
         }
         return py::make_tuple(ids, offsets);
+    }
+
+    // The documents of whole texts: each text cut into paragraphs (paragraphs.h), each paragraph
+    // + "\n\n" encoded as encode_batch_flat encodes a document -> (ids, offsets of the documents,
+    // number of documents of each text, characters of each text's documents, "\n\n" included). The
+    // same ids as encode_batch_flat on the documents tinyllm.data.corpus makes of the texts, with no
+    // Python string per document.
+    py::tuple encode_paragraphs_flat(py::sequence texts, unsigned allowed, int num_threads) const {
+        for (py::handle t : texts)  // bytes would be cut as one byte a character: only str
+            if (!PyUnicode_Check(t.ptr()))
+                throw py::type_error(std::string("encode_paragraphs_flat takes str, got ") + Py_TYPE(t.ptr())->tp_name);
+        std::vector<py::object> keep;
+        const std::vector<Encoder::BatchText> refs = batch_texts(texts, keep);
+        std::vector<Encoder::BatchText> docs;
+        std::vector<int64_t> counts, chars;
+        Encoder::Batch batch;
+        {
+            py::gil_scoped_release release;
+            Encoder::paragraph_texts(refs, num_threads, docs, counts, chars);
+            batch = enc_.encode_batch(docs, allowed, num_threads);
+        }
+        py::array_t<uint32_t> ids(py::ssize_t(batch.total()));
+        py::array_t<int64_t> offsets(py::ssize_t(docs.size() + 1));
+        py::array_t<int64_t> per_text(py::ssize_t(counts.size())), chars_per_text(py::ssize_t(chars.size()));
+        std::copy(counts.begin(), counts.end(), per_text.mutable_data());
+        std::copy(chars.begin(), chars.end(), chars_per_text.mutable_data());
+        uint32_t* ip = ids.mutable_data();
+        int64_t* op = offsets.mutable_data();
+        {
+            py::gil_scoped_release release;
+            Encoder::flatten(batch, ip, op, num_threads);
+        }
+        return py::make_tuple(ids, offsets, per_text, chars_per_text);
+    }
+
+    // The paragraphs of one text as (start, end) code-point offsets (paragraphs.h): for tests.
+    std::vector<std::pair<size_t, size_t>> paragraph_spans(py::handle text) const {
+        const Encoder::BatchText t = batch_text(text.ptr());
+        std::vector<Span> spans;
+        paragraphs(t.data, t.size, t.width, spans);
+        std::vector<std::pair<size_t, size_t>> out;
+        for (const Span& sp : spans) out.emplace_back(sp.begin, sp.end);
+        return out;
     }
 
     py::bytes decode_bytes(const std::vector<uint32_t>& ids) const {
@@ -422,6 +466,9 @@ PYBIND11_MODULE(_bpe, m) {
         .def("encode_batch", &PyEncoder::encode_batch, py::arg("texts"), py::arg("allowed"), py::arg("num_threads"))
         .def("encode_batch_flat", &PyEncoder::encode_batch_flat, py::arg("texts"), py::arg("allowed"),
              py::arg("num_threads"))
+        .def("encode_paragraphs_flat", &PyEncoder::encode_paragraphs_flat, py::arg("texts"), py::arg("allowed"),
+             py::arg("num_threads"))
+        .def("paragraph_spans", &PyEncoder::paragraph_spans, py::arg("text"))
         .def("decode_bytes", &PyEncoder::decode_bytes, py::arg("ids"))
         .def_property_readonly("vocab_size", &PyEncoder::vocab_size);
 

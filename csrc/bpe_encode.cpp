@@ -1,4 +1,5 @@
 #include "bpe_encode.h"
+#include "paragraphs.h"
 
 #include <algorithm>
 #include <atomic>
@@ -211,8 +212,12 @@ void Encoder::run_batch(Batch& batch, const std::vector<BatchText>& texts, unsig
                 const BatchText& t = texts[i];
                 const uint8_t* s = static_cast<const uint8_t*>(t.data);
                 size_t n = t.size;
-                if (t.width) {  // a str that is not ASCII: its UTF-8, made here without the GIL
-                    utf8_of_units(t.data, t.size, t.width, utf8);
+                if (t.width || t.nl2) {  // a str that is not ASCII: its UTF-8, made here without the GIL
+                    if (t.width)
+                        utf8_of_units(t.data, t.size, t.width, utf8);
+                    else
+                        utf8.assign(static_cast<const char*>(t.data), t.size);
+                    if (t.nl2) utf8 += "\n\n";
                     s = reinterpret_cast<const uint8_t*>(utf8.data());
                     n = utf8.size();
                 }
@@ -231,6 +236,46 @@ Encoder::Batch Encoder::encode_batch(const std::vector<BatchText>& texts, unsign
     Batch batch = plan_batch(texts);
     run_batch(batch, texts, allowed, num_threads);
     return batch;
+}
+
+void Encoder::paragraph_texts(const std::vector<BatchText>& texts, int num_threads, std::vector<BatchText>& docs,
+                              std::vector<int64_t>& counts, std::vector<int64_t>& chars) {
+    constexpr size_t kPieceUnits = size_t(1) << 18;
+    struct Piece {
+        size_t text, from, to;
+    };
+    std::vector<Piece> pieces;
+    for (size_t i = 0; i < texts.size(); ++i) {
+        const BatchText& t = texts[i];
+        for (size_t p = 0; p < t.size;) {
+            size_t q = std::min(t.size, p + kPieceUnits);
+            while (q < t.size && py_isspace(unit_at(t.data, t.width, q))) ++q;
+            pieces.push_back({i, p, q});
+            p = q;
+        }
+    }
+    std::vector<std::vector<Span>> found(pieces.size());
+    std::atomic<size_t> next{0};
+    run_on_threads(std::min<size_t>(std::max(1, num_threads), std::max<size_t>(1, pieces.size())), [&](size_t) {
+        for (size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();)
+            breaks(texts[pieces[k].text].data, texts[pieces[k].text].width, pieces[k].from, pieces[k].to, found[k]);
+    });
+    counts.assign(texts.size(), 0);
+    chars.assign(texts.size(), 0);
+    std::vector<Span> br, spans;
+    for (size_t i = 0, k = 0; i < texts.size(); ++i) {
+        const BatchText& t = texts[i];
+        br.clear();
+        for (; k < pieces.size() && pieces[k].text == i; ++k) br.insert(br.end(), found[k].begin(), found[k].end());
+        spans.clear();
+        paragraphs_between(t.data, t.size, t.width, br, spans);
+        const size_t unit = t.width > 1 ? size_t(t.width) : 1;
+        for (const Span& sp : spans) {
+            docs.push_back({static_cast<const char*>(t.data) + sp.begin * unit, sp.end - sp.begin, t.width, true});
+            chars[i] += int64_t(sp.end - sp.begin + 2);
+        }
+        counts[i] = int64_t(spans.size());
+    }
 }
 
 void Encoder::flatten(const Batch& batch, uint32_t* ids, int64_t* offsets, int num_threads) {

@@ -38,6 +38,7 @@ class Encoder {
         const void* data;
         size_t size;  // bytes (width 0) or code units
         int width;
+        bool nl2 = false;  // the text is data followed by "\n\n" (a paragraph as a document: paragraphs.h)
     };
     // A batch's ids, in blocks of consecutive texts: block b holds texts [first[b], first[b+1])
     // back to back in ids[b], text k's length in lengths[b][k - first[b]]. Each block is one
@@ -58,6 +59,13 @@ class Encoder {
     static Batch plan_batch(const std::vector<BatchText>& texts);
     void run_batch(Batch& batch, const std::vector<BatchText>& texts, unsigned allowed, int num_threads,
                    const std::function<void(size_t)>& block_done = {}) const;
+
+    // The documents of whole texts (csrc/paragraphs.h: each paragraph + "\n\n") as texts of a batch,
+    // with counts[i] documents of text i and chars[i] characters in them. The breaks are found on up
+    // to num_threads threads, each text cut into pieces of kPieceUnits at characters that are not
+    // whitespace (no break straddles one); the texts must outlive the documents.
+    static void paragraph_texts(const std::vector<BatchText>& texts, int num_threads, std::vector<BatchText>& docs,
+                                std::vector<int64_t>& counts, std::vector<int64_t>& chars);
 
     // The batch's ids in one array, and offsets (n + 1) such that text i is ids[offsets[i],
     // offsets[i+1]); blocks are copied in parallel on num_threads threads.

@@ -110,7 +110,7 @@ def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch, text):
         blocks = list(C.stream_document_blocks(f))
         assert [d for docs, _ in blocks for d in docs] == want, block
         assert sum(n for _, n in blocks) == len(text)
-        assert [b for b, _ in P.batches(blocks)] == [want]  # one batch: the whole corpus, in order
+        assert [b.items for b in P.batches(blocks)] == [want]  # one batch: the whole corpus, in order
 
 
 def test_batches_close_at_the_document_that_reaches_a_limit(monkeypatch):
@@ -119,7 +119,7 @@ def test_batches_close_at_the_document_that_reaches_a_limit(monkeypatch):
         monkeypatch.setattr(P, "BATCH_DOCS", rng.randint(1, 8))
         monkeypatch.setattr(P, "BATCH_CHARS", rng.randint(1, 40))
         blocks = [(["x" * rng.randint(1, 15) for _ in range(rng.randint(0, 12))], 3) for _ in range(rng.randint(0, 9))]
-        got = [b for b, _ in P.batches(blocks)]
+        got = [b.items for b in P.batches(blocks)]
         assert [d for b in got for d in b] == [d for docs, _ in blocks for d in docs]
         for i, b in enumerate(got):
             full = lambda docs: len(docs) >= P.BATCH_DOCS or sum(map(len, docs)) >= P.BATCH_CHARS
@@ -265,3 +265,56 @@ def test_train_refuses_a_foreign_tokenizer_and_a_truncated_shard(corpus, tmp_pat
     shard.write_bytes(shard.read_bytes()[:-1])
     with pytest.raises(TinyLLMError, match=r"bytes, but meta\.json says"):
         S.load_prepared(out, 32)
+
+
+def test_text_blocks_end_at_breaks_and_hold_the_whole_text(tmp_path, monkeypatch):
+    text = ("para one\nline\n \u2028\nsecond ü\r\n\r\n" * 9 + "x" * 40 + "\n\n\n" + "end \n").encode()
+    f = tmp_path / "t.txt"
+    f.write_bytes(text)
+    whole = C.normalize_newlines(text.decode())
+    for block in (1, 3, 8, 1 << 20):
+        monkeypatch.setattr(C, "READ_BLOCK", block)
+        blocks = list(C.stream_text_blocks(f))
+        assert "".join(t for t, _ in blocks) == whole and sum(n for _, n in blocks) == len(text)
+        for t, _ in blocks[:-1]:  # every block but the last ends with a break: its paragraphs are complete
+            assert C.PARAGRAPH_BREAK.split(t)[-1] == "", (block, t[-20:])
+
+
+def test_last_break_end_is_the_regex_s_last_break(monkeypatch):
+    rng = random.Random(5)
+    monkeypatch.setattr(C, "BREAK_WINDOW", 3)  # windows smaller than the text: the widening is exercised
+    for _ in range(2000):
+        text = "".join(rng.choice(["a", "b ", "\n", " ", "\t", "\u3000", "\n\n"]) for _ in range(rng.randint(1, 30)))
+        end = len(text.rstrip())
+        if end == 0:
+            continue
+        los = [0] + [i for i in range(end) if not text[i].isspace()]
+        lo = rng.choice(los)
+        ends = [m.end() for m in C.PARAGRAPH_BREAK.finditer(text[:end]) if m.start() >= lo]
+        assert C.last_break_end(text, lo, end) == (ends[-1] if ends else -1), (text, lo)
+
+
+@pytest.mark.parametrize("n_docs", [37, 1300])
+def test_text_batches_write_the_shards_document_batches_write(corpus, tmp_path, monkeypatch, n_docs):
+    """The C++ encoder cutting the documents from text blocks (many small batches) against the
+    documents cut in Python, and both against `tinyllm train --data`'s own split and ids."""
+    from tinyllm.data.corpus import bible_verses
+
+    f = tmp_path / "c.txt"
+    f.write_text("\n\n".join(bible_verses()[:n_docs]) + "\n", encoding="utf-8")
+    tok = Tokenizer.load(corpus / "tok.txt")
+    if not hasattr(tok, "_native"):
+        pytest.skip("the C++ tokenizer is not built")
+    monkeypatch.setattr(P, "TEXT_READ", 999)
+    monkeypatch.setattr(P, "TEXT_BATCH_CHARS", 3000)
+    got = {}
+    for texts in (True, False):
+        monkeypatch.setattr(
+            P, "corpus_documents", lambda s, o, texts_=texts, real=P.corpus_documents, **_: real(s, o, texts=texts_)
+        )
+        P.prepare([str(f)], corpus / "tok.txt", tmp_path / f"out{texts}", workers=2, progress=False)
+        got[texts] = {s: shard_ids(tmp_path / f"out{texts}", s) for s in ("train", "val")}
+    build_token_files(load_corpus(f), tok, tmp_path / "ref", 32)
+    for split in ("train", "val"):
+        want = np.fromfile(tmp_path / "ref" / f"{split}.bin", dtype=np.uint16)
+        assert np.array_equal(got[True][split], want) and np.array_equal(got[False][split], want), split

@@ -6,6 +6,7 @@ Skips cleanly when tinyllm._bpe is not built; fails when TINYLLM_REQUIRE_NATIVE=
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 import regex
@@ -419,3 +420,70 @@ def test_add_file_long_stretch_without_safe_cut(tmp_path):
 def test_trainer_file_error_message(tmp_path):
     with pytest.raises(RuntimeError, match=r"cannot read corpus file .*nope\.txt: No such file"):
         _bpe.Trainer("gpt4", 1).add_file(str(tmp_path / "nope.txt"))
+
+
+# ---- documents cut in C++ (csrc/paragraphs.h) against tinyllm.data.corpus -------------------
+WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+
+
+def _ref_spans(text: str) -> list[tuple[int, int]]:
+    """The paragraphs corpus._paragraphs keeps, as (start, end) offsets: the reference's cut."""
+    from tinyllm.data.corpus import PARAGRAPH_BREAK
+
+    spans, start = [], 0
+    for m in [*PARAGRAPH_BREAK.finditer(text), None]:
+        end = m.start() if m else len(text)
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = m.end() if m else start
+    return spans
+
+
+def test_paragraph_whitespace_is_str_isspace_for_every_code_point(pair):
+    """Every code point between newlines, in strings of each storage width (1, 2, 4 bytes): C++ cuts
+    where the regex does, so its whitespace set is exactly str.isspace's (the regex's \\s)."""
+    _, nat = pair
+    for lo, hi in ((0, 0x100), (0x100, 0x10000), (0x10000, 0x110000)):
+        text = "".join(f"x\n{chr(c)}\n" for c in range(lo, hi)) + ("\U0001f600" if hi > 0x10000 else "")
+        assert nat.paragraph_spans(text) == _ref_spans(text), hex(lo)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["a", "bc", "\n", "\n\n", " ", "é", "中", "\U0001f600", "\ud800", *WHITESPACE]), max_size=60
+    )
+)
+@HYP
+def test_paragraph_spans_match_the_regex(pair, parts):
+    _, nat = pair
+    text = "".join(parts)
+    assert nat.paragraph_spans(text) == _ref_spans(text)
+
+
+def test_encode_paragraphs_flat_equals_encode_batch_flat_of_the_documents(pair):
+    import numpy as np
+
+    from tinyllm.data.corpus import paragraphs
+
+    _, nat = pair
+    texts = [_multilingual(s, words=120).replace("!\n\n", "!\n \u3000\n") for s in range(12)]
+    texts += ["", " \n\n \n", "lone paragraph", "\n\nlead\n\n\ntrail  \n", "é" * 50 + "\n\n" + "\U0001f600x"]
+    # longer than the 2^18-unit pieces whose breaks are found in parallel: whitespace runs, with and
+    # without breaks, across the piece boundaries (ASCII, UCS-2 and UCS-4 storage)
+    rng = random.Random(1)
+    alphabet = ["a", "bc ", "\n", "\n\n", " ", "\t \n \n", "\u3000", "\U0001f600"]
+    for extra in ("", "\u3000", "\U0001f600"):
+        body = "".join(rng.choice(alphabet[:6]) for _ in range(170_000)) + extra
+        cut = (1 << 18) - 7
+        texts.append(body[:cut] + " \n" * 3000 + body[cut:] + "\n" + " " * 300_000 + "\nz")
+    docs = [d for t in texts for d in paragraphs(t)]
+    want_ids, want_off = nat.encode_batch_flat(docs, num_threads=1)
+    for threads in (1, 2, 3):
+        ids, offsets, counts, chars = nat.encode_paragraphs_flat(texts, num_threads=threads)
+        assert np.array_equal(ids, want_ids) and np.array_equal(offsets, want_off)
+        assert counts.tolist() == [len(paragraphs(t)) for t in texts]
+        assert chars.tolist() == [sum(map(len, paragraphs(t))) for t in texts]
+    with pytest.raises(TinyLLMError, match="must be str"):
+        nat.encode_paragraphs_flat(["ok", b"bytes"], num_threads=1)
+    with pytest.raises(TypeError, match="takes str"):  # the binding's own check: bytes would be cut byte by byte
+        nat._native.encode_paragraphs_flat([b"a\xc2\xa0"], 0, 1)

@@ -5,14 +5,17 @@
 
 Files stream in blocks and are cut into documents exactly as `tinyllm train --data`
 cuts them (paragraphs: text between blank lines). Documents are encoded in batches,
-on all cores: by the C++ encoder's threads when it is built, else by a process pool
-running the pure-Python tokenizer. Ids go to DIR/{train,val}_NNNNNN.bin as uint16
+on all cores: by the C++ encoder's threads when it is built, which take whole blocks of
+text and cut them into documents themselves (csrc/paragraphs.h; the reader then makes no
+Python string per document), else by a process pool running the pure-Python tokenizer. Ids go to DIR/{train,val}_NNNNNN.bin as uint16
 (uint32 when the vocabulary exceeds 65,536 ids), a new shard after --shard_tokens;
 DIR/meta.json, written last, lists them. Every file is written through a temp file
 and a rename, so an interrupted prepare never leaves a meta.json naming a partial shard.
 
-Split: a corpus that fits in one batch is split by `split_documents`, as `tinyllm train
---data` splits it; a larger one sends block k of 50 documents to val when k % 10 == 9.
+Split: as `tinyllm train --data` splits it (`split_documents`): block k of 50 documents goes to
+val when k % 10 == 9, and a corpus of fewer than 1,000 documents is split document by document.
+Prepare reads ahead until it has seen 1,000 documents (or WHOLE_CHARS characters of them: a
+corpus of fewer, longer documents then takes the block rule) to know which rule applies.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
+import re
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +38,26 @@ from .. import usable_cores
 from ..errors import TinyLLMError
 from ..io import check_output_dir, owned_dir
 from . import formats
-from .corpus import BLOCK, VAL_EVERY, load_documents, split_documents, stream_document_blocks, text_files
+from .corpus import (
+    BLOCK,
+    VAL_EVERY,
+    load_documents,
+    paragraphs,
+    split_documents,
+    stream_document_blocks,
+    stream_text_blocks,
+    text_files,
+)
 from .formats import DEFAULT, ReadOptions
 from .qa import is_qa_file
 from .shards import FORMAT, VERSION, ShardWriter
 
 BATCH_DOCS = 4096  # documents encoded per batch ...
 BATCH_CHARS = 16 << 20  # ... or fewer when they add up to this many characters
+TEXT_BATCH_CHARS = 4 << 20  # characters of text per call when the C++ encoder cuts the documents
+TEXT_READ = 2 << 20  # ... read this many bytes at a time: the first call starts after 2 MB, not 8
+WHOLE_DOCS = 2 * BLOCK * VAL_EVERY  # fewer documents than this: split document by document
+WHOLE_CHARS = 4 * BATCH_CHARS  # how far prepare reads ahead to count them
 
 
 def source_files(sources: Iterable[str | Path]) -> list[Path]:
@@ -52,31 +70,41 @@ def source_files(sources: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+@dataclass
+class Batch:
+    """What one encoder call takes: documents, or (texts=True) texts of whole paragraphs that the C++
+    encoder cuts into documents itself (corpus.stream_text_blocks); nbytes: the file bytes they stand for."""
+
+    items: list[str]
+    nbytes: int
+    texts: bool = False
+
+
 def corpus_documents(
-    sources: list[str], options: ReadOptions = DEFAULT
-) -> tuple[Iterator[tuple[list[str], int]], int, str]:
-    """-> (iterator of (documents, bytes they stand for), total bytes, unit of the total), in blocks
-    as the files are read. options: the text field and bad-record policy of JSON Lines / Parquet files."""
+    sources: list[str], options: ReadOptions = DEFAULT, texts: bool = False
+) -> tuple[Iterator[Batch], int, str]:
+    """-> (iterator of batches to encode, total bytes, unit of the total), as the files are read.
+    texts: batches of text blocks (for the C++ encoder) rather than of documents. options: the text
+    field and bad-record policy of JSON Lines / Parquet files."""
     if [str(s) for s in sources] == ["bible"]:
         docs = load_documents("bible")
-        return iter([(docs, len(docs))]), len(docs), "doc"
+        return iter([Batch(docs, len(docs))]), len(docs), "doc"
     for s in sources:
         if str(s) == "bible":
             raise TinyLLMError("--data bible cannot be mixed with files; prepare it on its own")
     files = source_files(sources)
     for f in files:  # a missing column or a binary file fails now, not after encoding the files before it
         formats.precheck(f, options)
+    total = sum(f.stat().st_size for f in files)
+    if texts:
+        blocks = (b for f in files for b in stream_text_blocks(f, options, TEXT_READ))
+        return text_batches(blocks), total, "B"
+    return batches(b for f in files for b in stream_document_blocks(f, options)), total, "B"
 
-    def gen():
-        for f in files:
-            yield from stream_document_blocks(f, options)
 
-    return gen(), sum(f.stat().st_size for f in files), "B"
-
-
-def batches(blocks: Iterable[tuple[list[str], int]]) -> Iterator[tuple[list[str], int]]:
-    """Blocks of documents regrouped for encode_batch -> (documents, bytes they stand for): a batch
-    closes at the document that brings it to BATCH_DOCS documents or BATCH_CHARS characters."""
+def batches(blocks: Iterable[tuple[list[str], int]]) -> Iterator[Batch]:
+    """Blocks of documents regrouped for encode_batch: a batch closes at the document that brings it
+    to BATCH_DOCS documents or BATCH_CHARS characters."""
     batch, chars, nbytes = [], 0, 0
     for docs, n in blocks:  # no document is empty
         nbytes += n
@@ -88,10 +116,30 @@ def batches(blocks: Iterable[tuple[list[str], int]]) -> Iterator[tuple[list[str]
             chars += ends[k - 1]
             docs = docs[k:]
             if len(batch) >= BATCH_DOCS or chars >= BATCH_CHARS:
-                yield batch, nbytes
+                yield Batch(batch, nbytes)
                 batch, chars, nbytes = [], 0, 0
     if batch:
-        yield batch, nbytes
+        yield Batch(batch, nbytes)
+
+
+def text_batches(blocks: Iterable[tuple[str, int]]) -> Iterator[Batch]:
+    """Text blocks regrouped for encode_paragraphs_flat: a batch closes at the text that brings it to
+    TEXT_BATCH_CHARS characters; blocks of whitespace alone (no document) only add their bytes."""
+    batch, chars, nbytes = [], 0, 0
+    for text, n in blocks:
+        nbytes += n
+        if _NOT_SPACE.search(text) is None:
+            continue
+        batch.append(text)
+        chars += len(text)
+        if chars >= TEXT_BATCH_CHARS:
+            yield Batch(batch, nbytes, texts=True)
+            batch, chars, nbytes = [], 0, 0
+    if batch or nbytes:
+        yield Batch(batch, nbytes, texts=True)
+
+
+_NOT_SPACE = re.compile(r"\S")
 
 
 def split_flags(whole: bool, start: int, n: int) -> list[str]:
@@ -121,9 +169,25 @@ def _encode_docs(docs: list[str]) -> list[list[int]]:
     return [_worker_tok.encode(d) for d in docs]
 
 
+@dataclass
+class Encoded:
+    """A batch's ids: document i is ids[offsets[i]:offsets[i+1]]; chars: characters of its documents."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    chars: int
+    document: Callable[[int], str]
+    """Document i's text (for the sample prompt; a text batch cuts it again in Python)."""
+
+    @property
+    def n(self) -> int:
+        return len(self.offsets) - 1
+
+
 class Encoder:
-    """encode(list of documents) -> their id lists, on `workers` cores: C++ threads when the native
-    tokenizer is in use, else a process pool (the pure-Python tokenizer holds the GIL)."""
+    """encode(batch) -> its documents' ids, on `workers` cores: C++ threads when the native tokenizer is
+    in use (which also take text batches, cutting the documents themselves), else a process pool (the
+    pure-Python tokenizer holds the GIL)."""
 
     def __init__(self, tok, workers: int):
         self.tok, self.workers = tok, workers
@@ -142,15 +206,26 @@ class Encoder:
             "C++ encoder" if self.native else ("Python encoder" + (f" x {self.workers} processes" if self.pool else ""))
         )
 
-    def encode(self, docs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """-> (ids, offsets): document i's ids are ids[offsets[i]:offsets[i+1]]."""
+    def encode(self, batch: Batch) -> Encoded:
+        if batch.texts:
+            ids, offsets, counts, chars = self.tok.encode_paragraphs_flat(batch.items, num_threads=self.workers)
+            first = np.concatenate([[0], np.cumsum(counts)])  # text t holds documents first[t] .. first[t+1]-1
+
+            def document(i: int, texts=batch.items) -> str:
+                t = int(np.searchsorted(first, i, side="right")) - 1
+                return paragraphs(texts[t])[i - int(first[t])]
+
+            return Encoded(ids, offsets, int(chars.sum()), document)
+        docs = batch.items
         if self.native:
             # one flat buffer: no Python list per document and no int per id, so no serial tail after the threads
-            return self.tok.encode_batch_flat(docs, num_threads=self.workers)
-        lists = self._encode_lists(docs)
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        np.cumsum([len(x) for x in lists], out=offsets[1:])
-        return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.uint32, count=int(offsets[-1])), offsets
+            ids, offsets = self.tok.encode_batch_flat(docs, num_threads=self.workers)
+        else:
+            lists = self._encode_lists(docs)
+            offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+            np.cumsum([len(x) for x in lists], out=offsets[1:])
+            ids = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.uint32, count=int(offsets[-1]))
+        return Encoded(ids, offsets, sum(map(len, docs)), docs.__getitem__)
 
     def _encode_lists(self, docs: list[str]) -> list[list[int]]:
         if self.pool is None:
@@ -187,7 +262,7 @@ def prepare(
         raise TinyLLMError(f"--num_workers must be a positive integer, got {workers}")
     tok = Tokenizer.load(tokenizer_path)
     check_output_dir(out, "--out")
-    docs, total, unit = corpus_documents(sources, options)
+    batches_, total, unit = corpus_documents(sources, options, texts=hasattr(tok, "_native"))
     t0 = time.perf_counter()
     with owned_dir(out, "--out", lambda msg: print(msg, file=sys.stderr)) as out:
         # the new set goes into a folder of its own (a unique name); meta.json, replaced last, switches to it
@@ -198,7 +273,7 @@ def prepare(
             try:
                 dtype = token_dtype(tok.vocab_size)
                 writers = {s: ShardWriter(set_dir, s, dtype, shard_tokens, prefix=f"{name}/") for s in ("train", "val")}
-                sample_prompt = encode_into(writers, encoder, batches(docs), (total, unit), sources, progress)
+                sample_prompt = encode_into(writers, encoder, batches_, (total, unit), sources, progress)
                 meta = write_set(out, name, tok, writers, sources, shard_tokens, encoder.name, sample_prompt)
             finally:
                 encoder.close()
@@ -211,31 +286,33 @@ def prepare(
     return meta
 
 
-def encoded_ahead(encoder: Encoder, batches: Iterator) -> Iterator[tuple[list[str], int, tuple]]:
-    """(documents, bytes, (ids, offsets)) for each batch, in order; with the C++ encoder on 2+ workers,
-    batch k+1 is encoded on a helper thread (it runs without the GIL) while this thread reads batch k+2
-    and the caller writes batch k, instead of reading, encoding and writing taking turns. One worker is
-    one thread: reading on a second core would be a second worker the user did not ask for."""
+def encoded_ahead(encoder: Encoder, batches: Iterator[Batch]) -> Iterator[tuple[Batch, Encoded]]:
+    """(batch, its ids) for each batch, in order; with the C++ encoder on 2+ workers, batch k+1 is
+    encoded on a helper thread (it runs without the GIL) while this thread reads batch k+2 and the
+    caller writes batch k, instead of reading, encoding and writing taking turns. One worker is one
+    thread: reading on a second core would be a second worker the user did not ask for."""
     from concurrent.futures import ThreadPoolExecutor
 
     # Python encoding holds the GIL: nothing to overlap, and Ctrl-C would wait for a batch
     if not encoder.native or encoder.workers < 2:
-        for batch, nbytes in batches:
-            yield batch, nbytes, encoder.encode(batch)
+        for batch in batches:
+            yield batch, encoder.encode(batch)
         return
     with ThreadPoolExecutor(1, thread_name_prefix="tinyllm-encode") as pool:
         nxt = next(batches, None)
-        job = pool.submit(encoder.encode, nxt[0]) if nxt is not None else None
+        job = pool.submit(encoder.encode, nxt) if nxt is not None else None
         while nxt is not None:
-            batch, nbytes = nxt
+            batch = nxt
             nxt = next(batches, None)  # read the next batch while this one encodes
-            ids = job.result()
+            enc = job.result()
             if nxt is not None:
-                job = pool.submit(encoder.encode, nxt[0])  # and encode it while this one is written
-            yield batch, nbytes, ids
+                job = pool.submit(encoder.encode, nxt)  # and encode it while this one is written
+            yield batch, enc
 
 
-def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int, str], sources, progress: bool) -> str:
+def encode_into(
+    writers: dict, encoder: Encoder, it: Iterator[Batch], total: tuple[int, str], sources, progress: bool
+) -> str:
     """Encode every batch and write each document to its split's shards; -> the sample prompt
     (the first words of the first val document). On any error the open shards are discarded."""
     from tqdm import tqdm
@@ -251,26 +328,33 @@ def encode_into(writers: dict, encoder: Encoder, it: Iterator, total: tuple[int,
     )
     sample_prompt, exc = "", None
     try:
-        # look two batches ahead: a corpus that fits in one is split as split_documents splits it
-        first = next(it, None)
-        if first is None:
-            raise TinyLLMError(f"{', '.join(map(str, sources))}: corpus is empty (no non-blank text)")
-        second = next(it, None)
-        whole = second is None
-        start = 0
-        ahead = encoded_ahead(encoder, itertools.chain([first], [second] if second else [], it))
+        ahead = encoded_ahead(encoder, it)
         with contextlib.closing(ahead) as stream:  # an error here stops the helper thread now, not at GC
-            for batch, nbytes, (ids, offsets) in stream:
+            # read ahead until WHOLE_DOCS documents: a corpus of fewer is split document by document
+            # (split_documents' rule for it), which needs its count before the first is written
+            seen, n, chars, whole = [], 0, 0, True
+            for batch, enc in stream:
+                seen.append((batch, enc))
+                n, chars = n + enc.n, chars + enc.chars
+                if n >= WHOLE_DOCS or chars >= WHOLE_CHARS:
+                    whole = False
+                    break
+            if n == 0 and whole:
+                raise TinyLLMError(f"{', '.join(map(str, sources))}: corpus is empty (no non-blank text)")
+            flags_whole = split_flags(True, 0, n) if whole else []
+            start = 0
+            for batch, enc in itertools.chain(seen, stream):
+                flags = flags_whole[start : start + enc.n] if whole else split_flags(False, start, enc.n)
                 k = 0
-                for split, run in itertools.groupby(split_flags(whole, start, len(batch))):
-                    n = len(list(run))  # documents k .. k+n-1 all go to this split: written as one run
+                for split, run in itertools.groupby(flags):
+                    m = len(list(run))  # documents k .. k+m-1 all go to this split: written as one run
                     for name in ("train", "val") if split == "both" else (split,):
-                        writers[name].write_documents(ids, offsets[k : k + n + 1])
+                        writers[name].write_documents(enc.ids, enc.offsets[k : k + m + 1])
                     if split != "train" and not sample_prompt:
-                        sample_prompt = " ".join(batch[k].split()[:4])
-                    k += n
-                start += len(batch)
-                bar.update(nbytes)
+                        sample_prompt = " ".join(enc.document(k).split()[:4])
+                    k += m
+                start += enc.n
+                bar.update(batch.nbytes)
     except BaseException as e:
         exc = e
         raise

@@ -171,6 +171,21 @@ class NativeTokenizer(ReferenceTokenizer):
             texts, self._special_mask(allowed_special), num_threads or default_threads()
         )
 
+    def encode_paragraphs_flat(self, texts, num_threads: int | None = None, allowed_special="all"):
+        """The documents tinyllm.data.corpus cuts from whole texts (the paragraphs between blank
+        lines, each + "\n\n"; csrc/paragraphs.h), encoded -> (ids, offsets of the documents, number
+        of documents of each text, characters of each text's documents): encode_batch_flat of those
+        documents, without a Python string per document (`tinyllm prepare` hands the encoder whole
+        blocks of text)."""
+        texts = check_batch_args(texts, num_threads)
+        return self._native.encode_paragraphs_flat(
+            texts, self._special_mask(allowed_special), num_threads or default_threads()
+        )
+
+    def paragraph_spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of each document's paragraph in `text`, as encode_paragraphs_flat cuts it."""
+        return self._native.paragraph_spans(text)
+
     def decode_bytes(self, ids) -> bytes:
         try:
             return self._native.decode_bytes(ids)

@@ -1,0 +1,108 @@
+// A text cut into documents the way tinyllm.data.corpus cuts it (its reference): paragraphs
+// between matches of the regex \n\s*\n, each kept only if it has a character that is not
+// whitespace (par.strip() in Python), where whitespace is str.isspace's (the same set as the
+// regex's \s on str; tests/test_tokenizer_native.py checks every code point).
+//
+// The regex, scanning left to right, matches in each maximal run of whitespace from the run's
+// first "\n" to its last, when the run holds two or more: leading whitespace before the first
+// "\n" stays with the paragraph before, trailing whitespace after the last goes to the next.
+//
+// Used by Encoder batches of paragraphs (encode_paragraphs_flat): `tinyllm prepare` hands the
+// encoder whole blocks of text, and the cutting runs here without the GIL instead of a regex split
+// and a Python string per document on the reading thread.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace tinyllm {
+
+inline bool py_isspace(uint32_t c) {
+    if (c < 0x80) return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
+    if (c < 0x1680) return c == 0x85 || c == 0xA0;
+    return c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+           c == 0x205F || c == 0x3000;
+}
+
+struct Span {
+    size_t begin, end;  // code units
+};
+
+// The breaks (a whitespace run's first "\n" to its last, when it holds two or more) of the runs that
+// start in [from, to); no run may straddle `to` (to is the end, or a character that is not whitespace).
+template <class U>
+void breaks_of(const U* u, size_t from, size_t to, std::vector<Span>& out) {
+    size_t i = from;
+    while (i < to) {
+        if (u[i] != U('\n')) {
+            if constexpr (sizeof(U) == 1) {  // one byte a code point: jump to the next "\n"
+                const void* nl = std::memchr(u + i, '\n', to - i);
+                if (!nl) return;
+                i = size_t(static_cast<const U*>(nl) - u);
+            } else {
+                ++i;
+                continue;
+            }
+        }
+        // u[i] is the first "\n" of its whitespace run (any whitespace before it in the run is not "\n")
+        size_t j = i + 1, last = i;
+        for (; j < to && py_isspace(u[j]); ++j)
+            if (u[j] == U('\n')) last = j;
+        if (last > i) out.push_back({i, last + 1});
+        i = j;
+    }
+}
+
+// The paragraphs of u[0, n) between its breaks (in order), the blank ones dropped.
+template <class U>
+void paragraphs_between(const U* u, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
+    auto keep = [&](size_t a, size_t b) {
+        for (size_t i = a; i < b; ++i)
+            if (!py_isspace(u[i])) {
+                out.push_back({a, b});
+                return;
+            }
+    };
+    size_t start = 0;
+    for (const Span& br : breaks) {
+        keep(start, br.begin);
+        start = br.end;
+    }
+    keep(start, n);
+}
+
+// Storage of a str: width 0 or 1 one byte a code unit (ASCII or Latin-1), 2 uint16, 4 uint32.
+inline uint32_t unit_at(const void* data, int width, size_t i) {
+    return width == 2 ? static_cast<const uint16_t*>(data)[i]
+           : width == 4 ? static_cast<const uint32_t*>(data)[i]
+                        : static_cast<const uint8_t*>(data)[i];
+}
+
+inline void breaks(const void* data, int width, size_t from, size_t to, std::vector<Span>& out) {
+    if (width == 2)
+        breaks_of(static_cast<const uint16_t*>(data), from, to, out);
+    else if (width == 4)
+        breaks_of(static_cast<const uint32_t*>(data), from, to, out);
+    else
+        breaks_of(static_cast<const uint8_t*>(data), from, to, out);
+}
+
+inline void paragraphs_between(const void* data, size_t n, int width, const std::vector<Span>& br,
+                               std::vector<Span>& out) {
+    if (width == 2)
+        paragraphs_between(static_cast<const uint16_t*>(data), n, br, out);
+    else if (width == 4)
+        paragraphs_between(static_cast<const uint32_t*>(data), n, br, out);
+    else
+        paragraphs_between(static_cast<const uint8_t*>(data), n, br, out);
+}
+
+// The paragraphs of a whole text, on this thread.
+inline void paragraphs(const void* data, size_t n, int width, std::vector<Span>& out) {
+    std::vector<Span> br;
+    breaks(data, width, 0, n, br);
+    paragraphs_between(data, n, width, br, out);
+}
+
+}  // namespace tinyllm
