@@ -85,7 +85,7 @@ def _extensions():
     # depends: a change to a csrc/*.h header (e.g. the generated Unicode table) rebuilds too
     headers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.h"))
     ops = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops").glob("*.cpp"))
-    ops_headers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops").glob("*.h"))
+    ops_headers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops").glob("*.[hi]*"))  # .h, .inc
     return [
         Pybind11Extension("tinyllm._bpe", sources, include_dirs=["csrc"], depends=headers, cxx_std=17),
         # CPU ops of the model (csrc/ops/): optional like the tokenizer core; their references run without them

@@ -24,6 +24,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def test_a_width_the_cpu_lacks_is_refused():
+    if DS._SUPPORTED and not DS._ops.decode_step_avx512():
+        with pytest.raises(ValueError, match="panels of 16 floats"):
+            DS.NativeStep(make_model("learned", "gelu", True), 16)
+    with pytest.raises(ValueError, match="panels of 12 floats"):
+        DS.NativeStep(make_model("learned", "gelu", True), 12)
+
+
+@pytest.fixture(autouse=True, params=[8, 16], ids=["avx2", "avx512"])
+def width(request, monkeypatch):
+    """Every test on both kernel sets: panels of 8 floats (AVX2) and of 16 (AVX-512, where the CPU has it)."""
+    if request.param == 16 and not (DS._SUPPORTED and DS._ops.decode_step_avx512()):
+        pytest.skip("this CPU has no AVX-512F")
+    monkeypatch.setattr(DS, "WIDTH", request.param)
+    return request.param
+
+
 def test_the_step_is_built_where_native_code_is_required():
     if os.environ.get("TINYLLM_REQUIRE_NATIVE") == "1":
         assert DS._SUPPORTED, "TINYLLM_REQUIRE_NATIVE=1 but tinyllm._ops has no usable DecodeStep"

@@ -37,77 +37,42 @@ using namespace tinyllm_ops;
 
 namespace {
 
-inline int64_t pad8(int64_t n) { return (n + 7) / 8 * 8; }
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {  // 16 vector registers: tiles of at most 12 accumulators
+using V = __m256;
+constexpr int64_t W = 8;
+constexpr int P4 = 3, P1 = 8, P2 = 4, P3 = 3;
+inline V vzero() { return _mm256_setzero_ps(); }
+inline V vload(const float* p) { return _mm256_loadu_ps(p); }
+inline V vbcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+inline void vstore(float* p, V v) { _mm256_storeu_ps(p, v); }
+#include "decode_matmul.inc"
+}  // namespace avx2
+#pragma GCC pop_options
 
-// floats ahead in each weight panel that a tile asks the cache for: with 1-3 panels in flight the
-// hardware prefetcher alone left a 4-row step of a model whose weights are in DRAM latency-bound
-constexpr int64_t kAhead = 1024;  // 4 KB: of 128, 256, 512, 1024 and 2048 floats measured, the best at 4 and 16 rows
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {  // 32 vector registers of 16 floats (full width on AMD Zen 5: 2x AVX2's FMA rate, measured)
+using V = __m512;
+constexpr int64_t W = 16;
+constexpr int P4 = 4, P1 = 8, P2 = 6, P3 = 4;
+inline V vzero() { return _mm512_setzero_ps(); }
+inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+inline V vbcast(const float* p) { return _mm512_set1_ps(*p); }
+inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
+#include "decode_matmul.inc"
+}  // namespace avx512
+#pragma GCC pop_options
 
-// R rows x P panels (8 outputs each) of y = x @ W.T + bias: R * P accumulator vectors.
-template <int R, int P>
-TL_AVX2 inline void tile(const float* x, int64_t ldx, int64_t K, const float* w, int64_t pstride, const float* bias,
-                         float* y, int64_t ldy) {
-    // the loops over i and j unrolled, so that the accumulators live in registers (not rolled,
-    // GCC kept the array on the stack and stored it every k)
-    __m256 acc[R][P];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; ++i)
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) acc[i][j] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; ++k) {
-        __m256 wv[P];
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) {
-            wv[j] = _mm256_loadu_ps(w + j * pstride + k * 8);
-            if constexpr (R > 1) _mm_prefetch(reinterpret_cast<const char*>(w + j * pstride + k * 8 + kAhead), _MM_HINT_T0);
-        }
-#pragma GCC unroll 16
-        for (int i = 0; i < R; ++i) {
-            const __m256 xv = _mm256_broadcast_ss(x + i * ldx + k);
-#pragma GCC unroll 16
-            for (int j = 0; j < P; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
-        }
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < R; ++i)
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) {
-            const __m256 b = bias ? _mm256_loadu_ps(bias + j * 8) : _mm256_setzero_ps();
-            _mm256_storeu_ps(y + i * ldy + j * 8, _mm256_add_ps(acc[i][j], b));
-        }
-}
+using Matmul = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, const float*, float*, int64_t);
 
-// R rows against every panel, P panels at a time (then one at a time for the tail).
-template <int R, int P>
-TL_AVX2 void panels(const float* x, int64_t ldx, int64_t K, const float* wp, int64_t n8, int64_t from, int64_t to,
-                    const float* bias, float* y, int64_t ldy) {
-    const int64_t ps = K * 8;
-    int64_t p = from;
-    for (; p + P <= to; p += P) tile<R, P>(x, ldx, K, wp + p * ps, ps, bias ? bias + p * 8 : nullptr, y + p * 8, ldy);
-    for (; p < to; ++p) tile<R, 1>(x, ldx, K, wp + p * ps, ps, bias ? bias + p * 8 : nullptr, y + p * 8, ldy);
-    (void)n8;
-}
-
-// y (rows, ldy) = x (rows, ldx; K used) @ W.T + bias, W packed (n8 panels of K x 8). Groups of
-// 4 rows take 3 panels at a time, and every group runs over the same 3 panels before the next
-// ones (they stay in L1); the 1-3 rows left take more panels at a time (more independent sums).
-TL_AVX2 void matmul(const float* x, int64_t rows, int64_t ldx, int64_t K, const float* wp, int64_t n8,
-                    const float* bias, float* y, int64_t ldy) {
-    const int64_t full = rows / 4 * 4;
-    constexpr int P4 = 3;
-    for (int64_t p = 0; p < n8; p += P4) {
-        const int64_t to = std::min(n8, p + P4);
-        for (int64_t r = 0; r < full; r += 4) panels<4, P4>(x + r * ldx, ldx, K, wp, n8, p, to, bias, y + r * ldy, ldy);
-    }
-    const float* xr = x + full * ldx;
-    float* yr = y + full * ldy;
-    switch (rows - full) {
-        case 1: panels<1, 8>(xr, ldx, K, wp, n8, 0, n8, bias, yr, ldy); break;
-        case 2: panels<2, 4>(xr, ldx, K, wp, n8, 0, n8, bias, yr, ldy); break;
-        case 3: panels<3, 3>(xr, ldx, K, wp, n8, 0, n8, bias, yr, ldy); break;
-        default: break;
-    }
-}
+bool supported() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool avx512_supported() { return supported() && __builtin_cpu_supports("avx512f"); }
 
 // nn.LayerNorm over C (biased variance, two passes), w and b optional.
 void layer_norm(const float* x, int64_t C, const float* w, const float* b, float eps, float* y) {
@@ -184,13 +149,19 @@ const T* at(uintptr_t p) {
 
 class DecodeStep {
   public:
-    // layers: 14 addresses per block, in Layer's order; tables: token embedding (V, C), position
+    // width: floats a weight panel holds (8: the AVX2 kernels, 16: AVX-512). layers: 14 addresses
+    // per block, in Layer's order; tables: token embedding (V, C), position
     // table (context, C) or 0, rotary cos and sin (context, D/2) or 0, final LayerNorm w, b, the
     // packed LM head and its bias (or 0).
-    DecodeStep(int64_t C, int64_t H, int64_t F, int64_t V, int64_t context, int activation, double eps,
+    DecodeStep(int64_t width, int64_t C, int64_t H, int64_t F, int64_t V, int64_t context, int activation, double eps,
                const std::vector<uintptr_t>& layers, uintptr_t tok_emb, uintptr_t pos_table, uintptr_t rope_cos,
                uintptr_t rope_sin, uintptr_t lnf_w, uintptr_t lnf_b, uintptr_t head_w, uintptr_t head_b)
-        : C_(C), H_(H), D_(C / H), F_(F), V_(V), context_(context), act_(activation), eps_(float(eps)) {
+        : width_(width), C_(C), H_(H), D_(C / H), F_(F), V_(V), context_(context), act_(activation), eps_(float(eps)) {
+        if (width != 8 && !(width == 16 && avx512_supported()))
+            throw std::invalid_argument("DecodeStep: panels of " + std::to_string(width) +
+                                        " floats (8: AVX2; 16: AVX-512, which this CPU " +
+                                        (avx512_supported() ? "has" : "lacks") + ")");
+        mm_ = width == 16 ? avx512::matmul : avx2::matmul;
         if (C <= 0 || H <= 0 || C % H || F <= 0 || V <= 0 || context <= 0 || activation < 0 || activation > 3 ||
             layers.empty() || layers.size() % 14)
             throw std::invalid_argument("DecodeStep: inconsistent shape or " + std::to_string(layers.size()) +
@@ -244,7 +215,7 @@ class DecodeStep {
   private:
     TL_AVX2 void run(int64_t B, const int64_t* tokens, const int64_t* lengths, const uintptr_t* kc,
                      const uintptr_t* vc, int64_t L, float* logits, int64_t head_from) const {
-        const int64_t C = C_, D = D_, H = H_, F = F_, ldc = pad8(C), ld3 = pad8(3 * C), ldf = pad8(F);
+        const int64_t C = C_, D = D_, H = H_, F = F_, ldc = pad(C), ld3 = pad(3 * C), ldf = pad(F), W = width_;
         std::vector<float> x(B * ldc, 0.f), h(B * ldc, 0.f), qkv(B * ld3), att(B * C), o(B * ldc);
         std::vector<float> u(B * ldf), g(act_ == kSwiglu ? B * ldf : 0), p;
         for (int64_t b = 0; b < B; ++b) {  // embeddings
@@ -256,33 +227,33 @@ class DecodeStep {
         for (size_t l = 0; l < layers_.size(); ++l) {
             const Layer& w = layers_[l];
             for (int64_t b = 0; b < B; ++b) layer_norm(&x[b * ldc], C, w.ln1_w, w.ln1_b, eps_, &h[b * ldc]);
-            matmul(h.data(), B, ldc, C, w.qkv_w, ld3 / 8, w.qkv_b, qkv.data(), ld3);
+            mm_(h.data(), B, ldc, C, w.qkv_w, ld3 / W, w.qkv_b, qkv.data(), ld3);
             if (cos_) rotate(qkv.data(), B, ld3, lengths);
             const Rows q{qkv.data(), ld3, D}, k{qkv.data() + C, ld3, D}, v{qkv.data() + 2 * C, ld3, D};
             for (int64_t b = 0; b < B; ++b)
                 attend_row(q, k, v, b, reinterpret_cast<float*>(kc[b * layers_.size() + l]),
                            reinterpret_cast<float*>(vc[b * layers_.size() + l]), lengths[b], H, L, D, scale,
                            att.data(), p);
-            matmul(att.data(), B, C, C, w.proj_w, ldc / 8, w.proj_b, o.data(), ldc);
+            mm_(att.data(), B, C, C, w.proj_w, ldc / W, w.proj_b, o.data(), ldc);
             for (int64_t b = 0; b < B; ++b)
                 for (int64_t c = 0; c < C; ++c) x[b * ldc + c] += o[b * ldc + c];
             for (int64_t b = 0; b < B; ++b) layer_norm(&x[b * ldc], C, w.ln2_w, w.ln2_b, eps_, &h[b * ldc]);
-            matmul(h.data(), B, ldc, C, w.fc_w, ldf / 8, w.fc_b, u.data(), ldf);
-            if (act_ == kSwiglu) matmul(h.data(), B, ldc, C, w.gate_w, ldf / 8, w.gate_b, g.data(), ldf);
+            mm_(h.data(), B, ldc, C, w.fc_w, ldf / W, w.fc_b, u.data(), ldf);
+            if (act_ == kSwiglu) mm_(h.data(), B, ldc, C, w.gate_w, ldf / W, w.gate_b, g.data(), ldf);
             activate(act_, u.data(), g.data(), B * ldf);
-            matmul(u.data(), B, ldf, F, w.out_w, ldc / 8, w.out_b, o.data(), ldc);
+            mm_(u.data(), B, ldf, F, w.out_w, ldc / W, w.out_b, o.data(), ldc);
             for (int64_t b = 0; b < B; ++b)
                 for (int64_t c = 0; c < C; ++c) x[b * ldc + c] += o[b * ldc + c];
         }
         const int64_t R = B - head_from;  // rows that want logits
         const float* hr = &h[head_from * ldc];
         for (int64_t b = head_from; b < B; ++b) layer_norm(&x[b * ldc], C, lnf_w_, lnf_b_, eps_, &h[b * ldc]);
-        const int64_t ldv = pad8(V_);
+        const int64_t ldv = pad(V_);
         if (ldv == V_) {
-            matmul(hr, R, ldc, C, head_w_, ldv / 8, head_b_, logits, V_);
+            mm_(hr, R, ldc, C, head_w_, ldv / W, head_b_, logits, V_);
         } else {  // the last panel's padding would spill into the next row: go through a padded buffer
             std::vector<float> out(R * ldv);
-            matmul(hr, R, ldc, C, head_w_, ldv / 8, head_b_, out.data(), ldv);
+            mm_(hr, R, ldc, C, head_w_, ldv / W, head_b_, out.data(), ldv);
             for (int64_t b = 0; b < R; ++b) std::copy(&out[b * ldv], &out[b * ldv] + V_, logits + b * V_);
         }
     }
@@ -306,23 +277,26 @@ class DecodeStep {
         }
     }
 
-    int64_t C_, H_, D_, F_, V_, context_;
+    int64_t pad(int64_t n) const { return (n + width_ - 1) / width_ * width_; }
+
+    int64_t width_, C_, H_, D_, F_, V_, context_;
+    Matmul mm_;
     int act_;
     float eps_;
     std::vector<Layer> layers_;
     const float *tok_emb_, *pos_, *cos_, *sin_, *lnf_w_, *lnf_b_, *head_w_, *head_b_;
 };
 
-bool supported() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 }  // namespace
 
 void bind_decode_step(py::module_& m) {
     m.def("decode_step_supported", &supported, "whether this CPU has the AVX2 and FMA the native step needs");
+    m.def("decode_step_avx512", &avx512_supported, "whether this CPU also has AVX-512F (panels of 16 floats)");
     py::class_<DecodeStep>(m, "DecodeStep")
-        .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int, double, const std::vector<uintptr_t>&,
+        .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, double, const std::vector<uintptr_t>&,
                       uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t>(),
-             py::arg("C"), py::arg("H"), py::arg("F"), py::arg("V"), py::arg("context"), py::arg("activation"),
+             py::arg("width"), py::arg("C"), py::arg("H"), py::arg("F"), py::arg("V"), py::arg("context"), py::arg("activation"),
              py::arg("eps"), py::arg("layers"), py::arg("tok_emb"), py::arg("pos_table"), py::arg("rope_cos"),
              py::arg("rope_sin"), py::arg("lnf_w"), py::arg("lnf_b"), py::arg("head_w"), py::arg("head_b"))
         .def("step", &DecodeStep::step, py::arg("tokens"), py::arg("lengths"), py::arg("k_caches"),

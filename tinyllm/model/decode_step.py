@@ -25,6 +25,7 @@ counter or address); replacing a Parameter object needs pack_for_inference() aga
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -34,22 +35,27 @@ from .decode_attention import _ops, native_pointers
 ACTIVATION_CODES = {"gelu": 0, "relu": 1, "silu": 2, "swiglu": 3}  # csrc/ops/decode_step.cpp Activation
 _steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its NativeStep
 _SUPPORTED = bool(_ops is not None and hasattr(_ops, "DecodeStep") and _ops.decode_step_supported())
+# floats a weight panel holds: 16 where the CPU has AVX-512 (its kernels: twice AVX2's FMA rate on
+# AMD Zen 5), else 8 (AVX2); TINYLLM_DECODE_ISA=avx2 picks the AVX2 kernels anyway. A row's bits depend
+# on which (they never depend on the batch).
+WIDTH = 16 if _SUPPORTED and _ops.decode_step_avx512() and os.environ.get("TINYLLM_DECODE_ISA") != "avx2" else 8
 
 
-def panels(w: torch.Tensor) -> torch.Tensor:
-    """(N, K) weight -> (ceil(N/8), K, 8) contiguous float32: 8 outputs of one k side by side, zero-padded."""
+def panels(w: torch.Tensor, width: int) -> torch.Tensor:
+    """(N, K) weight -> (ceil(N/width), K, width) contiguous float32: `width` outputs of one k side by
+    side, zero-padded."""
     n, k = w.shape
-    n8 = -(-n // 8)
-    padded = torch.zeros(n8 * 8, k, dtype=torch.float32)
+    p = -(-n // width)
+    padded = torch.zeros(p * width, k, dtype=torch.float32)
     padded[:n] = w.detach()
-    return padded.view(n8, 8, k).transpose(1, 2).contiguous()
+    return padded.view(p, width, k).transpose(1, 2).contiguous()
 
 
-def padded_bias(b: torch.Tensor | None) -> torch.Tensor | None:
+def padded_bias(b: torch.Tensor | None, width: int) -> torch.Tensor | None:
     if b is None:
         return None
     n = b.shape[0]
-    out = torch.zeros(-(-n // 8) * 8, dtype=torch.float32)
+    out = torch.zeros(-(-n // width) * width, dtype=torch.float32)
     out[:n] = b.detach()
     return out
 
@@ -57,8 +63,9 @@ def padded_bias(b: torch.Tensor | None) -> torch.Tensor | None:
 class NativeStep:
     """A model's weights packed for the C++ step, and the call. Built by native_step()."""
 
-    def __init__(self, model):
+    def __init__(self, model, width: int):
         cfg = model.config
+        self.width = width
         self.params = list(model.parameters())
         self.key = self._key()
         keep: list[torch.Tensor] = []  # every tensor whose address the C++ object holds
@@ -76,12 +83,13 @@ class NativeStep:
             gate = getattr(ffn, "gate", None)
             for t in (
                 block.ln1.weight, block.ln1.bias,
-                panels(block.attn.qkv.weight), padded_bias(block.attn.qkv.bias),
-                panels(block.attn.proj.weight), padded_bias(block.attn.proj.bias),
+                panels(block.attn.qkv.weight, width), padded_bias(block.attn.qkv.bias, width),
+                panels(block.attn.proj.weight, width), padded_bias(block.attn.proj.bias, width),
                 block.ln2.weight, block.ln2.bias,
-                panels(gate.weight) if gate is not None else None, padded_bias(gate.bias) if gate is not None else None,
-                panels(ffn.fc.weight), padded_bias(ffn.fc.bias),
-                panels(ffn.proj.weight), padded_bias(ffn.proj.bias),
+                panels(gate.weight, width) if gate is not None else None,
+                padded_bias(gate.bias, width) if gate is not None else None,
+                panels(ffn.fc.weight, width), padded_bias(ffn.fc.bias, width),
+                panels(ffn.proj.weight, width), padded_bias(ffn.proj.bias, width),
             ):  # fmt: skip
                 layers.append(addr(t))
         pos = None
@@ -92,12 +100,12 @@ class NativeStep:
         rot = model.rotary
         hidden = model.blocks[0].ffn.fc.out_features
         self.native = _ops.DecodeStep(
-            cfg.d_model, cfg.n_heads, hidden, cfg.vocab_size, cfg.context_length,
+            width, cfg.d_model, cfg.n_heads, hidden, cfg.vocab_size, cfg.context_length,
             ACTIVATION_CODES[cfg.activation], model.ln_f.eps, layers,
             addr(model.tok_emb.weight), addr(pos),
             addr(rot.cos if rot is not None else None), addr(rot.sin if rot is not None else None),
             addr(model.ln_f.weight), addr(model.ln_f.bias),
-            addr(panels(model.lm_head.weight)), addr(padded_bias(model.lm_head.bias)),
+            addr(panels(model.lm_head.weight, width)), addr(padded_bias(model.lm_head.bias, width)),
         )  # fmt: skip
         self.keep = keep
         self.n_layers = cfg.n_layers
@@ -170,9 +178,9 @@ def native_step(model) -> NativeStep | None:
     """The model's NativeStep (made once, made again after its weights change), or None where it
     cannot run."""
     step = _steps.get(model)
-    if step is not None and step.fresh() and model.packed_inference and not model.training:
+    if step is not None and step.fresh() and step.width == WIDTH and model.packed_inference and not model.training:
         return step
     if not can_run(model):
         return None
-    step = _steps[model] = NativeStep(model)
+    step = _steps[model] = NativeStep(model, WIDTH)
     return step
