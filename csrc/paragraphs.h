@@ -79,23 +79,24 @@ inline uint32_t unit_at(const void* data, int width, size_t i) {
                         : static_cast<const uint8_t*>(data)[i];
 }
 
-inline void breaks(const void* data, int width, size_t from, size_t to, std::vector<Span>& out) {
+// f(units) with the str's storage as the type its width says.
+template <class F>
+void by_width(const void* data, int width, F&& f) {
     if (width == 2)
-        breaks_of(static_cast<const uint16_t*>(data), from, to, out);
+        f(static_cast<const uint16_t*>(data));
     else if (width == 4)
-        breaks_of(static_cast<const uint32_t*>(data), from, to, out);
+        f(static_cast<const uint32_t*>(data));
     else
-        breaks_of(static_cast<const uint8_t*>(data), from, to, out);
+        f(static_cast<const uint8_t*>(data));
+}
+
+inline void breaks(const void* data, int width, size_t from, size_t to, std::vector<Span>& out) {
+    by_width(data, width, [&](auto u) { breaks_of(u, from, to, out); });
 }
 
 inline void paragraphs_between(const void* data, size_t n, int width, const std::vector<Span>& br,
                                std::vector<Span>& out) {
-    if (width == 2)
-        paragraphs_between(static_cast<const uint16_t*>(data), n, br, out);
-    else if (width == 4)
-        paragraphs_between(static_cast<const uint32_t*>(data), n, br, out);
-    else
-        paragraphs_between(static_cast<const uint8_t*>(data), n, br, out);
+    by_width(data, width, [&](auto u) { paragraphs_between(u, n, br, out); });
 }
 
 // The paragraphs of a whole text, on this thread.

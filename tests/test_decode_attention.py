@@ -49,14 +49,7 @@ def make_rows(rng: random.Random, B: int, H: int, D: int, L: int, slot_views: bo
 
 
 def clone_caches(caches, dtype=None):
-    out = []
-    for c in caches:
-        d = KVCache.__new__(KVCache)
-        d.k = [t.clone().to(dtype or t.dtype) for t in c.k]
-        d.v = [t.clone().to(dtype or t.dtype) for t in c.v]
-        d.max_len, d.length = c.max_len, c.length
-        out.append(d)
-    return out
+    return [c.clone(dtype) for c in caches]
 
 
 SHAPES = [(1, 1, 1, 1), (3, 2, 7, 5), (4, 3, 8, 9), (5, 6, 32, 40), (8, 2, 33, 17), (13, 4, 64, 3)]  # (B, H, D, L)

@@ -76,14 +76,7 @@ def caches_at(model: TinyLLM, lengths: list[int], seed: int) -> list[KVCache]:
 
 
 def cloned(caches: list[KVCache], dtype=None) -> list[KVCache]:
-    out = []
-    for c in caches:
-        d = KVCache.__new__(KVCache)
-        d.k = [t.clone().to(dtype or t.dtype) for t in c.k]
-        d.v = [t.clone().to(dtype or t.dtype) for t in c.v]
-        d.max_len, d.length = c.max_len, c.length
-        out.append(d)
-    return out
+    return [c.clone(dtype) for c in caches]
 
 
 def torch_path(model: TinyLLM, tokens, caches, dtype=torch.float32) -> torch.Tensor:
@@ -96,16 +89,16 @@ def torch_path(model: TinyLLM, tokens, caches, dtype=torch.float32) -> torch.Ten
         return ref.forward_rows(tokens, caches)
 
 
-def spy(monkeypatch) -> list[int]:
-    """Counts calls into the C++ step."""
+def spy(monkeypatch, method: str = "__call__") -> list[int]:
+    """The token counts of the calls into the C++ step (`__call__`: decode, `prefill`)."""
     calls: list[int] = []
-    real = DS.NativeStep.__call__
+    real = getattr(DS.NativeStep, method)
 
     def counted(self, tokens, caches):
         calls.append(len(tokens))
         return real(self, tokens, caches)
 
-    monkeypatch.setattr(DS.NativeStep, "__call__", counted)
+    monkeypatch.setattr(DS.NativeStep, method, counted)
     return calls
 
 
@@ -255,7 +248,7 @@ def torch_prefill(model: TinyLLM, tokens, cache, dtype=torch.float32) -> torch.T
 def test_prefill_matches_forward(pos, act, bias, monkeypatch):
     """A prompt as rows of one C++ step sharing a cache: the last logits and every stored key and value
     as forward() gives them, for prompts of 1 token to the whole context, into empty and used caches."""
-    calls = spy_prefill(monkeypatch)
+    calls = spy(monkeypatch, "prefill")
     rng = random.Random(hash((pos, act, bias, "prefill")) & 0xFFFF)
     model = make_model(pos, act, bias, seed=rng.randrange(1000))
     ctx, V = model.config.context_length, model.config.vocab_size
@@ -273,18 +266,6 @@ def test_prefill_matches_forward(pos, act, bias, monkeypatch):
             bound = error_bound(torch.float32, (w.double() - w64).abs().max().item(), w64.abs().max().item(), False)
             assert (got.double() - w64).abs().max().item() <= bound, f"{pos}/{act}, prompt {P} after {start}"
     assert calls == [1, 9, ctx, 1, ctx - 7]
-
-
-def spy_prefill(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    real = DS.NativeStep.prefill
-
-    def counted(self, tokens, cache):
-        calls.append(len(tokens))
-        return real(self, tokens, cache)
-
-    monkeypatch.setattr(DS.NativeStep, "prefill", counted)
-    return calls
 
 
 def test_a_prompt_past_the_context_is_refused_before_anything_is_written():

@@ -70,6 +70,14 @@ class KVCache:
         self.max_len = max_len
         self.length = 0  # tokens already stored (advanced by the model after all layers ran)
 
+    def clone(self, dtype: torch.dtype | None = None) -> KVCache:
+        """A copy of the keys and values (in `dtype`) at the same length, sharing nothing."""
+        c = KVCache.__new__(KVCache)
+        c.k = [t.clone().to(dtype or t.dtype) for t in self.k]
+        c.v = [t.clone().to(dtype or t.dtype) for t in self.v]
+        c.max_len, c.length = self.max_len, self.length
+        return c
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, T, D) at positions length..length+T; return all keys/values so far."""
         start, end = self.length, self.length + k.shape[2]
