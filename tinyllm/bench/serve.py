@@ -229,6 +229,37 @@ def single_stream_in_process(model, cfg, tokens: int, repeats: int, threads: int
     return got
 
 
+def engine_in_process(model, tok, streams: int, rounds: int, tokens: int) -> tuple[int, float]:
+    """The serve engine's scheduler alone, no HTTP: `streams` greedy requests of the benchmark prompt
+    at a time, `rounds` times, in this process -> (tokens generated, tokens/s; a first round warms it up). What
+    `tinyllm serve` could make if answering over HTTP cost nothing."""
+    import threading
+
+    from ..serve.engine import Engine, Job
+    from ..serve.text import TextStream
+
+    engine = Engine(model, tok, max_batch=max(STREAMS), max_queue=4 * max(STREAMS))
+    engine.start()
+    done, made = threading.Semaphore(0), [0]
+
+    def emit(ev):
+        if ev[0] == "done":
+            made[0] += ev[2]
+            done.release()
+
+    prompt = tok.encode(PROMPT)
+    try:
+        for k in range(rounds + 1):
+            if k == 1:  # the first round warmed it up
+                made[0], t0 = 0, time.perf_counter()
+            engine.submit([Job(list(prompt), tokens, TextStream(tok), emit, temperature=0.0) for _ in range(streams)])
+            for _ in range(streams):
+                done.acquire()
+        return made[0], made[0] / (time.perf_counter() - t0)
+    finally:
+        engine.stop()
+
+
 def bench_serve(preset: str, tokens: int, rounds: int, threads: int, streams=STREAMS) -> list[dict]:
     from .provenance import git_commit, machine
 
@@ -242,7 +273,7 @@ def bench_serve(preset: str, tokens: int, rounds: int, threads: int, streams=STR
     rows = []
     with tempfile.TemporaryDirectory() as d:
         ckpt = Path(d) / "bench.pt"
-        model, _, cfg = make_checkpoint(preset, ckpt)
+        model, tok, cfg = make_checkpoint(preset, ckpt)
         tokens = min(tokens, cfg.context_length - 20)
         for server, max_batch in (("tinyllm serve, batching", 64), ("tinyllm serve, batching off", 1)):
             proc, url = start_server(ckpt, max_batch, threads)
@@ -255,6 +286,15 @@ def bench_serve(preset: str, tokens: int, rounds: int, threads: int, streams=STR
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
+        import torch
+
+        torch.set_num_threads(threads)
+        for s in streams:  # the scheduler without HTTP: the bound the HTTP path leaves room for
+            n, tps = engine_in_process(model, tok, s, rounds, tokens)
+            rows.append({**stamp, "server": "serve engine in process (no HTTP)", "streams": s, "requests": s * rounds,
+                         "tokens": n, "tokens_per_s": tps, "load": round(os.getloadavg()[0], 2),
+                         "notes": "greedy, the scheduler thread alone"})  # fmt: skip
+            print(format_row(rows[-1]), file=sys.stderr, flush=True)
         llama = llama_cpp_decoder(ckpt, cfg, threads)
         if llama is None:
             print("llama.cpp: not measured (`import llama_cpp` fails here)", file=sys.stderr)
@@ -287,9 +327,14 @@ def report(rows: list[dict]) -> str:
     for preset in dict.fromkeys(r["preset"] for r in rows):
         by = {(r["server"], r["streams"]): r["tokens_per_s"] for r in rows if r["preset"] == preset}
         one, sixteen = by.get(("tinyllm serve, batching", 1)), by.get(("tinyllm serve, batching", 16))
+        engine16 = by.get(("serve engine in process (no HTTP)", 16))
         ours, hf = by.get(("generate_ids in process", 1)), by.get(("transformers generate (GPT-2 same size)", 1))
         if one and sixteen:
             lines.append(f"{preset}: 16 streams / 1 stream = {sixteen / one:.2f}x (target >= 6x)")
+        if one and engine16:
+            lines.append(
+                f"{preset}: the engine alone at 16 streams (no HTTP) / 1 stream over HTTP = {engine16 / one:.2f}x"
+            )
         if ours and hf:
             lines.append(f"{preset}: single-stream decode, ours / transformers = {ours / hf:.2f}x (target >= 2x)")
         cpp = by.get(("llama.cpp on the GGUF export (llama-cpp-python)", 1))
