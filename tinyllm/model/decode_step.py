@@ -12,15 +12,16 @@ output is one chain of fused multiply-adds in k order whatever tile it falls in,
 never depend on the batch (no padding rows needed).
 
 It runs when: the model is packed for inference (TinyLLM.pack_for_inference: weights final), in
-eval mode (forward_rows runs without autograd), every parameter float32 on the CPU, the attention backend is not
-'reference' (that one stays the spec), the C++ ops are built and the CPU has AVX2 and FMA, and every
-cache is a float32 CPU batch-1 cache (model/decode_attention.py's native_pointers). One thread,
-whatever torch.get_num_threads() says: on the 2-core machine this was written on, a second torch
-thread made these small models slower, not faster.
+eval mode (forward_rows runs without autograd), every parameter float32 on the CPU, the attention
+backend is not 'reference' (that one stays the spec), the C++ ops are built and the CPU has AVX2 and
+FMA, and every cache is a float32 CPU batch-1 cache (model/decode_attention.py's native_pointers).
+One thread, whatever torch.get_num_threads() says: on the 2-core machine this was written on, a
+second torch thread made these small models slower, not faster.
 
-The packed panels (each weight as (ceil(N/8), K, 8), outputs padded to a multiple of 8) are made once
-and kept on the model; they are made again when a parameter changes in place or moves (its version
-counter or address); replacing a Parameter object needs pack_for_inference() again.
+The packed panels (each weight as (ceil(N/W), K, W), outputs padded to a multiple of W = WIDTH) are
+made once per model (held beside it, not in it: a deepcopy or state_dict never sees them); they are
+made again when a parameter changes in place or moves (its version counter or address); replacing a
+Parameter object needs pack_for_inference() again.
 """
 
 from __future__ import annotations
