@@ -185,15 +185,7 @@ class PyEncoder {
     py::tuple encode_batch_flat(py::sequence texts, unsigned allowed, int num_threads) const {
         std::vector<py::object> keep;
         const Encoder::Batch batch = run_batch(texts, allowed, num_threads, keep);
-        py::array_t<uint32_t> ids(py::ssize_t(batch.total()));
-        py::array_t<int64_t> offsets(py::ssize_t(keep.size() + 1));
-        uint32_t* ip = ids.mutable_data();
-        int64_t* op = offsets.mutable_data();
-        {
-            py::gil_scoped_release release;
-            Encoder::flatten(batch, ip, op, num_threads);
-        }
-        return py::make_tuple(ids, offsets);
+        return flat_arrays(batch, keep.size(), num_threads);
     }
 
     // The documents of whole texts: each text cut into paragraphs (paragraphs.h), each paragraph
@@ -202,9 +194,7 @@ class PyEncoder {
     // same ids as encode_batch_flat on the documents tinyllm.data.corpus makes of the texts, with no
     // Python string per document.
     py::tuple encode_paragraphs_flat(py::sequence texts, unsigned allowed, int num_threads) const {
-        for (py::handle t : texts)  // bytes would be cut as one byte a character: only str
-            if (!PyUnicode_Check(t.ptr()))
-                throw py::type_error(std::string("encode_paragraphs_flat takes str, got ") + Py_TYPE(t.ptr())->tp_name);
+        for (py::handle t : texts) require_str(t, "encode_paragraphs_flat");
         std::vector<py::object> keep;
         const std::vector<Encoder::BatchText> refs = batch_texts(texts, keep);
         std::vector<Encoder::BatchText> docs;
@@ -215,22 +205,14 @@ class PyEncoder {
             Encoder::paragraph_texts(refs, num_threads, docs, counts, chars);
             batch = enc_.encode_batch(docs, allowed, num_threads);
         }
-        py::array_t<uint32_t> ids(py::ssize_t(batch.total()));
-        py::array_t<int64_t> offsets(py::ssize_t(docs.size() + 1));
-        py::array_t<int64_t> per_text(py::ssize_t(counts.size())), chars_per_text(py::ssize_t(chars.size()));
-        std::copy(counts.begin(), counts.end(), per_text.mutable_data());
-        std::copy(chars.begin(), chars.end(), chars_per_text.mutable_data());
-        uint32_t* ip = ids.mutable_data();
-        int64_t* op = offsets.mutable_data();
-        {
-            py::gil_scoped_release release;
-            Encoder::flatten(batch, ip, op, num_threads);
-        }
-        return py::make_tuple(ids, offsets, per_text, chars_per_text);
+        const py::tuple flat = flat_arrays(batch, docs.size(), num_threads);
+        return py::make_tuple(flat[0], flat[1], py::array_t<int64_t>(py::ssize_t(counts.size()), counts.data()),
+                              py::array_t<int64_t>(py::ssize_t(chars.size()), chars.data()));
     }
 
     // The paragraphs of one text as (start, end) code-point offsets (paragraphs.h): for tests.
     std::vector<std::pair<size_t, size_t>> paragraph_spans(py::handle text) const {
+        require_str(text, "paragraph_spans");
         const Encoder::BatchText t = batch_text(text.ptr());
         std::vector<Span> spans;
         paragraphs(t.data, t.size, t.width, spans);
@@ -303,6 +285,25 @@ class PyEncoder {
         bool finished_ = false;
         std::exception_ptr error_;
     };
+
+    // (ids, offsets of its n texts) numpy arrays of a batch, copied out on num_threads threads.
+    static py::tuple flat_arrays(const Encoder::Batch& batch, size_t n, int num_threads) {
+        py::array_t<uint32_t> ids(py::ssize_t(batch.total()));
+        py::array_t<int64_t> offsets(py::ssize_t(n + 1));
+        uint32_t* ip = ids.mutable_data();
+        int64_t* op = offsets.mutable_data();
+        {
+            py::gil_scoped_release release;
+            Encoder::flatten(batch, ip, op, num_threads);
+        }
+        return py::make_tuple(ids, offsets);
+    }
+
+    // Paragraphs are cut by code point: bytes would be cut as one byte a character.
+    static void require_str(py::handle t, const char* fn) {
+        if (!PyUnicode_Check(t.ptr()))
+            throw py::type_error(std::string(fn) + " takes str, got " + Py_TYPE(t.ptr())->tp_name);
+    }
 
     std::vector<Encoder::BatchText> batch_texts(py::sequence texts, std::vector<py::object>& keep) const {
         const size_t n = texts.size();

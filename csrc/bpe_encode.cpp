@@ -212,7 +212,8 @@ void Encoder::run_batch(Batch& batch, const std::vector<BatchText>& texts, unsig
                 const BatchText& t = texts[i];
                 const uint8_t* s = static_cast<const uint8_t*>(t.data);
                 size_t n = t.size;
-                if (t.width || t.nl2) {  // a str that is not ASCII: its UTF-8, made here without the GIL
+                // a str that is not ASCII, or a paragraph that needs its "\n\n": UTF-8 made here, without the GIL
+                if (t.width || t.nl2) {
                     if (t.width)
                         utf8_of_units(t.data, t.size, t.width, utf8);
                     else

@@ -18,6 +18,7 @@
 
 namespace tinyllm {
 
+// Not pretokenize.h's space class: that is the `regex` module's \s, which lacks U+001C-U+001F.
 inline bool py_isspace(uint32_t c) {
     if (c < 0x80) return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
     if (c < 0x1680) return c == 0x85 || c == 0xA0;

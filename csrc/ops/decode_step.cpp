@@ -14,9 +14,10 @@
 // other ops are per row. So a row's logits never depend on which rows share the step, with no
 // padding (tests/test_decode_step.py checks it bit for bit).
 //
-// Weights come packed in panels of 8 outputs: W (N, K) -> Wp (ceil(N/8), K, 8), zero-padded, so a
-// tile reads 8 consecutive outputs of one k as one vector. Activations are (B, ld) row-major with
-// ld a multiple of 8; columns past the true width are zero and never read as inputs.
+// Weights come packed in panels of W outputs (8 for the AVX2 kernels, 16 for AVX-512): W (N, K) ->
+// Wp (ceil(N/W), K, W), zero-padded, so a tile reads W consecutive outputs of one k as one vector.
+// Activations are (B, ld) row-major with ld a multiple of W; columns past the true width are zero
+// and never read as inputs.
 #include <immintrin.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -187,13 +187,14 @@ class TinyLLM(nn.Module):
         return self(torch.tensor([tokens], device=device), cache=cache)[0][:, -1, :]
 
     def pack_for_inference(self) -> TinyLLM:
-        """From now on run forward_rows (the decode step of `generate_ids` and `tinyllm serve`) as one
-        C++ call over weights packed once (model/decode_step.py: 2-6x faster than the torch step
-        here), and where that cannot run, its linears through oneDNN with each weight packed once
-        (model/packed_linear.py); both give the same bits for any row count. For a model whose weights no longer change (serve,
-        generate, chat call it): packed copies follow a weight replaced or changed in place through
-        an op that moves its version counter, but fused optimizers (AdamW(fused=True), which the trainer
-        uses) update weights without moving it, so never train a packed model."""
+        """From now on run forward_rows and prefill (`generate_ids`, `tinyllm serve`) as one C++ call
+        over weights packed once (model/decode_step.py: 1.2-7x the torch step's speed here,
+        benchmarks/bench_decode_step.py), and where that cannot run, the linears through oneDNN with
+        each weight packed once (model/packed_linear.py); both give the same bits for any row count.
+        For a model whose weights no longer change (serve, generate, chat call it): packed copies
+        follow a weight replaced or changed in place through an op that moves its version counter,
+        but fused optimizers (AdamW(fused=True), which the trainer uses) update weights without
+        moving it, so never train a packed model."""
         self.packed_inference = True
         return self
 

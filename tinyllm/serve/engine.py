@@ -10,9 +10,8 @@ Each loop iteration is one step:
    <EOS>, a stop string or max_tokens.
 Why batching never changes an answer: prefill runs alone; a row's logits from forward_rows do not
 depend on the others (the C++ step sums in a fixed order, the torch path pads rows: model/gpt.py);
-sampling is per row with per-request
-generators. The slow, obvious reference is generate.generate_ids on each request alone
-(tests/test_serve_engine.py compares them token for token).
+sampling is per row with per-request generators. The slow, obvious reference is
+generate.generate_ids on each request alone (tests/test_serve_engine.py compares them token for token).
 
 Requests reach the thread through `submit` (a bounded queue: QueueFull beyond max_queue); results
 leave through each Job's `emit` callback, called on this thread (the app makes it thread-safe).
@@ -174,9 +173,8 @@ class Engine:
             self.running.append(job)
         seed = job.seed if job.seed is not None else secrets.randbits(63)
         job.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self._take(
-            job, self.model.prefill(job.prompt_ids, job.cache)
-        )  # (1, V): the prompt alone, as generate_ids runs it
+        logits = self.model.prefill(job.prompt_ids, job.cache)  # (1, V): the prompt alone, as generate_ids runs it
+        self._take(job, logits)
 
     def _take(self, job: Job, logits: torch.Tensor, nxt: int | None = None) -> None:
         """Sample job's next token from its logits (1, V) (unless the step picked it: nxt) and pass it
