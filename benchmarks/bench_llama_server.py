@@ -14,13 +14,13 @@ then:
 
     OMP_NUM_THREADS=1 python benchmarks/bench_llama_server.py --server .../build/bin/llama-server --preset demo tiny
 
-For each preset (random weights, as `tinyllm bench serve` makes them): llama-server with `-np N` slots
-(N = 1, 4, 16; `-c` = N x context, `-t 1 -tb 1`) serving N concurrent streams, then `tinyllm serve
---max_batch 64 --threads 1` serving 1, 4 and 16; each stream sends --rounds requests (12 at one
-stream) of 64 greedy tokens after the benchmark prompt (llama-server with `ignore_eos`; ours never
-stops early on these weights), tokens counted from each response's `usage`. The client is httpx
-without keep-alive for both: llama-server closed reused keep-alive connections under load (httpx:
-"Server disconnected without sending a response"). Prints one line per setting; nothing is written.
+For each preset (random weights, as `tinyllm bench serve` makes them): llama-server with `-np N`
+slots (N = 1, 4, 16; `-c` = N x context, `-t 1 -tb 1`) serving N concurrent streams, then `tinyllm
+serve --max_batch 64 --threads 1` serving 1, 4 and 16; each stream sends --rounds requests (12 at
+one stream) of 64 greedy tokens after the benchmark prompt (both with `ignore_eos`), tokens counted
+from each response's `usage`. The client is httpx without keep-alive for both: llama-server closed
+reused keep-alive connections under load (httpx: "Server disconnected without sending a response").
+Prints one line per setting; nothing is written.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
                 url = f"http://127.0.0.1:{args.port}"
                 try:
                     S.wait_healthy(url, proc)
-                    row = asyncio.run(S.drive(url, n, rounds(n), args.tokens, {"ignore_eos": True}, keepalive=False))
+                    row = asyncio.run(S.drive(url, n, rounds(n), args.tokens, keepalive=False))
                 finally:
                     proc.terminate()
                     proc.wait()

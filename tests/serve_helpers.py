@@ -92,3 +92,23 @@ def shared_qa_checkpoint(tmp_path_factory) -> Path:
     if not (out / "best.pt").exists():
         train_qa_checkpoint(out)
     return out / "best.pt"
+
+
+def long_answer_checkpoint(tmp_path_factory, qa_checkpoint: Path, context: int = 1024) -> Path:
+    """Random weights of a 1M-parameter shape with a long context and the Q&A checkpoint's tokenizer:
+    with ignore_eos, every answer takes context - prompt tokens (~0.1 ms each on this CPU), so one
+    request can hold a slot for seconds."""
+    import torch
+
+    from tinyllm.model import ModelConfig, TinyLLM
+    from tinyllm.train.checkpoint import TrainState, load_checkpoint
+
+    out = tmp_path_factory.getbasetemp() / "serve_long" / "long.pt"
+    if not out.exists():
+        _, tok, _ = load_checkpoint(qa_checkpoint)
+        cfg = ModelConfig(vocab_size=tok.vocab_size, context_length=context, d_model=128, n_layers=4, n_heads=4,
+                          d_ff=256, dropout=0.0)  # fmt: skip
+        torch.manual_seed(0)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        TrainState(model=TinyLLM(cfg).state_dict(), model_config=cfg.to_dict(), tokenizer=tok.to_str()).save(out)
+    return out

@@ -14,7 +14,7 @@ import sys
 import httpx
 import openai
 import pytest
-from serve_helpers import ServeProcess, shared_qa_checkpoint
+from serve_helpers import ServeProcess, long_answer_checkpoint, shared_qa_checkpoint
 
 from tinyllm.generate import answer, generate, generate_ids
 from tinyllm.train.checkpoint import load_checkpoint
@@ -108,6 +108,19 @@ def test_some_answer_ends_at_eos(client):
         for q in QUESTIONS
     }
     assert "stop" in reasons, "the trained model should end some answer at <EOS>"
+
+
+def test_ignore_eos_runs_every_answer_to_max_tokens(client):
+    """ignore_eos (llama-server's and vLLM's extension, for fixed-length benchmark traffic): the
+    greedy answers that ended at <EOS> go on to max_tokens from the same first tokens."""
+    ask = dict(model=MODEL, temperature=0, max_tokens=60)
+    for q in QUESTIONS:
+        messages = [{"role": "user", "content": q}]
+        plain = client.chat.completions.create(messages=messages, **ask)
+        long = client.chat.completions.create(messages=messages, extra_body={"ignore_eos": True}, **ask)
+        assert long.choices[0].finish_reason == "length" and long.usage.completion_tokens == 60, q
+        if plain.choices[0].finish_reason == "stop":
+            assert long.choices[0].message.content.startswith(plain.choices[0].message.content.rstrip()), q
 
 
 def test_completion_list_of_prompts_n_and_usage(client, local):
@@ -263,6 +276,7 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
         ({**CHAT, "seed": -1}, 400, "seed"),
         ({**CHAT, "stop": 3}, 400, "stop"),
         ({**CHAT, "stream": "yes"}, 400, "stream"),
+        ({**CHAT, "ignore_eos": 1}, 400, "ignore_eos"),
         ({**CHAT, "model": "gpt-4"}, 404, "model"),
     ],
 )
@@ -304,14 +318,16 @@ def test_curl_line_from_the_readme(server):
     assert json.loads(out)["choices"][0]["message"]["content"]
 
 
-def test_disconnect_mid_stream_frees_the_slot(ckpt):
+def test_disconnect_mid_stream_frees_the_slot(ckpt, tmp_path_factory):
     """One slot: a client reads two chunks of a long answer and hangs up; the next request must get
-    the slot and be answered, and the server keeps serving. The answer has 8 choices, which take the one
-    slot in turn (~1,000 tokens in all): one choice of 120 tokens alone (~50 ms) could end before the
-    hang-up reaches the server, and then nothing would be left to cancel."""
-    s = ServeProcess(ckpt, "--max_batch", "1", "--max_queue", "8")
+    the slot and be answered, and the server keeps serving. The answer cannot end first: 16 choices
+    of 1,000 tokens with ignore_eos take the one slot in turn, ~4 s of decoding (a 0.05M model's
+    ~1,000 tokens once did end before the hang-up reached the server, and nothing was left to cancel)."""
+    long = long_answer_checkpoint(tmp_path_factory, ckpt)
+    s = ServeProcess(long, "--max_batch", "1", "--max_queue", "16")
     try:
-        body = {"model": MODEL, "prompt": "The", "max_tokens": 120, "stream": True, "temperature": 0, "n": 8}
+        body = {"model": "long.pt", "prompt": "The", "max_tokens": 1000, "stream": True, "temperature": 0, "n": 16,
+                "ignore_eos": True}  # fmt: skip
         with httpx.stream("POST", s.api + "/completions", json=body, timeout=30) as r:
             lines = r.iter_lines()
             got = [next(lines) for _ in range(3)]

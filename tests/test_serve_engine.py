@@ -3,6 +3,7 @@ by generate_ids. In process (no HTTP): the scheduler thread, slots, per-row posi
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 
@@ -62,8 +63,9 @@ class Collector:
             self.done.set()
 
 
-def run_jobs(model, tokenizer, specs: list[dict], max_batch: int) -> list[Job]:
-    """Submit every spec at once (they share decode steps), wait for all -> the finished jobs."""
+def run_jobs(model, tokenizer, specs: list[dict], max_batch: int, peak: int | None = None) -> list[Job]:
+    """Submit every spec at once (they share decode steps: as many rows as the batch holds, or `peak`;
+    0: not checked, for jobs that may end at prefill), wait for all -> the finished jobs."""
     engine = Engine(model, tokenizer, max_batch=max_batch, max_queue=len(specs))
     jobs = []
     for s in specs:
@@ -77,7 +79,8 @@ def run_jobs(model, tokenizer, specs: list[dict], max_batch: int) -> list[Job]:
             assert j.collector.done.wait(60), "a job never finished"
     finally:
         engine.stop()
-    assert engine.peak_batch == min(max_batch, len(specs)), "the jobs did not share decode steps"
+    if peak != 0:
+        assert engine.peak_batch == (peak or min(max_batch, len(specs))), "the jobs did not share decode steps"
     assert len(engine.slots.free) == max_batch, "a slot stayed busy"
     return jobs
 
@@ -198,6 +201,49 @@ def test_cancelled_job_frees_its_slot(tokenizer):
     finally:
         engine.stop()
     assert engine.slots.free == [0]
+
+
+def eos_model(tokenizer, p_eos: float, seed: int) -> TinyLLM:
+    """A model whose next-token distribution is one fixed softmax, <EOS> drawn with probability p_eos:
+    the final LayerNorm outputs a constant vector b (gain 0, bias b), so the logits are E b, E the tied
+    embedding, and <EOS>'s row is set to c b with c |b|^2 = log(p_eos / (1 - p_eos)) + logsumexp of
+    the other logits. p_eos = 0: <EOS>'s logit is -1e4 |b|^2, which no sampler can draw."""
+    model = random_model(tokenizer, "learned", seed=seed)
+    eos = tokenizer.eos_id
+    with torch.no_grad():
+        b = torch.randn(model.config.d_model)
+        model.ln_f.weight.zero_()
+        model.ln_f.bias.copy_(b)
+        E = model.tok_emb.weight
+        rest = torch.cat([E[:eos], E[eos + 1 :]]) @ b
+        c = -1e4 if p_eos == 0 else (math.log(p_eos / (1 - p_eos)) + rest.logsumexp(0).item()) / b.dot(b).item()
+        E[eos] = c * b
+    return model
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
+def test_ignore_eos_masks_its_own_rows_only(tokenizer, packed):
+    """Jobs with and without ignore_eos in one batch, on a model that draws <EOS> one time in five:
+    those without it are token for token what generate_ids gives alone (some end at <EOS> mid-batch);
+    those with it run to max_tokens, token for token what generate_ids gives on the same model with
+    <EOS>'s logit at -1e4 (the prompt's first token too: prefill)."""
+    seed = random.randrange(10**6)
+    model, never = eos_model(tokenizer, 0.2, seed), eos_model(tokenizer, 0.0, seed)
+    for m in (model, never):
+        m.packed_inference = packed
+    masked = [dict(temperature=0.0), dict(temperature=1.0, seed=3), dict(temperature=1.5, top_k=50, seed=4)]
+    plain = [dict(temperature=0.0)] + [dict(temperature=1.0, seed=10 + i) for i in range(8)]
+    specs = [dict(prompt_ids=[5 + i, 9], max_tokens=20, ignore_eos=True, **kw) for i, kw in enumerate(masked)]
+    specs += [dict(prompt_ids=[5 + i, 9], max_tokens=20, ignore_eos=False, **kw) for i, kw in enumerate(plain)]
+    jobs = run_jobs(model, tokenizer, [dict(s) for s in specs], max_batch=len(specs), peak=0)
+    eos = tokenizer.eos_id
+    for s, j in zip(specs, jobs):
+        want = alone(never if s["ignore_eos"] else model, s, eos)
+        assert j.out_ids == want, s
+        if s["ignore_eos"]:
+            assert j.collector.events[-1] == ("done", "length", 20) and eos not in want, s
+    stopped_mid_batch = [j for j in jobs if not j.ignore_eos and 0 < j.n_out < 20]
+    assert stopped_mid_batch, "no job without ignore_eos ended at <EOS> in a decode step (p ~ 4e-6)"
 
 
 class Bytes:

@@ -3,13 +3,14 @@
 For a preset's shape (demo, tiny; random weights: speed does not depend on what was learned), it
 starts the real server twice as a subprocess on 127.0.0.1 (continuous batching with --max_batch 64,
 and batching off with --max_batch 1) and drives 1, 4, 16 and 64 concurrent streaming clients over
-HTTP; each client asks for --tokens greedy tokens after a short prompt, <EOS> never ending it early
-(the rows count the tokens really generated). Per setting: aggregate generated tokens/s (all tokens
-over the wall time), time to first token and inter-token latency (p50, p99). In the same run, single
-stream without HTTP: our generate_ids, and Hugging Face transformers' GPT2LMHeadModel.generate with
-its KV cache on a GPT-2 of the same size (greedy, the same number of new tokens), and llama.cpp
-(llama-cpp-python) on the GGUF export of the same checkpoint, where it imports. llama.cpp's own server
-with parallel slots is not measured: the pip package builds the library, not the llama-server binary.
+HTTP; each client asks for --tokens greedy tokens after a short prompt with ignore_eos, so <EOS>
+never ends one early (the rows count the tokens really generated). Per setting: aggregate generated
+tokens/s (all tokens over the wall time), time to first token and inter-token latency (p50, p99). In
+the same run, single stream without HTTP: our generate_ids, and Hugging Face transformers'
+GPT2LMHeadModel.generate with its KV cache on a GPT-2 of the same size (greedy, the same number of
+new tokens), and llama.cpp (llama-cpp-python) on the GGUF export of the same checkpoint, where it
+imports. llama.cpp's own server with parallel slots is not measured: the pip package builds the
+library, not the llama-server binary.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ async def one_stream(c, url: str, tokens: int, extra: dict | None = None) -> tup
         "prompt": PROMPT,
         "max_tokens": tokens,
         "temperature": 0,
+        "ignore_eos": True,  # fixed-length answers (ours and llama-server's extension)
         "stream": True,
         "stream_options": {"include_usage": True},
         **(extra or {}),
@@ -252,7 +254,12 @@ def engine_in_process(model, tok, streams: int, rounds: int, tokens: int) -> tup
         for k in range(rounds + 1):
             if k == 1:  # the first round warmed it up
                 made[0], t0 = 0, time.perf_counter()
-            engine.submit([Job(list(prompt), tokens, TextStream(tok), emit, temperature=0.0) for _ in range(streams)])
+            engine.submit(
+                [
+                    Job(list(prompt), tokens, TextStream(tok), emit, temperature=0.0, ignore_eos=True)
+                    for _ in range(streams)
+                ]
+            )
             for _ in range(streams):
                 done.acquire()
         return made[0], made[0] / (time.perf_counter() - t0)

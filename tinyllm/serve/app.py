@@ -158,6 +158,7 @@ class Api:
                         temperature=s.temperature,
                         top_k=s.top_k,
                         top_p=s.top_p,
+                        ignore_eos=s.ignore_eos,
                         seed=None
                         if s.seed is None
                         else s.seed + j,  # choice j: seed + j (choice 0 = `generate --seed`)

@@ -55,6 +55,8 @@ class Job:
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    ignore_eos: bool = False
+    """<EOS> is masked out before sampling: the job runs to max_tokens (or a stop string)."""
     cancelled: bool = False
     # the scheduler's state
     slot: int | None = None
@@ -160,6 +162,7 @@ class Engine:
             logits = self.model.forward_rows([j.last for j in live], [j.cache for j in live])  # (B, V)
             self.steps += 1
             self.peak_batch = max(self.peak_batch, len(live))
+            self._mask_eos(logits, [r for r, j in enumerate(live) if j.ignore_eos])
             # greedy rows in one argmax (each row's own argmax, as sample_next takes it, not a batch-wide op)
             greedy = [r for r, j in enumerate(live) if j.temperature == 0]
             picked = dict(zip(greedy, logits[greedy].argmax(dim=-1).tolist())) if greedy else {}
@@ -174,7 +177,13 @@ class Engine:
         seed = job.seed if job.seed is not None else secrets.randbits(63)
         job.generator = torch.Generator(device=self.device).manual_seed(seed)
         logits = self.model.prefill(job.prompt_ids, job.cache)  # (1, V): the prompt alone, as generate_ids runs it
+        self._mask_eos(logits, [0] if job.ignore_eos else [])
         self._take(job, logits)
+
+    def _mask_eos(self, logits: torch.Tensor, rows: list[int]) -> None:
+        """<EOS> gets probability 0 in these rows of logits (B, V), as llama-server's ignore_eos does."""
+        if rows:
+            logits[rows, self.tokenizer.eos_id] = float("-inf")
 
     def _take(self, job: Job, logits: torch.Tensor, nxt: int | None = None) -> None:
         """Sample job's next token from its logits (1, V) (unless the step picked it: nxt) and pass it

@@ -44,6 +44,9 @@ class Sampling:
     top_p: float | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False
+    """<EOS> is never sampled, so every choice runs to max_tokens (vLLM's and llama-server's extension,
+    for fixed-length benchmark traffic)."""
 
 
 @dataclass
@@ -63,6 +66,15 @@ def _number(body: dict, name: str, default, integer: bool = False):
         return default
     if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
         raise bad(name, f"must be {'an integer' if integer else 'a number'}, got {type(v).__name__}", "invalid_type")
+    return v
+
+
+def _flag(body: dict, name: str) -> bool:
+    v = body.get(name)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise bad(name, f"must be a boolean, got {type(v).__name__}", "invalid_type")
     return v
 
 
@@ -96,7 +108,8 @@ def _sampling(body: dict) -> Sampling:
         raise bad("stop", "must be a string or a list of strings", "invalid_type")
     if len(stop) > MAX_STOPS:
         raise bad("stop", f"at most {MAX_STOPS} stop strings, got {len(stop)}")
-    return Sampling(max_tokens, float(temperature), top_k or None, top_p, seed, [s for s in stop if s])
+    ignore_eos = _flag(body, "ignore_eos")
+    return Sampling(max_tokens, float(temperature), top_k or None, top_p, seed, [s for s in stop if s], ignore_eos)
 
 
 def _common(body, model_id: str) -> tuple[str, int, bool, bool]:
@@ -114,11 +127,7 @@ def _common(body, model_id: str) -> tuple[str, int, bool, bool]:
     n = _number(body, "n", 1, integer=True)
     if not 1 <= n <= MAX_N:
         raise bad("n", f"must be in 1..{MAX_N}, got {n}")
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise bad("stream", f"must be a boolean, got {type(stream).__name__}", "invalid_type")
+    stream = _flag(body, "stream")
     opts = body.get("stream_options")
     include_usage = False
     if opts is not None:
