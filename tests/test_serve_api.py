@@ -343,20 +343,24 @@ def test_disconnect_mid_stream_frees_the_slot(ckpt, tmp_path_factory):
         assert s.stop() == 0
 
 
-def test_full_queue_is_429_with_retry_after(ckpt):
-    s = ServeProcess(ckpt, "--max_batch", "1", "--max_queue", "1")
+LONG = {"model": "long.pt", "prompt": "The", "max_tokens": 1000, "temperature": 0, "ignore_eos": True}
+"""~0.3 s of decoding on long_answer_checkpoint: far longer than any request takes to arrive."""
+
+
+def test_full_queue_is_429_with_retry_after(ckpt, tmp_path_factory):
+    s = ServeProcess(long_answer_checkpoint(tmp_path_factory, ckpt), "--max_batch", "1", "--max_queue", "1")
     try:
-        body = {"model": MODEL, "prompt": "The", "max_tokens": 120, "temperature": 0}
 
         async def main():
             async with httpx.AsyncClient(timeout=60) as c:
-                return await asyncio.gather(*(c.post(s.api + "/completions", json=body) for _ in range(12)))
+                return await asyncio.gather(*(c.post(s.api + "/completions", json=LONG) for _ in range(12)))
 
         rs = asyncio.run(main())
         codes = sorted(r.status_code for r in rs)
-        # one slot and a queue of one: whoever is admitted is answered, the rest are told to retry (how
-        # many get in depends on timing: whether the first has left the queue for the slot yet)
-        assert set(codes) == {200, 429} and codes.count(429) >= 6, codes
+        # one slot and a queue of one: whoever is admitted is answered, the rest are told to retry (2 get
+        # in, or 3 if the first has left the queue for the slot before the last arrives)
+        assert set(codes) == {200, 429} and codes.count(429) >= 9, codes
+        assert all(r.json()["usage"]["completion_tokens"] == 1000 for r in rs if r.status_code == 200)
         busy = next(r for r in rs if r.status_code == 429)
         assert busy.headers["Retry-After"] == "1" and busy.json()["error"]["code"] == "queue_full"
         assert s.wait_idle()["free_slots"] == 1
@@ -364,14 +368,17 @@ def test_full_queue_is_429_with_retry_after(ckpt):
         assert s.stop() == 0
 
 
-def test_sigterm_lets_an_in_flight_request_finish(ckpt):
-    s = ServeProcess(ckpt, "--max_batch", "2")
-    body = {"model": MODEL, "prompt": "The", "max_tokens": 100, "temperature": 0, "stream": True}
+def test_sigterm_lets_an_in_flight_request_finish(ckpt, tmp_path_factory):
+    """SIGTERM after the first chunk of a ~0.3 s answer: the answer still comes whole, then exit 0."""
+    s = ServeProcess(long_answer_checkpoint(tmp_path_factory, ckpt), "--max_batch", "2")
+    body = {**LONG, "stream": True, "stream_options": {"include_usage": True}}
     with httpx.stream("POST", s.api + "/completions", json=body, timeout=30) as r:
         lines = r.iter_lines()
         next(lines)
         s.proc.send_signal(15)
         rest = [line for line in lines if line]
     assert rest[-1] == "data: [DONE]"
-    assert json.loads(rest[-2][6:])["choices"][0]["finish_reason"] in ("length", "stop")
+    assert json.loads(rest[-2][6:])["usage"]["completion_tokens"] == 1000
+    finish = [c["choices"][0]["finish_reason"] for c in map(json.loads, (x[6:] for x in rest[:-1])) if c["choices"]]
+    assert finish[-1] == "length"
     assert s.stop() == 0
