@@ -1,5 +1,6 @@
 """`tinyllm prepare`: streamed documents, parallel encoding into shards, memmapped training."""
 
+import itertools
 import json
 import os
 import random
@@ -133,6 +134,14 @@ def test_big_corpus_split_sends_every_tenth_block_of_50_documents_to_val():
     assert P.split_flags(False, 450, 3) == ["val"] * 3
     assert P.split_flags(True, 0, 5) == ["train"] * 4 + ["val"]  # as split_documents: the last document is held out
     assert P.split_flags(True, 0, 1) == ["both"]
+
+
+def test_block_runs_are_the_flags_runs():
+    rng = random.Random()
+    for _ in range(2000):
+        start, n = rng.randrange(0, 3000), rng.randrange(0, 1200)
+        want = [(f, len(list(r))) for f, r in itertools.groupby(P.split_flags(False, start, n))]
+        assert P.block_runs(start, n) == want, (start, n)
 
 
 def test_train_memmaps_the_shards(corpus, tmp_path, run_cli):

@@ -409,6 +409,7 @@ class Tokenizer:
         self._pat = regex.compile(PATTERNS[self._pattern_name])
         self._special_all = _special_regex(self._specials)
         self._cache: dict[bytes, list[int]] = {}
+        self._text: str | None = None  # to_str(), once asked
 
     # ---- training --------------------------------------------------------------------
     @classmethod
@@ -592,8 +593,12 @@ class Tokenizer:
 
     # ---- save / load -----------------------------------------------------------------
     def to_str(self) -> str:
-        """The save format as a string (checkpoints embed the tokenizer this way)."""
-        return tokenizer_text(self._pattern_name, self._specials, self._merges, self._vocab)
+        """The save format as a string (checkpoints embed the tokenizer this way). Made once: a
+        tokenizer never changes, and prepare asks three times (two saves and the hash), each a repr
+        of every token."""
+        if self._text is None:
+            self._text = tokenizer_text(self._pattern_name, self._specials, self._merges, self._vocab)
+        return self._text
 
     @classmethod
     def from_str(cls, s: str, source: str = "<string>") -> Tokenizer:
