@@ -185,8 +185,8 @@ def test_queue_is_bounded(tokenizer):
 
 def test_cancelled_job_frees_its_slot(tokenizer):
     """A running job cancelled after its first token leaves its slot to the waiting one. The long job
-    cannot end first: 1,000 tokens with ignore_eos on a 1M-parameter model are ~0.5 s of decoding
-    (46 tokens of the small model once could be over in ~2 ms, before the cancel)."""
+    cannot end first: 1,000 tokens with ignore_eos on a 1M-parameter model are ~0.9 s of decoding
+    (measured, torch path; the small model's 46 tokens could end before the cancel)."""
     torch.manual_seed(random.randrange(10**6))
     cfg = ModelConfig(vocab_size=tokenizer.n_vocab, context_length=1024, d_model=128, n_layers=4, n_heads=4,
                       d_ff=256, dropout=0.0)  # fmt: skip

@@ -159,7 +159,8 @@ def split_flags(whole: bool, start: int, n: int) -> list[str]:
 
 def block_runs(start: int, n: int) -> list[tuple[str, int]]:
     """split_flags(False, start, n) as runs (split, count), made a block at a time, not a document at
-    a time (a 300k-document batch was 60 ms of Python beside the encoder's threads)."""
+    a time (flags for the 310k documents of a 52 MB prepare took 0.057 s under cProfile, beside the
+    encoder's threads)."""
     runs, i, end = [], start, start + n
     while i < end:
         block = i // BLOCK
