@@ -69,6 +69,25 @@ def test_shards_hold_exactly_the_tokens_train_would_build(corpus, tmp_path, run_
     assert Tokenizer.load(out / "tokenizer.txt") == tok
 
 
+def test_prepare_runs_without_torch(corpus, tmp_path):
+    """prepare needs numpy, not torch, whose import took 2-7 s here: longer than preparing 50 MB."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tinyllm.cli import main; "
+        f"rc = main(['prepare', '--data', {str(corpus / 'docs')!r}, '--tokenizer', {str(corpus / 'tok.txt')!r}, "
+        f"'--out', {str(tmp_path / 'out')!r}, '--progress', 'false']); "
+        "print(rc, 'torch' in sys.modules)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, **ENV}
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["0", "False"], r.stderr[-2000:]
+    assert (tmp_path / "out" / "meta.json").is_file()
+
+
 def test_pure_python_process_pool_writes_the_same_shards(corpus, tmp_path, run_cli):
     native, pure = tmp_path / "native", tmp_path / "pure"
     for out, env in ((native, {}), (pure, {"TINYLLM_PURE_PYTHON": "1"})):

@@ -271,7 +271,7 @@ def prepare(
 ) -> dict:
     """Tokenize `sources` into shards under `out`; -> the meta dict written to out/meta.json."""
     from ..tokenizer import Tokenizer
-    from .tokens import token_dtype
+    from .token_files import token_dtype
 
     if shard_tokens <= 0:
         raise TinyLLMError(f"--shard_tokens must be a positive integer, got {shard_tokens}")
@@ -389,7 +389,7 @@ def write_set(
 ) -> dict:
     """Write the set's tokenizer, then meta.json (one rename: it switches readers from the old set to
     this one), then delete what belonged to older sets."""
-    from .tokens import tokenizer_hash, write_meta
+    from .token_files import tokenizer_hash, write_meta
 
     train, val = writers["train"], writers["val"]
     if not train.tokens:

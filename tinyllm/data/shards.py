@@ -97,7 +97,7 @@ class ShardWriter:
 
 def read_prepared_meta(data_dir: str | Path) -> dict | None:
     """meta.json of a `tinyllm prepare` folder, or None when data_dir is not one."""
-    from .tokens import read_meta
+    from .token_files import read_meta
 
     p = Path(data_dir)
     if not p.is_dir() or not (p / "meta.json").is_file():
