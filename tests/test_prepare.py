@@ -147,6 +147,25 @@ def test_batches_close_at_the_document_that_reaches_a_limit(monkeypatch):
             assert full(b) or i == len(got) - 1, b  # ... and no earlier
 
 
+def test_text_batches_close_at_the_text_that_reaches_a_limit(monkeypatch):
+    """The first batch at TEXT_FIRST_CHARS (the threads wait for it), the rest at TEXT_BATCH_CHARS;
+    a block of whitespace alone joins no batch but its bytes are counted."""
+    rng = random.Random(0)
+    for _ in range(300):
+        monkeypatch.setattr(P, "TEXT_FIRST_CHARS", rng.randint(1, 30))
+        monkeypatch.setattr(P, "TEXT_BATCH_CHARS", rng.randint(1, 60))
+        blocks = [
+            (rng.choice(["x", " \n", "ab"]) * rng.randint(1, 12), rng.randint(1, 5)) for _ in range(rng.randint(0, 12))
+        ]
+        got = list(P.text_batches(blocks))
+        texts = [t for t, _ in blocks if t.strip()]
+        assert [t for b in got for t in b.items] == texts
+        assert sum(b.nbytes for b in got) == sum(n for _, n in blocks)
+        for i, b in enumerate(got[: len(got) - 1]):
+            limit = P.TEXT_FIRST_CHARS if i == 0 else P.TEXT_BATCH_CHARS
+            assert sum(map(len, b.items[:-1])) < limit <= sum(map(len, b.items)), (i, b)
+
+
 def test_big_corpus_split_sends_every_tenth_block_of_50_documents_to_val():
     flags = P.split_flags(False, 0, 1000)
     assert [i for i, f in enumerate(flags) if f == "val"] == list(range(450, 500)) + list(range(950, 1000))
@@ -335,6 +354,7 @@ def test_text_batches_write_the_shards_document_batches_write(corpus, tmp_path, 
         pytest.skip("the C++ tokenizer is not built")
     monkeypatch.setattr(P, "TEXT_READ", 999)
     monkeypatch.setattr(P, "TEXT_BATCH_CHARS", 3000)
+    monkeypatch.setattr(P, "TEXT_FIRST_CHARS", 1000)
     got = {}
     for texts in (True, False):
         monkeypatch.setattr(

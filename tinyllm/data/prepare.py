@@ -55,7 +55,8 @@ from .shards import FORMAT, VERSION, ShardWriter
 BATCH_DOCS = 4096  # documents encoded per batch ...
 BATCH_CHARS = 16 << 20  # ... or fewer when they add up to this many characters
 TEXT_BATCH_CHARS = 4 << 20  # characters of text per call when the C++ encoder cuts the documents
-TEXT_READ = 2 << 20  # ... read this many bytes at a time: the first call starts after 2 MB, not 8
+TEXT_READ = 2 << 20  # ... read this many bytes at a time
+TEXT_FIRST_CHARS = 1 << 20  # the first call takes the first block read: the threads start after 2 MB, not 4
 WHOLE_DOCS = 2 * BLOCK * VAL_EVERY  # fewer documents than this: split document by document
 WHOLE_CHARS = 4 * BATCH_CHARS  # how far prepare reads ahead to count them
 
@@ -124,17 +125,18 @@ def batches(blocks: Iterable[tuple[list[str], int]]) -> Iterator[Batch]:
 
 def text_batches(blocks: Iterable[tuple[str, int]]) -> Iterator[Batch]:
     """Text blocks regrouped for encode_paragraphs_flat: a batch closes at the text that brings it to
-    TEXT_BATCH_CHARS characters; blocks of whitespace alone (no document) only add their bytes."""
-    batch, chars, nbytes = [], 0, 0
+    TEXT_BATCH_CHARS characters (the first batch: TEXT_FIRST_CHARS, as until it is read every core but
+    the reader's is idle); blocks of whitespace alone (no document) only add their bytes."""
+    batch, chars, nbytes, limit = [], 0, 0, TEXT_FIRST_CHARS
     for text, n in blocks:
         nbytes += n
         if _NOT_SPACE.search(text) is None:
             continue
         batch.append(text)
         chars += len(text)
-        if chars >= TEXT_BATCH_CHARS:
+        if chars >= limit:
             yield Batch(batch, nbytes, texts=True)
-            batch, chars, nbytes = [], 0, 0
+            batch, chars, nbytes, limit = [], 0, 0, TEXT_BATCH_CHARS
     if batch or nbytes:
         yield Batch(batch, nbytes, texts=True)
 
@@ -290,8 +292,15 @@ def prepare(
             try:
                 dtype = token_dtype(tok.vocab_size)
                 writers = {s: ShardWriter(set_dir, s, dtype, shard_tokens, prefix=f"{name}/") for s in ("train", "val")}
-                sample_prompt = encode_into(writers, encoder, batches_, (total, unit), sources, progress)
-                meta = write_set(out, name, tok, writers, sources, shard_tokens, encoder.name, sample_prompt)
+                saved = {}
+
+                def meanwhile():  # the set's tokenizer file and its hash, made while the first batch encodes
+                    saved["hash"] = save_tokenizer(tok, set_dir)
+
+                sample_prompt = encode_into(writers, encoder, batches_, (total, unit), sources, progress, meanwhile)
+                meta = write_set(
+                    out, name, tok, saved["hash"], writers, sources, shard_tokens, encoder.name, sample_prompt
+                )
             finally:
                 encoder.close()
         except BaseException:
@@ -303,21 +312,27 @@ def prepare(
     return meta
 
 
-def encoded_ahead(encoder: Encoder, batches: Iterator[Batch]) -> Iterator[tuple[Batch, Encoded]]:
+def encoded_ahead(
+    encoder: Encoder, batches: Iterator[Batch], meanwhile: Callable[[], object] = lambda: None
+) -> Iterator[tuple[Batch, Encoded]]:
     """(batch, its ids) for each batch, in order; with the C++ encoder on 2+ workers, batch k+1 is
     encoded on a helper thread (it runs without the GIL) while this thread reads batch k+2 and the
     caller writes batch k, instead of reading, encoding and writing taking turns. One worker is one
-    thread: reading on a second core would be a second worker the user did not ask for."""
+    thread: reading on a second core would be a second worker the user did not ask for.
+    meanwhile(): work of the caller's that needs no ids, done while the first batch encodes (else
+    it would be time with one core busy, after the last batch)."""
     from concurrent.futures import ThreadPoolExecutor
 
     # Python encoding holds the GIL: nothing to overlap, and Ctrl-C would wait for a batch
     if not encoder.native or encoder.workers < 2:
+        meanwhile()
         for batch in batches:
             yield batch, encoder.encode(batch)
         return
     with ThreadPoolExecutor(1, thread_name_prefix="tinyllm-encode") as pool:
         nxt = next(batches, None)
         job = pool.submit(encoder.encode, nxt) if nxt is not None else None
+        meanwhile()
         while nxt is not None:
             batch = nxt
             nxt = next(batches, None)  # read the next batch while this one encodes
@@ -328,10 +343,17 @@ def encoded_ahead(encoder: Encoder, batches: Iterator[Batch]) -> Iterator[tuple[
 
 
 def encode_into(
-    writers: dict, encoder: Encoder, it: Iterator[Batch], total: tuple[int, str], sources, progress: bool
+    writers: dict,
+    encoder: Encoder,
+    it: Iterator[Batch],
+    total: tuple[int, str],
+    sources,
+    progress: bool,
+    meanwhile: Callable[[], object] = lambda: None,
 ) -> str:
     """Encode every batch and write each document to its split's shards; -> the sample prompt
-    (the first words of the first val document). On any error the open shards are discarded."""
+    (the first words of the first val document). On any error the open shards are discarded.
+    meanwhile: as encoded_ahead's."""
     from tqdm import tqdm
 
     bar = tqdm(
@@ -345,7 +367,7 @@ def encode_into(
     )
     sample_prompt, exc = "", None
     try:
-        ahead = encoded_ahead(encoder, it)
+        ahead = encoded_ahead(encoder, it, meanwhile)
         with contextlib.closing(ahead) as stream:  # an error here stops the helper thread now, not at GC
             # read ahead until WHOLE_DOCS documents: a corpus of fewer is split document by document
             # (split_documents' rule for it), which needs its count before the first is written
@@ -384,12 +406,28 @@ def encode_into(
     return sample_prompt
 
 
+def save_tokenizer(tok, set_dir: Path) -> str:
+    """The set's tokenizer file; -> its hash, for meta.json."""
+    from .token_files import tokenizer_hash
+
+    tok.save(set_dir / "tokenizer.txt")
+    return tokenizer_hash(tok)
+
+
 def write_set(
-    out: Path, name: str, tok, writers: dict, sources, shard_tokens: int, encoder_name: str, sample_prompt: str
+    out: Path,
+    name: str,
+    tok,
+    tok_hash: str,
+    writers: dict,
+    sources,
+    shard_tokens: int,
+    encoder_name: str,
+    sample_prompt: str,
 ) -> dict:
-    """Write the set's tokenizer, then meta.json (one rename: it switches readers from the old set to
-    this one), then delete what belonged to older sets."""
-    from .token_files import tokenizer_hash, write_meta
+    """Write meta.json (one rename: it switches readers from the old set to this one), the set's
+    shards and tokenizer (save_tokenizer, tok_hash its hash) being complete."""
+    from .token_files import write_meta
 
     train, val = writers["train"], writers["val"]
     if not train.tokens:
@@ -399,14 +437,13 @@ def write_set(
             "warning: no validation documents (the corpus has too few); validating on the training shards",
             file=sys.stderr,
         )
-    tok.save(out / name / "tokenizer.txt")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "dtype": train.dtype.name,
         "vocab_size": tok.vocab_size,
         "tokenizer": f"{name}/tokenizer.txt",
-        "tokenizer_hash": tokenizer_hash(tok),
+        "tokenizer_hash": tok_hash,
         "sources": [str(s) for s in sources],
         "train_shards": train.shards,
         "val_shards": val.shards or train.shards,
