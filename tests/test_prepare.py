@@ -251,11 +251,12 @@ def test_uint32_shards_when_the_vocab_needs_them(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_writing_runs_of_documents_equals_writing_them_one_by_one(tmp_path, seed):
+def test_writing_runs_of_documents_equals_writing_them_one_by_one(tmp_path, monkeypatch, seed):
     """write_documents (one slice per shard, what prepare uses) against write (one document at a time):
     the same shard files, bytes, CRC-32s and counts, on random documents (empty ones, ones longer than a
-    shard) cut into random runs, with shards of 1 to 40 tokens."""
+    shard) cut into random runs, with shards of 1 to 40 tokens, flushed in the background every few bytes."""
     rng = np.random.default_rng(seed)
+    monkeypatch.setattr(S, "FLUSH_BYTES", int(rng.integers(1, 200)))
     docs = [rng.integers(0, 70_000, int(rng.choice([0, 1, 2, 7, 31, 90])), dtype=np.uint32) for _ in range(300)]
     shard_tokens = int(rng.integers(1, 41))
     writers = {}
@@ -277,6 +278,45 @@ def test_writing_runs_of_documents_equals_writing_them_one_by_one(tmp_path, seed
     assert (a.shards, a.checks, a.tokens, a.documents) == (b.shards, b.checks, b.tokens, b.documents)
     for f in a.shards:
         assert (tmp_path / "one_by_one" / f).read_bytes() == (tmp_path / "runs" / f).read_bytes()
+
+
+def test_a_shard_closes_only_after_its_background_flush(tmp_path, monkeypatch):
+    """The flush runs on the shard's fd: closing the file under it would flush nothing (or another file)."""
+    import time
+
+    closed_under_flush, flushes = [], []
+
+    def slow_flush(fd):
+        time.sleep(0.02)
+        try:
+            os.fstat(fd)
+            flushes.append(fd)
+        except OSError:
+            closed_under_flush.append(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_flush, raising=False)
+    monkeypatch.setattr(os, "fsync", slow_flush)
+    monkeypatch.setattr(S, "FLUSH_BYTES", 64)
+    w = S.ShardWriter(tmp_path, "train", token_dtype(300), 100)
+    for _ in range(30):
+        w.write_documents(np.arange(260, 270, dtype=np.uint32), [0, 10])
+    w.close()
+    assert flushes and not closed_under_flush, (flushes, closed_under_flush)
+    assert w.tokens == 300 and len(w.shards) == 3
+
+
+def test_a_failed_background_flush_fails_the_prepare(corpus, tmp_path, monkeypatch):
+    """A full disk found by the background flush: an error, and no shard set left behind."""
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full, raising=False)
+    monkeypatch.setattr(S, "FLUSH_BYTES", 1000)
+    with pytest.raises(OSError, match="No space left"):
+        P.prepare([str(corpus / "docs")], corpus / "tok.txt", tmp_path / "out", workers=2, progress=False)
+    assert not (tmp_path / "out").exists()  # prepare made the folder, and removed it
 
 
 @pytest.mark.parametrize("case", ["no data", "no tokenizer", "qa json", "empty"])
