@@ -17,6 +17,7 @@
 
 #include "bpe_encode.h"
 #include "bpe_train.h"
+#include "merges_text.h"
 #include "paragraphs.h"
 #include "pretokenize.h"
 #include "unicode_tables.h"
@@ -458,6 +459,37 @@ PYBIND11_MODULE(_bpe, m) {
             return py::bytes(out);
         },
         "Class of every code point (0 other, 1 letter, 2 number, 3 space) from the compiled table.");
+
+    m.def(
+        "merges_if_well_formed",
+        [](py::list lines, uint32_t byte_offset) -> py::object {
+            std::vector<std::string_view> views;
+            views.reserve(lines.size());
+            for (py::handle h : lines) {
+                if (!PyUnicode_Check(h.ptr())) return py::none();
+                Py_ssize_t n;
+                const char* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);  // an ASCII str's own storage: no copy
+                if (!s) throw py::error_already_set();
+                views.emplace_back(s, size_t(n));
+            }
+            std::vector<std::pair<uint32_t, uint32_t>> merges;
+            bool ok;
+            {
+                py::gil_scoped_release release;  // `lines` holds the strs the views point into
+                ok = merges_if_well_formed(views, byte_offset, merges);
+            }
+            if (!ok) return py::none();
+            py::list out(merges.size());
+            for (size_t i = 0; i < merges.size(); ++i)
+                PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), py::make_tuple(merges[i].first, merges[i].second).release().ptr());
+            return std::move(out);
+        },
+        py::arg("lines"), py::arg("byte_offset"),
+        "The merges of a tokenizer file's merge lines when every line is well formed, else None "
+        "(tinyllm/tokenizer/format.py's _read_merges_checked is the reference and words the error).");
+
+    m.def("bytes_repr", [](py::bytes b) { return bytes_repr(std::string_view(b)); }, py::arg("data"),
+          "repr() of a bytes object, as merges_if_well_formed writes it (tests compare with Python).");
 
     m.def("contraction_fold", [](uint32_t cp) { return std::string(1, fold_contraction(cp)); });
 

@@ -487,3 +487,78 @@ def test_encode_paragraphs_flat_equals_encode_batch_flat_of_the_documents(pair):
         nat.encode_paragraphs_flat(["ok", b"bytes"], num_threads=1)
     with pytest.raises(TypeError, match="takes str"):  # the binding's own check: bytes would be cut byte by byte
         nat._native.encode_paragraphs_flat([b"a\xc2\xa0"], 0, 1)
+
+
+# ---- the tokenizer file's merge lines: csrc/merges_text.h against format.py's line-at-a-time reader ---
+@HYP
+@given(data=st.binary(max_size=40))
+def test_bytes_repr_is_pythons(data):
+    assert _bpe.bytes_repr(data) == repr(data)
+
+
+def _merge_lines(tok, rng: random.Random) -> list[str]:
+    """tok's merge lines, one of them broken (or none) in one of the ways a file can be wrong."""
+    lines = tok.to_str().split("\n")
+    body = lines[lines.index(f"merges {len(tok.merges)}") + 1 : -2]
+    k = rng.randrange(len(body))
+    ids, _, shown = body[k].partition("\t")
+    a, b = ids.split(" ")
+    how = rng.choice(
+        [
+            "none", "swap", "forward", "special", "no column", "empty column", "column char", "double space",
+            "leading zero", "unicode digit", "end", "extra tab", "cr", "sign", "nine digits", "ten digits", "huge id",
+            "column other token",
+        ]
+    )  # fmt: skip
+    body[k] = {
+        "none": body[k],
+        "swap": f"{b} {a}\t{shown}",
+        "forward": f"{a} {260 + k}\t{shown}",
+        "special": f"{a} 3\t{shown}",
+        "no column": ids,
+        "empty column": ids + "\t",
+        "column char": f"{ids}\t{shown[:-2]}x{shown[-1]}",
+        "double space": f"{a}  {b}\t{shown}",
+        "leading zero": f"0{a} {b}\t{shown}",
+        "unicode digit": f"{a} {b}\u0663\t{shown}",
+        "end": "end",
+        "extra tab": f"{ids}\t{shown}\t",
+        "cr": f"{ids}\t{shown}\r",
+        "sign": f"+{a} {b}\t{shown}",
+        "nine digits": f"{int(a):09d} {b}\t{shown}",
+        "ten digits": f"{int(a):010d} {b}\t{shown}",
+        "huge id": f"{a} {2**32 + int(b)}\t{shown}",
+        "column other token": f"{ids}\t{body[k - 1].partition(chr(9))[2] if k else repr(b'?')}",
+    }[how]
+    return body
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_merge_lines_parse_as_the_line_reader_parses_them(merges, seed):
+    """Where the C++ says a file is well formed, the Python reader returns the same merges; where the
+    Python reader finds an error, the C++ says None (and Python words it)."""
+    from tinyllm.tokenizer import format as F
+
+    rng = random.Random(seed)
+    lines = _merge_lines(ReferenceTokenizer(merges[: rng.randint(1, len(merges))]), rng)
+    got = _bpe.merges_if_well_formed(lines, F.BYTE_OFFSET)
+    r = F._LineReader(lines + ["end"], "<test>")
+    r.pos = 0  # (it starts past a version line)
+    try:
+        want = F._read_merges_checked(r, len(lines))
+    except (TinyLLMError, ValueError):
+        want = None
+    assert got == want
+
+
+def test_a_tokenizer_file_loads_with_the_c_parser_as_with_the_python_one(merges, tmp_path, monkeypatch):
+    from tinyllm.tokenizer import format as F
+
+    tok = NativeTokenizer(merges)
+    tok.save(tmp_path / "tok.txt")
+    calls = []
+    real = _bpe.merges_if_well_formed
+    monkeypatch.setattr(F, "_native_merges", lambda: lambda *a: calls.append(1) or real(*a))
+    loaded = NativeTokenizer.load(tmp_path / "tok.txt")
+    monkeypatch.setattr(F, "_native_merges", lambda: None)
+    assert calls and loaded == tok == NativeTokenizer.load(tmp_path / "tok.txt")

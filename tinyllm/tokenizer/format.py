@@ -19,6 +19,9 @@ count and the `end` line make a truncated file an error rather than a smaller vo
 
 from __future__ import annotations
 
+import functools
+import os
+
 from ..errors import TinyLLMError
 from .patterns import BYTE_OFFSET, PATTERNS, SPECIAL_TOKENS
 
@@ -131,6 +134,29 @@ def _read_merges_count(r: _LineReader) -> int:
 def _read_merges(r: _LineReader, n_merges: int) -> list[tuple[int, int]]:
     """n_merges lines '<left id> <right id>[\t<bytes literal>]'. Merge k makes id 260 + k
     from two earlier non-special ids; the bytes column, if present, must be that token's."""
+    native = _native_merges()
+    if native is not None and len(lines := r.lines[r.pos : r.pos + n_merges]) == n_merges:
+        merges = native(lines, BYTE_OFFSET)  # csrc/merges_text.h: the same checks, ~10x faster
+        if merges is not None:
+            r.pos += n_merges
+            return merges
+    return _read_merges_checked(r, n_merges)  # and the first line that fails them is the error
+
+
+@functools.cache
+def _native_merges():
+    """tinyllm._bpe.merges_if_well_formed, or None without the C++ core (or with TINYLLM_PURE_PYTHON=1)."""
+    if os.environ.get("TINYLLM_PURE_PYTHON") == "1":
+        return None
+    try:
+        from .. import _bpe
+    except ImportError:
+        return None
+    return _bpe.merges_if_well_formed
+
+
+def _read_merges_checked(r: _LineReader, n_merges: int) -> list[tuple[int, int]]:
+    """_read_merges a line at a time, in Python: the reference, and the error's words."""
     merges: list[tuple[int, int]] = []
     vocab: list[bytes] = [b""] * BYTE_OFFSET + [bytes([i]) for i in range(256)]
     lines = r.lines
