@@ -194,8 +194,9 @@ class PyEncoder {
     // number of documents of each text, characters of each text's documents, "\n\n" included). The
     // same ids as encode_batch_flat on the documents tinyllm.data.corpus makes of the texts, with no
     // Python string per document.
+    // A text may be bytes of valid UTF-8 (the caller checks: utf8_valid), cut and encoded as its str would be.
     py::tuple encode_paragraphs_flat(py::sequence texts, unsigned allowed, int num_threads) const {
-        for (py::handle t : texts) require_str(t, "encode_paragraphs_flat");
+        for (py::handle t : texts) require_text(t, "encode_paragraphs_flat");
         std::vector<py::object> keep;
         const std::vector<Encoder::BatchText> refs = batch_texts(texts, keep);
         std::vector<Encoder::BatchText> docs;
@@ -211,9 +212,10 @@ class PyEncoder {
                               py::array_t<int64_t>(py::ssize_t(chars.size()), chars.data()));
     }
 
-    // The paragraphs of one text as (start, end) code-point offsets (paragraphs.h): for tests.
+    // The paragraphs of one text as (start, end) offsets (paragraphs.h): code points of a str that is
+    // not ASCII, bytes of bytes (and of an ASCII str). For tests.
     std::vector<std::pair<size_t, size_t>> paragraph_spans(py::handle text) const {
-        require_str(text, "paragraph_spans");
+        require_text(text, "paragraph_spans");
         const Encoder::BatchText t = batch_text(text.ptr());
         std::vector<Span> spans;
         paragraphs(t.data, t.size, t.width, spans);
@@ -300,10 +302,10 @@ class PyEncoder {
         return py::make_tuple(ids, offsets);
     }
 
-    // Paragraphs are cut by code point: bytes would be cut as one byte a character.
-    static void require_str(py::handle t, const char* fn) {
-        if (!PyUnicode_Check(t.ptr()))
-            throw py::type_error(std::string(fn) + " takes str, got " + Py_TYPE(t.ptr())->tp_name);
+    // Paragraphs are cut by code point: a str, or bytes read as UTF-8.
+    static void require_text(py::handle t, const char* fn) {
+        if (!PyUnicode_Check(t.ptr()) && !PyBytes_Check(t.ptr()))
+            throw py::type_error(std::string(fn) + " takes str or UTF-8 bytes, got " + Py_TYPE(t.ptr())->tp_name);
     }
 
     std::vector<Encoder::BatchText> batch_texts(py::sequence texts, std::vector<py::object>& keep) const {
@@ -450,6 +452,17 @@ PYBIND11_MODULE(_bpe, m) {
         },
         py::arg("data"), py::arg("block") = 0,
         "Invalid UTF-8 replaced by U+FFFD as bytes.decode('utf-8', 'replace') does; returns (bytes, count).");
+
+    m.def(
+        "utf8_valid",
+        [](py::bytes data) {
+            const std::string_view s(data);
+            py::gil_scoped_release release;
+            return valid_utf8(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+        },
+        py::arg("data"),
+        "Whether data.decode('utf-8') would succeed (repair_utf8 replaces nothing), without the GIL "
+        "and without making a str: `tinyllm prepare` hands valid blocks to the encoder as bytes.");
 
     m.def(
         "char_classes",

@@ -249,8 +249,7 @@ void Encoder::paragraph_texts(const std::vector<BatchText>& texts, int num_threa
     for (size_t i = 0; i < texts.size(); ++i) {
         const BatchText& t = texts[i];
         for (size_t p = 0; p < t.size;) {
-            size_t q = std::min(t.size, p + kPieceUnits);
-            while (q < t.size && py_isspace(unit_at(t.data, t.width, q))) ++q;
+            const size_t q = next_non_space(t.data, t.size, t.width, std::min(t.size, p + kPieceUnits));
             pieces.push_back({i, p, q});
             p = q;
         }
@@ -273,7 +272,9 @@ void Encoder::paragraph_texts(const std::vector<BatchText>& texts, int num_threa
         const size_t unit = t.width > 1 ? size_t(t.width) : 1;
         for (const Span& sp : spans) {
             docs.push_back({static_cast<const char*>(t.data) + sp.begin * unit, sp.end - sp.begin, t.width, true});
-            chars[i] += int64_t(sp.end - sp.begin + 2);
+            const size_t n_chars = t.width == 0 ? code_points(static_cast<const uint8_t*>(t.data), sp.begin, sp.end)
+                                                : sp.end - sp.begin;  // width 0 is UTF-8: characters, not bytes
+            chars[i] += int64_t(n_chars + 2);
         }
         counts[i] = int64_t(spans.size());
     }

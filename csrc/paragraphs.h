@@ -16,6 +16,8 @@
 #include <cstring>
 #include <vector>
 
+#include "utf8.h"
+
 namespace tinyllm {
 
 // Not pretokenize.h's space class: that is the `regex` module's \s, which lacks U+001C-U+001F.
@@ -73,7 +75,8 @@ void paragraphs_between(const U* u, size_t n, const std::vector<Span>& breaks, s
     keep(start, n);
 }
 
-// Storage of a str: width 0 or 1 one byte a code unit (ASCII or Latin-1), 2 uint16, 4 uint32.
+// Storage of a str: width 0 or 1 one byte a code unit (ASCII or Latin-1), 2 uint16, 4 uint32. (Cutting,
+// below, reads width 0 as UTF-8: ASCII is UTF-8, and bytes of UTF-8 text come as width 0 too.)
 inline uint32_t unit_at(const void* data, int width, size_t i) {
     return width == 2 ? static_cast<const uint16_t*>(data)[i]
            : width == 4 ? static_cast<const uint32_t*>(data)[i]
@@ -91,12 +94,80 @@ void by_width(const void* data, int width, F&& f) {
         f(static_cast<const uint8_t*>(data));
 }
 
+// The same on UTF-8 (valid: the caller checked), width 0: positions are bytes, and a byte that is not
+// ASCII starts a code point that is decoded to test it (U+0085, U+00A0, U+2028, ... are whitespace).
+// An ASCII str is width 0 too: the same bytes, the same breaks.
+inline void breaks_utf8(const uint8_t* u, size_t from, size_t to, std::vector<Span>& out) {
+    size_t i = from;
+    while (i < to) {
+        if (u[i] != '\n') {
+            const void* nl = std::memchr(u + i, '\n', to - i);
+            if (!nl) return;
+            i = size_t(static_cast<const uint8_t*>(nl) - u);
+        }
+        size_t j = i + 1, last = i;
+        while (j < to) {
+            const CodePoint c = decode_at(u, to, j);
+            if (!py_isspace(c.cp)) break;
+            if (c.cp == '\n') last = j;
+            j += c.len;
+        }
+        if (last > i) out.push_back({i, last + 1});
+        i = j;
+    }
+}
+
+inline void paragraphs_between_utf8(const uint8_t* u, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
+    auto keep = [&](size_t a, size_t b) {
+        for (size_t i = a; i < b;) {
+            const CodePoint c = decode_at(u, b, i);
+            if (!py_isspace(c.cp)) {
+                out.push_back({a, b});
+                return;
+            }
+            i += c.len;
+        }
+    };
+    size_t start = 0;
+    for (const Span& br : breaks) {
+        keep(start, br.begin);
+        start = br.end;
+    }
+    keep(start, n);
+}
+
+// Code points of UTF-8 bytes u[a, b).
+inline size_t code_points(const uint8_t* u, size_t a, size_t b) {
+    size_t n = 0;
+    for (size_t i = a; i < b; ++i) n += !is_cont(u[i]);
+    return n;
+}
+
+// Where a piece of a text may end at or after q: the start of a character that is not whitespace (or n).
+inline size_t next_non_space(const void* data, size_t n, int width, size_t q) {
+    if (width == 0) {
+        const auto* u = static_cast<const uint8_t*>(data);
+        while (q < n && is_cont(u[q])) ++q;
+        while (q < n) {
+            const CodePoint c = decode_at(u, n, q);
+            if (!py_isspace(c.cp)) break;
+            q += c.len;
+        }
+        return q;
+    }
+    while (q < n && py_isspace(unit_at(data, width, q))) ++q;
+    return q;
+}
+
+// width 0: UTF-8 (or ASCII); 1, 2, 4: a str's code units.
 inline void breaks(const void* data, int width, size_t from, size_t to, std::vector<Span>& out) {
+    if (width == 0) return breaks_utf8(static_cast<const uint8_t*>(data), from, to, out);
     by_width(data, width, [&](auto u) { breaks_of(u, from, to, out); });
 }
 
 inline void paragraphs_between(const void* data, size_t n, int width, const std::vector<Span>& br,
                                std::vector<Span>& out) {
+    if (width == 0) return paragraphs_between_utf8(static_cast<const uint8_t*>(data), n, br, out);
     by_width(data, width, [&](auto u) { paragraphs_between(u, n, br, out); });
 }
 

@@ -44,7 +44,9 @@ inline size_t prev_cp_start(const uint8_t* s, size_t p) {
 // CPython's UTF-8 decoder does it. When !final, an incomplete but so-far-valid sequence
 // at the end is not consumed: the return value is how many bytes were consumed, and
 // the caller passes the rest again with the next block. `replaced` counts U+FFFDs added.
-inline size_t repair_utf8(const uint8_t* in, size_t n, bool final, std::string& out, uint64_t& replaced) {
+// (Out: anything with append(const char*, size_t); NoOutput counts without copying.)
+template <class Out>
+size_t repair_utf8_into(const uint8_t* in, size_t n, bool final, Out& out, uint64_t& replaced) {
     static const char kReplacement[] = "\xEF\xBF\xBD";
     size_t i = 0, run = 0;  // in[run..i) is valid and not yet copied
     while (i < n) {
@@ -97,6 +99,22 @@ inline size_t repair_utf8(const uint8_t* in, size_t n, bool final, std::string& 
     }
     out.append(reinterpret_cast<const char*>(in + run), n - run);
     return n;
+}
+
+inline size_t repair_utf8(const uint8_t* in, size_t n, bool final, std::string& out, uint64_t& replaced) {
+    return repair_utf8_into(in, n, final, out, replaced);
+}
+
+struct NoOutput {
+    void append(const char*, size_t) {}
+};
+
+// Whether in[0..n) is valid UTF-8 as CPython's decoder has it (repair_utf8 would replace nothing).
+inline bool valid_utf8(const uint8_t* in, size_t n) {
+    NoOutput none;
+    uint64_t replaced = 0;
+    repair_utf8_into(in, n, true, none, replaced);
+    return replaced == 0;
 }
 
 // Streaming repair_utf8: append the next block data[0..n) to out, repaired. `pending`

@@ -133,6 +133,70 @@ def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch, text):
         assert [b.items for b in P.batches(blocks)] == [want]  # one batch: the whole corpus, in order
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        ("first para\nline two\n\n \n\nsecond — with ünïcödé\r\n\r\nthird\n\n\n\n" * 5 + "tail without break").encode()
+        + b"\xff\xfe bad bytes\n\n  \n",
+        b"a\n\nb \nc d\n\ne\t\n" * 7 + "\u3000x\n\u2028\n y \n".encode() * 3,
+        b"\xef\xbb\xbfbom\r\rold mac\r\r\rparas\r\n\r\nand crlf\n\r\nmixed\n\n" * 4 + "é\n\né".encode()[:-1],
+        ("clean ünïcödé\n\n" + "x y\n\n\u00a0\n" * 3 + "\u3000\n\nz").encode() * 6,
+    ],
+    ids=["breaks", "open-whitespace", "bom-cr-truncated", "clean"],
+)
+def test_raw_blocks_are_the_documents_and_warnings_of_text_blocks(tmp_path, text):
+    """stream_raw_text_blocks (bytes where valid UTF-8 without "\r", else decoded) against
+    stream_text_blocks: the same documents, bytes and invalid-UTF-8 warning, for every read size."""
+    import warnings
+
+    f = tmp_path / "t.txt"
+    f.write_bytes(text)
+    with warnings.catch_warnings(record=True) as want_warned:
+        warnings.simplefilter("always")
+        want = load_documents(f)
+    for block in (1, 2, 3, 5, 7, 64, 1 << 20):
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            blocks = list(C.stream_raw_text_blocks(f, block))
+        assert [d for t, _ in blocks for d in C.paragraphs(t)] == want, block
+        assert sum(n for _, n in blocks) == len(text)
+        assert [str(w.message) for w in warned] == [str(w.message) for w in want_warned]
+        if b"\r" not in text and b"\xff" not in text:  # every block comes undecoded
+            assert all(isinstance(t, bytes) for t, _ in blocks), block
+
+
+def _cuts(data: bytes, lo: int = 0) -> list[int]:
+    """Every place corpus.BREAK_PAIRS describes, found the slow way: before a printable ASCII byte, after
+    a run of line-break bytes (from lo on) that normalises to two or more "\n"."""
+    out = []
+    for q in range(1, len(data)):
+        if not 0x21 <= data[q] <= 0x7E:
+            continue
+        a = q
+        while a > lo and data[a - 1] in b"\r\n":
+            a -= 1
+        run = data[a:q].decode()
+        if len(run.replace("\r\n", "\n")) >= 2:
+            out.append(q)
+    return out
+
+
+def test_last_bytes_cut_is_the_last_cut(monkeypatch):
+    rng = random.Random(0)
+    for _ in range(3000):
+        monkeypatch.setattr(C, "BREAK_WINDOW", rng.choice([1, 2, 3, 8, 1 << 16]))
+        data = bytearray(
+            b"".join(
+                rng.choice([b"a", b" ", b"\n", b"\r", b"\r\n", b"\xc3\xa9", b"-"]) for _ in range(rng.randint(0, 30))
+            )
+        )
+        cuts = _cuts(bytes(data))
+        lo = rng.randint(0, len(data))
+        # the last cut of what lies from lo on (as a suffix of a run starting before lo would be)
+        assert C.last_bytes_cut(data, lo) == (([-1] + _cuts(bytes(data), lo))[-1]), (bytes(data), lo)
+        assert C.last_bytes_cut(data, 0) == (cuts[-1] if cuts else -1), bytes(data)
+
+
 def test_batches_close_at_the_document_that_reaches_a_limit(monkeypatch):
     rng = random.Random(0)
     for _ in range(300):

@@ -446,6 +446,19 @@ def test_paragraph_whitespace_is_str_isspace_for_every_code_point(pair):
     for lo, hi in ((0, 0x100), (0x100, 0x10000), (0x10000, 0x110000)):
         text = "".join(f"x\n{chr(c)}\n" for c in range(lo, hi)) + ("\U0001f600" if hi > 0x10000 else "")
         assert nat.paragraph_spans(text) == _ref_spans(text), hex(lo)
+        # the same as UTF-8 bytes (width 0, cut by decoded code point), surrogates left out: UTF-8 has none
+        utf8 = "".join(f"x\n{chr(c)}\n" for c in range(lo, hi) if not 0xD800 <= c < 0xE000) + text[-1]
+        assert _utf8_paragraphs(nat, utf8) == _ref_paragraphs(utf8), hex(lo)
+
+
+def _ref_paragraphs(text: str) -> list[str]:
+    return [text[a:b] for a, b in _ref_spans(text)]
+
+
+def _utf8_paragraphs(nat, text: str) -> list[str]:
+    """The paragraphs the C++ cuts from text's UTF-8 bytes (spans in bytes)."""
+    data = text.encode()
+    return [data[a:b].decode() for a, b in nat.paragraph_spans(data)]
 
 
 @given(
@@ -458,6 +471,19 @@ def test_paragraph_spans_match_the_regex(pair, parts):
     _, nat = pair
     text = "".join(parts)
     assert nat.paragraph_spans(text) == _ref_spans(text)
+    utf8 = "".join(p for p in parts if p != "\ud800")  # (UTF-8 has no surrogates)
+    assert _utf8_paragraphs(nat, utf8) == _ref_paragraphs(utf8)
+
+
+@HYP
+@given(data=utf8ish)
+def test_utf8_valid_is_whether_python_decodes_it(data):
+    try:
+        data.decode("utf-8")
+        want = True
+    except UnicodeDecodeError:
+        want = False
+    assert _bpe.utf8_valid(data) == want
 
 
 def test_encode_paragraphs_flat_equals_encode_batch_flat_of_the_documents(pair):
@@ -478,15 +504,19 @@ def test_encode_paragraphs_flat_equals_encode_batch_flat_of_the_documents(pair):
         texts.append(body[:cut] + " \n" * 3000 + body[cut:] + "\n" + " " * 300_000 + "\nz")
     docs = [d for t in texts for d in paragraphs(t)]
     want_ids, want_off = nat.encode_batch_flat(docs, num_threads=1)
+    # each text also as UTF-8 bytes (what prepare hands over for a plain text file), alone and mixed
+    as_bytes = [t.encode() for t in texts]
+    mixed = [t.encode() if i % 2 else t for i, t in enumerate(texts)]
     for threads in (1, 2, 3):
-        ids, offsets, counts, chars = nat.encode_paragraphs_flat(texts, num_threads=threads)
-        assert np.array_equal(ids, want_ids) and np.array_equal(offsets, want_off)
-        assert counts.tolist() == [len(paragraphs(t)) for t in texts]
-        assert chars.tolist() == [sum(map(len, paragraphs(t))) for t in texts]
-    with pytest.raises(TinyLLMError, match="must be str"):
-        nat.encode_paragraphs_flat(["ok", b"bytes"], num_threads=1)
-    with pytest.raises(TypeError, match="takes str"):  # the binding's own check: bytes would be cut byte by byte
-        nat._native.encode_paragraphs_flat([b"a\xc2\xa0"], 0, 1)
+        for given_ in (texts, as_bytes, mixed):
+            ids, offsets, counts, chars = nat.encode_paragraphs_flat(given_, num_threads=threads)
+            assert np.array_equal(ids, want_ids) and np.array_equal(offsets, want_off)
+            assert counts.tolist() == [len(paragraphs(t)) for t in texts]
+            assert chars.tolist() == [sum(map(len, paragraphs(t))) for t in texts]  # characters, not bytes
+    with pytest.raises(TinyLLMError, match="must be str or bytes"):
+        nat.encode_paragraphs_flat(["ok", bytearray(b"x")], num_threads=1)
+    with pytest.raises(TypeError, match="takes str or UTF-8 bytes"):  # the binding's own check
+        nat._native.encode_paragraphs_flat([1], 0, 1)
 
 
 # ---- the tokenizer file's merge lines: csrc/merges_text.h against format.py's line-at-a-time reader ---

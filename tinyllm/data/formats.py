@@ -166,6 +166,26 @@ def read_utf8(path: Path, options: ReadOptions = DEFAULT) -> Iterator:
     _warn_truncated(path, kind, cut)
 
 
+def read_raw_text(path: Path, block: int = READ_BLOCK) -> Iterator[tuple[bytes, int]]:
+    """An uncompressed text file's bytes, not decoded -> (bytes, file bytes consumed for them), `block`
+    at a time: binary data refused and a leading BOM dropped, as read_chunks does."""
+    kind = kind_of(path)
+    if kind.format != "text" or kind.compression:
+        raise ValueError(f"read_raw_text reads uncompressed text, not {kind}")
+    first = True
+    for data, raw in _sniffed(path, _raw_blocks(path, kind, block, _Truncation()), kind):
+        if first and data:
+            data, first = data.removeprefix(b"\xef\xbb\xbf"), False
+        yield data, raw
+
+
+def decode_counted(data: bytes) -> tuple[str, int]:
+    """data decoded as read_chunks decodes (invalid sequences as U+FFFD) -> (text, how many were replaced)."""
+    before = _replaced[0]
+    text = data.decode("utf-8", "tinyllm.formats.replace_and_count")
+    return text, _replaced[0] - before
+
+
 def precheck(path: Path, options: ReadOptions = DEFAULT) -> None:
     """What can be checked before reading (`tinyllm prepare` checks every file before it encodes any): the
     kind, a Parquet file's column, a compressed file's magic bytes, a text file's head (binary data)."""

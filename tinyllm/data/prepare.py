@@ -45,6 +45,7 @@ from .corpus import (
     paragraphs,
     split_documents,
     stream_document_blocks,
+    stream_raw_text_blocks,
     stream_text_blocks,
     text_files,
 )
@@ -76,7 +77,7 @@ class Batch:
     """What one encoder call takes: documents, or (texts=True) texts of whole paragraphs that the C++
     encoder cuts into documents itself (corpus.stream_text_blocks); nbytes: the file bytes they stand for."""
 
-    items: list[str]
+    items: list[str] | list[str | bytes]  # bytes: a text block of valid UTF-8 (texts=True only)
     nbytes: int
     texts: bool = False
 
@@ -98,7 +99,7 @@ def corpus_documents(
         formats.precheck(f, options)
     total = sum(f.stat().st_size for f in files)
     if texts:
-        blocks = (b for f in files for b in stream_text_blocks(f, options, TEXT_READ))
+        blocks = (b for f in files for b in text_blocks(f, options))
         return text_batches(blocks), total, "B"
     return batches(b for f in files for b in stream_document_blocks(f, options)), total, "B"
 
@@ -123,15 +124,25 @@ def batches(blocks: Iterable[tuple[list[str], int]]) -> Iterator[Batch]:
         yield Batch(batch, nbytes)
 
 
-def text_batches(blocks: Iterable[tuple[str, int]]) -> Iterator[Batch]:
+def text_blocks(path: Path, options: ReadOptions) -> Iterator[tuple[str | bytes, int]]:
+    """One file's text in blocks of whole documents for the C++ encoder: an uncompressed text file's as
+    bytes where they are valid UTF-8 (corpus.stream_raw_text_blocks: no decoding on the reading
+    thread), any other file's as str."""
+    kind = formats.kind_of(path)
+    if kind.format == "text" and kind.compression is None:
+        return stream_raw_text_blocks(path, TEXT_READ)
+    return stream_text_blocks(path, options, TEXT_READ)
+
+
+def text_batches(blocks: Iterable[tuple[str | bytes, int]]) -> Iterator[Batch]:
     """Text blocks regrouped for encode_paragraphs_flat: a batch closes at the text that brings it to
     TEXT_BATCH_CHARS characters (the first batch: TEXT_FIRST_CHARS, as until it is read every core but
     the reader's is idle); blocks of whitespace alone (no document) only add their bytes."""
     batch, chars, nbytes, limit = [], 0, 0, TEXT_FIRST_CHARS
     for text, n in blocks:
         nbytes += n
-        if _NOT_SPACE.search(text) is None:
-            continue
+        if (_NOT_SPACE_BYTES if isinstance(text, bytes) else _NOT_SPACE).search(text) is None:
+            continue  # (bytes: ASCII whitespace only; other whitespace goes in, and makes no document)
         batch.append(text)
         chars += len(text)
         if chars >= limit:
@@ -142,6 +153,7 @@ def text_batches(blocks: Iterable[tuple[str, int]]) -> Iterator[Batch]:
 
 
 _NOT_SPACE = re.compile(r"\S")
+_NOT_SPACE_BYTES = re.compile(rb"\S")
 
 
 def split_flags(whole: bool, start: int, n: int) -> list[str]:

@@ -176,8 +176,9 @@ class NativeTokenizer(ReferenceTokenizer):
         lines, each + "\n\n"; csrc/paragraphs.h), encoded -> (ids, offsets of the documents, number
         of documents of each text, characters of each text's documents): encode_batch_flat of those
         documents, without a Python string per document (`tinyllm prepare` hands the encoder whole
-        blocks of text)."""
-        texts = check_batch_args(texts, num_threads)
+        blocks of text). A text may be bytes of valid UTF-8 (check with tinyllm._bpe.utf8_valid),
+        cut and encoded as its decoded str would be: prepare then decodes no plain text file."""
+        texts = check_batch_args(texts, num_threads, (str, bytes))
         return self._native.encode_paragraphs_flat(
             texts, self._special_mask(allowed_special), num_threads or default_threads()
         )

@@ -375,17 +375,18 @@ def finish_training(merges, vocab_size: int, sources_seen, n_pretokens: int) -> 
 # --------------------------------------------------------------------------------------
 
 
-def check_batch_args(texts, num_threads) -> list[str]:
-    """encode_batch's contract (both implementations): a list of str, num_threads None or >= 1."""
+def check_batch_args(texts, num_threads, types: tuple = (str,)) -> list:
+    """encode_batch's contract (both implementations): a list of str (or of `types`), num_threads None or >= 1."""
     if isinstance(texts, (str, bytes)):
         raise TinyLLMError(
             f"encode_batch: texts must be a list of str, got a single {type(texts).__name__}; use encode() for one text"
         )
     _check_num_threads(num_threads, "encode_batch: ")
     texts = texts if isinstance(texts, list) else list(texts)
-    if not all(type(t) is str for t in texts):
-        i, t = next((i, t) for i, t in enumerate(texts) if not isinstance(t, str))
-        raise TinyLLMError(f"encode_batch: texts[{i}] must be str, got {type(t).__name__}")
+    if not all(type(t) in types for t in texts):
+        i, t = next((i, t) for i, t in enumerate(texts) if type(t) not in types)
+        want = " or ".join(k.__name__ for k in types)
+        raise TinyLLMError(f"encode_batch: texts[{i}] must be {want}, got {type(t).__name__}")
     return texts
 
 
