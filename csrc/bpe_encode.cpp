@@ -255,10 +255,16 @@ void Encoder::paragraph_texts(const std::vector<BatchText>& texts, int num_threa
         }
     }
     std::vector<std::vector<Span>> found(pieces.size());
+    std::vector<size_t> piece_chars(pieces.size());  // characters of each piece (UTF-8: counted here, in parallel)
     std::atomic<size_t> next{0};
     run_on_threads(std::min<size_t>(std::max(1, num_threads), std::max<size_t>(1, pieces.size())), [&](size_t) {
-        for (size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();)
-            breaks(texts[pieces[k].text].data, texts[pieces[k].text].width, pieces[k].from, pieces[k].to, found[k]);
+        for (size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();) {
+            const Piece& pc = pieces[k];
+            const BatchText& t = texts[pc.text];
+            breaks(t.data, t.width, pc.from, pc.to, found[k]);
+            piece_chars[k] =
+                t.width == 0 ? code_points(static_cast<const uint8_t*>(t.data), pc.from, pc.to) : pc.to - pc.from;
+        }
     });
     counts.assign(texts.size(), 0);
     chars.assign(texts.size(), 0);
@@ -266,16 +272,27 @@ void Encoder::paragraph_texts(const std::vector<BatchText>& texts, int num_threa
     for (size_t i = 0, k = 0; i < texts.size(); ++i) {
         const BatchText& t = texts[i];
         br.clear();
-        for (; k < pieces.size() && pieces[k].text == i; ++k) br.insert(br.end(), found[k].begin(), found[k].end());
+        size_t text_chars = 0;
+        for (; k < pieces.size() && pieces[k].text == i; ++k) {
+            br.insert(br.end(), found[k].begin(), found[k].end());
+            text_chars += piece_chars[k];
+        }
         spans.clear();
         paragraphs_between(t.data, t.size, t.width, br, spans);
         const size_t unit = t.width > 1 ? size_t(t.width) : 1;
+        // characters of the documents: the text's, less those between them (breaks, blank paragraphs:
+        // whitespace, short), so that no thread walks the whole text again
+        auto chars_of = [&](size_t a, size_t b) {
+            return t.width == 0 ? code_points(static_cast<const uint8_t*>(t.data), a, b) : b - a;
+        };
+        size_t prev = 0;
         for (const Span& sp : spans) {
             docs.push_back({static_cast<const char*>(t.data) + sp.begin * unit, sp.end - sp.begin, t.width, true});
-            const size_t n_chars = t.width == 0 ? code_points(static_cast<const uint8_t*>(t.data), sp.begin, sp.end)
-                                                : sp.end - sp.begin;  // width 0 is UTF-8: characters, not bytes
-            chars[i] += int64_t(n_chars + 2);
+            text_chars -= chars_of(prev, sp.begin);
+            prev = sp.end;
         }
+        text_chars -= chars_of(prev, t.size);
+        chars[i] = int64_t(text_chars + 2 * spans.size());
         counts[i] = int64_t(spans.size());
     }
 }
