@@ -378,7 +378,8 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
     tok = Tokenizer.load(tok_path)
     docs = scaling_documents(corpus, megabytes)
     whole = "".join(docs)
-    mb = len(whole.encode()) / 1e6
+    whole_utf8 = whole.encode()  # what prepare hands over for a plain text file
+    mb = len(whole_utf8) / 1e6
     print(f"\nencode_batch scaling: {mb:.1f} MB in {len(docs):,} blank-line documents, best of {reps}", file=sys.stderr)
     calls = {"one string": lambda: tok.encode(whole)}
     # the machine's ceiling for two threads: the documents' two halves encoded as one string each, on
@@ -391,6 +392,7 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
         calls[f"batch {n}"] = lambda n=n: tok.encode_batch(docs, num_threads=n)
         calls[f"flat {n}"] = lambda n=n: tok.encode_batch_flat(docs, num_threads=n)
         calls[f"paragraphs {n}"] = lambda n=n: tok.encode_paragraphs_flat([whole], num_threads=n)
+        calls[f"utf8 {n}"] = lambda n=n: tok.encode_paragraphs_flat([whole_utf8], num_threads=n)
     best = dict.fromkeys(calls, float("inf"))
     want = None
     for _ in range(reps):
@@ -403,16 +405,19 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
             del result
     ids, offsets = tok.encode_batch_flat(docs, num_threads=thread_counts[-1])
     pids, poffsets, _, _ = tok.encode_paragraphs_flat([whole], num_threads=thread_counts[-1])
+    uids, uoffsets, _, _ = tok.encode_paragraphs_flat([whole_utf8], num_threads=thread_counts[-1])
     same = (
         tok.encode_batch(docs, num_threads=thread_counts[-1]) == want
         and [ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == want
         and (pids == ids).all()
         and (poffsets == offsets).all()
+        and (uids == ids).all()
+        and (uoffsets == offsets).all()
     )
     speed = {k: mb / v for k, v in best.items()}
-    print(f"  {'one string, 1 thread':28s} {speed['one string']:7.1f} MB/s")
+    print(f"  {'one string, 1 thread':40s} {speed['one string']:7.1f} MB/s")
     ceiling = speed["halves at once"] / speed["halves in turn"]
-    print(f"  {'two halves, 2 threads':28s} {speed['halves at once']:7.1f} MB/s  {ceiling:4.2f}x in turn: the ceiling")
+    print(f"  {'two halves, 2 threads':40s} {speed['halves at once']:7.1f} MB/s  {ceiling:4.2f}x in turn: the ceiling")
     rows = [
         (
             f"encode two halves {mb:.0f}MB at once (2 threads) MB/s",
@@ -424,12 +429,17 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
             ceiling,
         )
     ]
-    labels = {"batch": "encode_batch (lists)", "flat": "encode_batch_flat", "paragraphs": "encode_paragraphs_flat"}
+    labels = {
+        "batch": "encode_batch (lists)",
+        "flat": "encode_batch_flat",
+        "paragraphs": "encode_paragraphs_flat",
+        "utf8": "encode_paragraphs_flat, UTF-8 bytes",
+    }
     for kind, label in labels.items():
         for n in thread_counts:
             r = speed[f"{kind} {n}"] / speed[f"{kind} 1"]
             print(
-                f"  {label + f', {n} thread' + ('s' if n > 1 else ''):28s} {speed[f'{kind} {n}']:7.1f} MB/s  "
+                f"  {label + f', {n} thread' + ('s' if n > 1 else ''):40s} {speed[f'{kind} {n}']:7.1f} MB/s  "
                 f"{r:4.2f}x its 1 thread  {speed[f'{kind} {n}'] / speed['one string']:4.2f}x one string"
             )
             if n > 1:
@@ -460,32 +470,58 @@ def run_scaling(tok_path: Path, corpus: Path, megabytes: float, thread_counts: l
     return rows
 
 
-def run_prepare_scaling(tok_path: Path, text: str, thread_counts: list[int], reps: int) -> list[tuple]:
-    """`tinyllm prepare` (the API call) of the same text as one .txt file on 1, 2, ... workers, alternating."""
+def run_prepare_scaling(tok_path: Path, text: str, thread_counts: list[int], reps: int, copies: int = 4) -> list[tuple]:
+    """`tinyllm prepare` (the API call) of the same text as one .txt file on 1, 2, ... workers, alternating,
+    each run into a fresh --out (no older set to delete); then of the text `copies` times over, whose
+    extra time over the first is prepare less what it spends once whatever the size (loading the
+    tokenizer before the first encode, the last shard and meta.json after the last), which no thread
+    count shortens."""
     from tinyllm.data.prepare import prepare
 
     with tempfile.TemporaryDirectory(prefix="tinyllm-prepare-") as d:
-        src = Path(d) / "docs.txt"
-        src.write_text(text, encoding="utf-8")
-        mb = src.stat().st_size / 1e6
-        best = dict.fromkeys(thread_counts, float("inf"))
-        for _ in range(reps):
-            for n in thread_counts:
+        srcs = {1: Path(d) / "docs.txt", copies: Path(d) / f"docs{copies}.txt"}
+        srcs[1].write_text(text, encoding="utf-8")
+        srcs[copies].write_text(text * copies, encoding="utf-8")
+        mb = {k: f.stat().st_size / 1e6 for k, f in srcs.items()}
+        best = {(k, n): float("inf") for k in srcs for n in thread_counts}
+        for rep in range(reps):
+            for k, n in best:
+                out = Path(d) / f"out{k}-{n}-{rep}"
                 t = time.perf_counter()
-                prepare([str(src)], tok_path, Path(d) / f"out{n}", workers=n, progress=False)
-                best[n] = min(best[n], time.perf_counter() - t)
+                prepare([str(srcs[k])], tok_path, out, workers=n, progress=False)
+                best[k, n] = min(best[k, n], time.perf_counter() - t)
+                shutil.rmtree(out)
     rows = []
+    for k, label in ((1, f"{mb[1]:.0f}MB"), (copies, f"{mb[copies]:.0f}MB ({copies} copies)")):
+        for n in thread_counts:
+            r = best[k, 1] / best[k, n]
+            name = f"prepare {label}, {n} worker" + ("s" if n > 1 else "")
+            print(f"  {name:40s} {mb[k] / best[k, n]:7.1f} MB/s  {best[k, n]:6.3f} s  {r:4.2f}x 1 worker")
+            if n > 1:
+                rows.append(
+                    (
+                        f"prepare {label}, {n} workers MB/s",
+                        "ours",
+                        mb[k] / best[k, n],
+                        "ours prepare, 1 worker",
+                        mb[k] / best[k, 1],
+                        "MB/s",
+                        r,
+                    )
+                )
+    extra = mb[copies] - mb[1]
     for n in thread_counts:
-        r = best[1] / best[n]
-        print(f"  {f'prepare, {n} worker' + ('s' if n > 1 else ''):28s} {mb / best[n]:7.1f} MB/s  {r:4.2f}x 1 worker")
+        r = (best[copies, 1] - best[1, 1]) / (best[copies, n] - best[1, n])
+        name = f"prepare, the extra {extra:.0f} MB, {n} worker" + ("s" if n > 1 else "")
+        print(f"  {name:40s} {extra / (best[copies, n] - best[1, n]):7.1f} MB/s  {r:4.2f}x 1 worker")
         if n > 1:
             rows.append(
                 (
-                    f"prepare {mb:.0f}MB, {n} workers MB/s",
+                    f"prepare, the extra {extra:.0f}MB of {mb[copies]:.0f}MB over {mb[1]:.0f}MB, {n} workers MB/s",
                     "ours",
-                    mb / best[n],
+                    extra / (best[copies, n] - best[1, n]),
                     "ours prepare, 1 worker",
-                    mb / best[1],
+                    extra / (best[copies, 1] - best[1, 1]),
                     "MB/s",
                     r,
                 )
