@@ -498,35 +498,23 @@ def run_prepare_scaling(tok_path: Path, text: str, thread_counts: list[int], rep
             name = f"prepare {label}, {n} worker" + ("s" if n > 1 else "")
             print(f"  {name:40s} {mb[k] / best[k, n]:7.1f} MB/s  {best[k, n]:6.3f} s  {r:4.2f}x 1 worker")
             if n > 1:
-                rows.append(
-                    (
-                        f"prepare {label}, {n} workers MB/s",
-                        "ours",
-                        mb[k] / best[k, n],
-                        "ours prepare, 1 worker",
-                        mb[k] / best[k, 1],
-                        "MB/s",
-                        r,
-                    )
-                )
+                rows.append(prepare_row(f"prepare {label}, {n} workers MB/s", mb[k] / best[k, n], mb[k] / best[k, 1]))
     extra = mb[copies] - mb[1]
     for n in thread_counts:
         r = (best[copies, 1] - best[1, 1]) / (best[copies, n] - best[1, n])
         name = f"prepare, the extra {extra:.0f} MB, {n} worker" + ("s" if n > 1 else "")
         print(f"  {name:40s} {extra / (best[copies, n] - best[1, n]):7.1f} MB/s  {r:4.2f}x 1 worker")
         if n > 1:
+            what = f"prepare, the extra {extra:.0f}MB of {mb[copies]:.0f}MB over {mb[1]:.0f}MB, {n} workers MB/s"
             rows.append(
-                (
-                    f"prepare, the extra {extra:.0f}MB of {mb[copies]:.0f}MB over {mb[1]:.0f}MB, {n} workers MB/s",
-                    "ours",
-                    extra / (best[copies, n] - best[1, n]),
-                    "ours prepare, 1 worker",
-                    extra / (best[copies, 1] - best[1, 1]),
-                    "MB/s",
-                    r,
-                )
+                prepare_row(what, extra / (best[copies, n] - best[1, n]), extra / (best[copies, 1] - best[1, 1]))
             )
     return rows
+
+
+def prepare_row(what: str, ours: float, one_worker: float) -> tuple:
+    """A tokenizer.csv row of prepare's MB/s against its own 1-worker MB/s."""
+    return (what, "ours", ours, "ours prepare, 1 worker", one_worker, "MB/s", ours / one_worker)
 
 
 def write_rows(rows: list[tuple]) -> None:

@@ -57,22 +57,25 @@ void breaks_of(const U* u, size_t from, size_t to, std::vector<Span>& out) {
     }
 }
 
-// The paragraphs of u[0, n) between its breaks (in order), the blank ones dropped.
-template <class U>
-void paragraphs_between(const U* u, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
-    auto keep = [&](size_t a, size_t b) {
-        for (size_t i = a; i < b; ++i)
-            if (!py_isspace(u[i])) {
-                out.push_back({a, b});
-                return;
-            }
-    };
+// The paragraphs of [0, n) between its breaks (in order), the blank ones dropped: those for which
+// not_blank(a, b), "a character of [a, b) is not whitespace", is false.
+template <class NotBlank>
+void paragraphs_between_by(size_t n, const std::vector<Span>& breaks, std::vector<Span>& out, NotBlank not_blank) {
     size_t start = 0;
     for (const Span& br : breaks) {
-        keep(start, br.begin);
+        if (not_blank(start, br.begin)) out.push_back({start, br.begin});
         start = br.end;
     }
-    keep(start, n);
+    if (not_blank(start, n)) out.push_back({start, n});
+}
+
+template <class U>
+void paragraphs_between(const U* u, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
+    paragraphs_between_by(n, breaks, out, [&](size_t a, size_t b) {
+        for (size_t i = a; i < b; ++i)
+            if (!py_isspace(u[i])) return true;
+        return false;
+    });
 }
 
 // Storage of a str: width 0 or 1 one byte a code unit (ASCII or Latin-1), 2 uint16, 4 uint32. (Cutting,
@@ -118,22 +121,14 @@ inline void breaks_utf8(const uint8_t* u, size_t from, size_t to, std::vector<Sp
 }
 
 inline void paragraphs_between_utf8(const uint8_t* u, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
-    auto keep = [&](size_t a, size_t b) {
+    paragraphs_between_by(n, breaks, out, [&](size_t a, size_t b) {
         for (size_t i = a; i < b;) {
             const CodePoint c = decode_at(u, b, i);
-            if (!py_isspace(c.cp)) {
-                out.push_back({a, b});
-                return;
-            }
+            if (!py_isspace(c.cp)) return true;
             i += c.len;
         }
-    };
-    size_t start = 0;
-    for (const Span& br : breaks) {
-        keep(start, br.begin);
-        start = br.end;
-    }
-    keep(start, n);
+        return false;
+    });
 }
 
 // Code points of UTF-8 bytes u[a, b).
