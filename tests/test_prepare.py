@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tinyllm.data.corpus as C
+import tinyllm.data.formats as F
 import tinyllm.data.prepare as P
 import tinyllm.data.shards as S
 from tinyllm.data.corpus import load_corpus, load_documents
@@ -141,8 +142,9 @@ def test_streamed_documents_equal_load_documents(tmp_path, monkeypatch, text):
         b"a\n\nb \nc d\n\ne\t\n" * 7 + "\u3000x\n\u2028\n y \n".encode() * 3,
         b"\xef\xbb\xbfbom\r\rold mac\r\r\rparas\r\n\r\nand crlf\n\r\nmixed\n\n" * 4 + "é\n\né".encode()[:-1],
         ("clean ünïcödé\n\n" + "x y\n\n\u00a0\n" * 3 + "\u3000\n\nz").encode() * 6,
+        ("中文的段落。\n\n  缩进的段落\n\n\u3000全角空格开头\n\n\t\n\n" * 2000).encode(),  # past the 64 KB head
     ],
-    ids=["breaks", "open-whitespace", "bom-cr-truncated", "clean"],
+    ids=["breaks", "open-whitespace", "bom-cr-truncated", "clean", "cjk-indented"],
 )
 def test_raw_blocks_are_the_documents_and_warnings_of_text_blocks(tmp_path, text):
     """stream_raw_text_blocks (bytes where valid UTF-8 without "\r", else decoded) against
@@ -163,14 +165,32 @@ def test_raw_blocks_are_the_documents_and_warnings_of_text_blocks(tmp_path, text
         assert [str(w.message) for w in warned] == [str(w.message) for w in want_warned]
         if b"\r" not in text and b"\xff" not in text:  # every block comes undecoded
             assert all(isinstance(t, bytes) for t, _ in blocks), block
+        if block == 64:  # cut as it is read after the head, not held whole (paragraphs open with CJK, spaces, tabs)
+            assert len(blocks) > (len(text) - F.SNIFF_BYTES) // 200, len(blocks)
+
+
+def _opens_paragraph_slowly(rest: bytes) -> bool:
+    """The longest prefix of rest that is UTF-8, decoded: whitespace but no line break, then a character
+    that is not whitespace."""
+    text = next(rest[:k].decode() for k in range(len(rest), -1, -1) if _decodes(rest[:k]))
+    head = text.lstrip("".join(c for c in set(text) if c.isspace() and c not in "\r\n"))
+    return bool(head) and not head[0].isspace()
+
+
+def _decodes(b: bytes) -> bool:
+    try:
+        b.decode()
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _cuts(data: bytes, lo: int = 0) -> list[int]:
-    """Every place corpus.BREAK_PAIRS describes, found the slow way: before a printable ASCII byte, after
-    a run of line-break bytes (from lo on) that normalises to two or more "\n"."""
+    """Every place corpus.BREAK_PAIRS describes, found the slow way: where a run of line-break bytes
+    (from lo on) that normalises to two or more "\n" ends, and a paragraph opens."""
     out = []
     for q in range(1, len(data)):
-        if not 0x21 <= data[q] <= 0x7E:
+        if data[q] in b"\r\n" or not _opens_paragraph_slowly(data[q:]):
             continue
         a = q
         while a > lo and data[a - 1] in b"\r\n":
@@ -185,11 +205,8 @@ def test_last_bytes_cut_is_the_last_cut(monkeypatch):
     rng = random.Random(0)
     for _ in range(3000):
         monkeypatch.setattr(C, "BREAK_WINDOW", rng.choice([1, 2, 3, 8, 1 << 16]))
-        data = bytearray(
-            b"".join(
-                rng.choice([b"a", b" ", b"\n", b"\r", b"\r\n", b"\xc3\xa9", b"-"]) for _ in range(rng.randint(0, 30))
-            )
-        )
+        parts = [b"a", b" ", b"\t", b"\n", b"\r", b"\r\n", b"-", *map(str.encode, "é中\u3000\x85"), b"\xff", b"\xe4"]
+        data = bytearray(b"".join(rng.choice(parts) for _ in range(rng.randint(0, 30))))
         cuts = _cuts(bytes(data))
         lo = rng.randint(0, len(data))
         # the last cut of what lies from lo on (as a suffix of a run starting before lo would be)

@@ -127,11 +127,39 @@ def stream_text_blocks(
 
 
 # A place where a file's bytes can be cut between documents without decoding them: the end of a run of
-# line-break bytes that holds two or more line breaks, before a printable ASCII byte. In the decoded,
-# normalised text that is the end of a paragraph break (its run of whitespace ends there), so the
-# paragraphs of the two sides are those of the whole. A run of "\r" and "\n" holds two or more breaks
-# exactly when it holds one of these pairs (else it is "\n", "\r" or "\r\n").
+# line-break bytes that holds two or more line breaks, followed by a character that is not whitespace,
+# with at most whitespace but no line break between (_opens_paragraph). In the decoded, normalised
+# text that is where a paragraph break ends (its last "\n"), so the paragraphs of the two sides are
+# those of the whole. A run of "\r" and "\n" holds two or more breaks exactly when it holds one of
+# these pairs (else it is "\n", "\r" or "\r\n").
 BREAK_PAIRS = (b"\n\n", b"\r\r", b"\n\r")
+_ASCII_SPACE = frozenset(b" \t\x0b\x0c\x1c\x1d\x1e\x1f")  # str.isspace's ASCII, less "\n" and "\r"
+
+
+def _opens_paragraph(data: bytearray, q: int) -> bool:
+    """Whether data[q:] holds whitespace without a line break, then a character that is not whitespace
+    (a paragraph starting with CJK or indented is as common as one starting with ASCII: cutting only
+    before ASCII left such files one block, all in memory). False when data ends first, or on a byte
+    sequence that is not UTF-8 (no cut there: the block is decoded as a whole)."""
+    n = len(data)
+    while q < n:
+        c = data[q]
+        if c < 0x80:
+            if c in _ASCII_SPACE:
+                q += 1
+                continue
+            return c not in b"\r\n"
+        k = 2 if c < 0xE0 else 3 if c < 0xF0 else 4
+        if c < 0xC2 or q + k > n:
+            return False
+        try:
+            ch = bytes(data[q : q + k]).decode()
+        except UnicodeDecodeError:
+            return False
+        if not ch.isspace():
+            return True
+        q += k
+    return False
 
 
 def stream_raw_text_blocks(path: Path, block: int | None = None) -> Iterator[tuple[bytes | str, int]]:
@@ -183,7 +211,7 @@ def last_bytes_cut(data: bytearray, lo: int) -> int:
             q = i + 2
             while q < n and data[q] in b"\r\n":
                 q += 1
-            if q < n and 0x21 <= data[q] <= 0x7E:
+            if _opens_paragraph(data, q):
                 return q
             end = i + 1  # a cut before this run: the pairs that start before i
             for p, at in last.items():
