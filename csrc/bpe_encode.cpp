@@ -262,8 +262,7 @@ void Encoder::paragraph_texts(const std::vector<BatchText>& texts, int num_threa
             const Piece& pc = pieces[k];
             const BatchText& t = texts[pc.text];
             breaks(t.data, t.width, pc.from, pc.to, found[k]);
-            piece_chars[k] =
-                t.width == 0 ? code_points(static_cast<const uint8_t*>(t.data), pc.from, pc.to) : pc.to - pc.from;
+            piece_chars[k] = chars_between(t.data, t.width, pc.from, pc.to);
         }
     });
     counts.assign(texts.size(), 0);
@@ -282,9 +281,7 @@ void Encoder::paragraph_texts(const std::vector<BatchText>& texts, int num_threa
         const size_t unit = t.width > 1 ? size_t(t.width) : 1;
         // characters of the documents: the text's, less those between them (breaks, blank paragraphs:
         // whitespace, short), so that no thread walks the whole text again
-        auto chars_of = [&](size_t a, size_t b) {
-            return t.width == 0 ? code_points(static_cast<const uint8_t*>(t.data), a, b) : b - a;
-        };
+        auto chars_of = [&](size_t a, size_t b) { return chars_between(t.data, t.width, a, b); };
         size_t prev = 0;
         for (const Span& sp : spans) {
             docs.push_back({static_cast<const char*>(t.data) + sp.begin * unit, sp.end - sp.begin, t.width, true});

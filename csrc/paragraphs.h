@@ -29,88 +29,63 @@ inline bool py_isspace(uint32_t c) {
 }
 
 struct Span {
-    size_t begin, end;  // code units
+    size_t begin, end;  // code units (bytes of UTF-8)
 };
+
+// A text's characters, one at a time, for the cutting below, in the storage it comes in: a str's code
+// units (width 1, 2 or 4: CPython's storage; one unit a character), or UTF-8 bytes (width 0: bytes,
+// or an ASCII str, whose bytes are UTF-8), valid (the caller checked), decoded where a byte is not
+// ASCII (U+0085, U+00A0, U+2028, ... are whitespace too).
+template <class U>
+struct Units {
+    const U* u;
+    static constexpr bool kOneByteNewline = sizeof(U) == 1;  // memchr finds "\n"
+    CodePoint at(size_t i, size_t /*end*/) const { return {uint32_t(u[i]), 1}; }
+    bool starts_char(size_t) const { return true; }
+    size_t chars(size_t a, size_t b) const { return b - a; }
+};
+
+struct Utf8 {
+    const uint8_t* u;
+    static constexpr bool kOneByteNewline = true;  // "\n" is never part of a longer sequence
+    CodePoint at(size_t i, size_t end) const { return decode_at(u, end, i); }
+    bool starts_char(size_t i) const { return !is_cont(u[i]); }
+    size_t chars(size_t a, size_t b) const {
+        size_t n = 0;
+        for (size_t i = a; i < b; ++i) n += !is_cont(u[i]);
+        return n;
+    }
+};
+
+// f(text) with the text as the reader its width says.
+template <class F>
+decltype(auto) by_width(const void* data, int width, F&& f) {
+    if (width == 0) return f(Utf8{static_cast<const uint8_t*>(data)});
+    if (width == 2) return f(Units<uint16_t>{static_cast<const uint16_t*>(data)});
+    if (width == 4) return f(Units<uint32_t>{static_cast<const uint32_t*>(data)});
+    return f(Units<uint8_t>{static_cast<const uint8_t*>(data)});  // Latin-1
+}
 
 // The breaks (a whitespace run's first "\n" to its last, when it holds two or more) of the runs that
 // start in [from, to); no run may straddle `to` (to is the end, or a character that is not whitespace).
-template <class U>
-void breaks_of(const U* u, size_t from, size_t to, std::vector<Span>& out) {
+template <class T>
+void breaks_of(T t, size_t from, size_t to, std::vector<Span>& out) {
     size_t i = from;
     while (i < to) {
-        if (u[i] != U('\n')) {
-            if constexpr (sizeof(U) == 1) {  // one byte a code point: jump to the next "\n"
-                const void* nl = std::memchr(u + i, '\n', to - i);
+        if (t.u[i] != '\n') {
+            if constexpr (T::kOneByteNewline) {  // jump to the next "\n"
+                const void* nl = std::memchr(t.u + i, '\n', to - i);
                 if (!nl) return;
-                i = size_t(static_cast<const U*>(nl) - u);
+                i = size_t(static_cast<const uint8_t*>(nl) - reinterpret_cast<const uint8_t*>(t.u));
             } else {
                 ++i;
                 continue;
             }
         }
-        // u[i] is the first "\n" of its whitespace run (any whitespace before it in the run is not "\n")
-        size_t j = i + 1, last = i;
-        for (; j < to && py_isspace(u[j]); ++j)
-            if (u[j] == U('\n')) last = j;
-        if (last > i) out.push_back({i, last + 1});
-        i = j;
-    }
-}
-
-// The paragraphs of [0, n) between its breaks (in order), the blank ones dropped: those for which
-// not_blank(a, b), "a character of [a, b) is not whitespace", is false.
-template <class NotBlank>
-void paragraphs_between_by(size_t n, const std::vector<Span>& breaks, std::vector<Span>& out, NotBlank not_blank) {
-    size_t start = 0;
-    for (const Span& br : breaks) {
-        if (not_blank(start, br.begin)) out.push_back({start, br.begin});
-        start = br.end;
-    }
-    if (not_blank(start, n)) out.push_back({start, n});
-}
-
-template <class U>
-void paragraphs_between(const U* u, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
-    paragraphs_between_by(n, breaks, out, [&](size_t a, size_t b) {
-        for (size_t i = a; i < b; ++i)
-            if (!py_isspace(u[i])) return true;
-        return false;
-    });
-}
-
-// Storage of a str: width 0 or 1 one byte a code unit (ASCII or Latin-1), 2 uint16, 4 uint32. (Cutting,
-// below, reads width 0 as UTF-8: ASCII is UTF-8, and bytes of UTF-8 text come as width 0 too.)
-inline uint32_t unit_at(const void* data, int width, size_t i) {
-    return width == 2 ? static_cast<const uint16_t*>(data)[i]
-           : width == 4 ? static_cast<const uint32_t*>(data)[i]
-                        : static_cast<const uint8_t*>(data)[i];
-}
-
-// f(units) with the str's storage as the type its width says.
-template <class F>
-void by_width(const void* data, int width, F&& f) {
-    if (width == 2)
-        f(static_cast<const uint16_t*>(data));
-    else if (width == 4)
-        f(static_cast<const uint32_t*>(data));
-    else
-        f(static_cast<const uint8_t*>(data));
-}
-
-// The same on UTF-8 (valid: the caller checked), width 0: positions are bytes, and a byte that is not
-// ASCII starts a code point that is decoded to test it (U+0085, U+00A0, U+2028, ... are whitespace).
-// An ASCII str is width 0 too: the same bytes, the same breaks.
-inline void breaks_utf8(const uint8_t* u, size_t from, size_t to, std::vector<Span>& out) {
-    size_t i = from;
-    while (i < to) {
-        if (u[i] != '\n') {
-            const void* nl = std::memchr(u + i, '\n', to - i);
-            if (!nl) return;
-            i = size_t(static_cast<const uint8_t*>(nl) - u);
-        }
+        // t.u[i] is the first "\n" of its whitespace run (any whitespace before it in the run is not "\n")
         size_t j = i + 1, last = i;
         while (j < to) {
-            const CodePoint c = decode_at(u, to, j);
+            const CodePoint c = t.at(j, to);
             if (!py_isspace(c.cp)) break;
             if (c.cp == '\n') last = j;
             j += c.len;
@@ -120,50 +95,56 @@ inline void breaks_utf8(const uint8_t* u, size_t from, size_t to, std::vector<Sp
     }
 }
 
-inline void paragraphs_between_utf8(const uint8_t* u, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
-    paragraphs_between_by(n, breaks, out, [&](size_t a, size_t b) {
-        for (size_t i = a; i < b;) {
-            const CodePoint c = decode_at(u, b, i);
-            if (!py_isspace(c.cp)) return true;
-            i += c.len;
-        }
-        return false;
-    });
+// Whether a character of [a, b) is not whitespace.
+template <class T>
+bool not_blank(T t, size_t a, size_t b) {
+    for (size_t i = a; i < b;) {
+        const CodePoint c = t.at(i, b);
+        if (!py_isspace(c.cp)) return true;
+        i += c.len;
+    }
+    return false;
 }
 
-// Code points of UTF-8 bytes u[a, b).
-inline size_t code_points(const uint8_t* u, size_t a, size_t b) {
-    size_t n = 0;
-    for (size_t i = a; i < b; ++i) n += !is_cont(u[i]);
-    return n;
+// The paragraphs of [0, n) between its breaks (in order), the blank ones dropped.
+template <class T>
+void paragraphs_between(T t, size_t n, const std::vector<Span>& breaks, std::vector<Span>& out) {
+    size_t start = 0;
+    for (const Span& br : breaks) {
+        if (not_blank(t, start, br.begin)) out.push_back({start, br.begin});
+        start = br.end;
+    }
+    if (not_blank(t, start, n)) out.push_back({start, n});
 }
 
 // Where a piece of a text may end at or after q: the start of a character that is not whitespace (or n).
-inline size_t next_non_space(const void* data, size_t n, int width, size_t q) {
-    if (width == 0) {
-        const auto* u = static_cast<const uint8_t*>(data);
-        while (q < n && is_cont(u[q])) ++q;
-        while (q < n) {
-            const CodePoint c = decode_at(u, n, q);
-            if (!py_isspace(c.cp)) break;
-            q += c.len;
-        }
-        return q;
+template <class T>
+size_t next_non_space(T t, size_t n, size_t q) {
+    while (q < n && !t.starts_char(q)) ++q;
+    while (q < n) {
+        const CodePoint c = t.at(q, n);
+        if (!py_isspace(c.cp)) break;
+        q += c.len;
     }
-    while (q < n && py_isspace(unit_at(data, width, q))) ++q;
     return q;
 }
 
-// width 0: UTF-8 (or ASCII); 1, 2, 4: a str's code units.
 inline void breaks(const void* data, int width, size_t from, size_t to, std::vector<Span>& out) {
-    if (width == 0) return breaks_utf8(static_cast<const uint8_t*>(data), from, to, out);
-    by_width(data, width, [&](auto u) { breaks_of(u, from, to, out); });
+    by_width(data, width, [&](auto t) { breaks_of(t, from, to, out); });
 }
 
 inline void paragraphs_between(const void* data, size_t n, int width, const std::vector<Span>& br,
                                std::vector<Span>& out) {
-    if (width == 0) return paragraphs_between_utf8(static_cast<const uint8_t*>(data), n, br, out);
-    by_width(data, width, [&](auto u) { paragraphs_between(u, n, br, out); });
+    by_width(data, width, [&](auto t) { paragraphs_between(t, n, br, out); });
+}
+
+inline size_t next_non_space(const void* data, size_t n, int width, size_t q) {
+    return by_width(data, width, [&](auto t) { return next_non_space(t, n, q); });
+}
+
+// Characters of [a, b): code units, or code points of UTF-8.
+inline size_t chars_between(const void* data, int width, size_t a, size_t b) {
+    return by_width(data, width, [&](auto t) { return t.chars(a, b); });
 }
 
 // The paragraphs of a whole text, on this thread.

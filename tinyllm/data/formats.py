@@ -157,12 +157,7 @@ def read_utf8(path: Path, options: ReadOptions = DEFAULT) -> Iterator:
     if kind.format != "text":
         raise ValueError(f"read_utf8 reads text and Parquet, not {kind.format}")
     cut = _Truncation()
-    first = True
-    for data, _ in _sniffed(path, _raw_blocks(path, kind, READ_BLOCK, cut), kind):
-        if first and data:
-            data = data.removeprefix(b"\xef\xbb\xbf") if isinstance(data, bytes) else data
-            first = False
-        yield data
+    yield from (data for data, _ in _text_bytes(path, kind, READ_BLOCK, cut))
     _warn_truncated(path, kind, cut)
 
 
@@ -172,10 +167,16 @@ def read_raw_text(path: Path, block: int = READ_BLOCK) -> Iterator[tuple[bytes, 
     kind = kind_of(path)
     if kind.format != "text" or kind.compression:
         raise ValueError(f"read_raw_text reads uncompressed text, not {kind}")
+    yield from _text_bytes(path, kind, block, _Truncation())
+
+
+def _text_bytes(path: Path, kind: Kind, block: int, cut: _Truncation) -> Iterator[tuple[bytes, int]]:
+    """_raw_blocks of a text file, sniffed (binary data refused), a leading BOM dropped."""
     first = True
-    for data, raw in _sniffed(path, _raw_blocks(path, kind, block, _Truncation()), kind):
+    for data, raw in _sniffed(path, _raw_blocks(path, kind, block, cut), kind):
         if first and data:
-            data, first = data.removeprefix(b"\xef\xbb\xbf"), False
+            data = data.removeprefix(b"\xef\xbb\xbf") if isinstance(data, bytes) else data
+            first = False
         yield data, raw
 
 
