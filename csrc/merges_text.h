@@ -2,8 +2,8 @@
 // each line "<left id> <right id>" and, after a tab, the new token's bytes as Python's repr() of a
 // bytes object (or nothing). Its reference is format.py's _read_merges_checked, a line at a time,
 // which also words the error: this says only whether every line passes, so a file with any problem
-// goes to it (32k merges: 28 ms there, ~3 ms here; the load is serial before `tinyllm prepare`'s
-// threads start).
+// goes to it (parsing a 32k-merge file took 32 ms with that loop, 7 ms with this, measured side by
+// side; the load is serial before `tinyllm prepare`'s threads start).
 #pragma once
 #include <algorithm>
 #include <cstdint>

@@ -136,8 +136,8 @@ def text_blocks(path: Path, options: ReadOptions) -> Iterator[tuple[str | bytes,
 
 def text_batches(blocks: Iterable[tuple[str | bytes, int]]) -> Iterator[Batch]:
     """Text blocks regrouped for encode_paragraphs_flat: a batch closes at the text that brings it to
-    TEXT_BATCH_CHARS characters (the first batch: TEXT_FIRST_CHARS, as until it is read every core but
-    the reader's is idle); blocks of whitespace alone (no document) only add their bytes."""
+    TEXT_BATCH_CHARS characters (bytes, of a bytes block; the first batch: TEXT_FIRST_CHARS, as until it
+    is read every core but the reader's is idle); blocks of whitespace alone (no document) only add their bytes."""
     batch, chars, nbytes, limit = [], 0, 0, TEXT_FIRST_CHARS
     for text, n in blocks:
         nbytes += n

@@ -136,7 +136,7 @@ def _read_merges(r: _LineReader, n_merges: int) -> list[tuple[int, int]]:
     from two earlier non-special ids; the bytes column, if present, must be that token's."""
     native = _native_merges()
     if native is not None and len(lines := r.lines[r.pos : r.pos + n_merges]) == n_merges:
-        merges = native(lines, BYTE_OFFSET)  # csrc/merges_text.h: the same checks, ~10x faster
+        merges = native(lines, BYTE_OFFSET)  # csrc/merges_text.h: the same checks (a 32k file: 7 ms, not 32)
         if merges is not None:
             r.pos += n_merges
             return merges
