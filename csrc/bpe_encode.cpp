@@ -24,17 +24,21 @@ Encoder::Encoder(const std::vector<Merge>& merges, Pattern pattern)
     : pattern_(pattern), token_id_(2 * (merges.size() + 256)), pair_rank_(4 * (merges.size() + 256)) {
     for (int k = 0; k < kNumSpecials; ++k) token_bytes_.emplace_back(kSpecialNames[k]);
     for (int b = 0; b < 256; ++b) token_bytes_.emplace_back(1, static_cast<char>(b));
-    for (const Merge& m : merges) {
+    // the reference's checks, in its words (tinyllm/tokenizer/reference.py: bad_merge_message, DUPLICATE_MERGE_MESSAGE)
+    for (size_t i = 0; i < merges.size(); ++i) {
+        const Merge& m = merges[i];
         const uint32_t next = static_cast<uint32_t>(token_bytes_.size());
         if (m.first < kByteOffset || m.second < kByteOffset || m.first >= next || m.second >= next)
-            throw std::invalid_argument("merge (" + std::to_string(m.first) + ", " + std::to_string(m.second) +
+            throw std::invalid_argument("merge " + std::to_string(i) + " (" + std::to_string(m.first) + ", " +
+                                        std::to_string(m.second) +
                                         ") refers to a token id that is special or not defined yet");
         token_bytes_.push_back(token_bytes_[m.first] + token_bytes_[m.second]);
     }
     for (uint32_t id = kByteOffset; id < token_bytes_.size(); ++id) {
         bool inserted;
         token_id_.get_or_insert(token_bytes_[id], inserted) = id;
-        if (!inserted) throw std::invalid_argument("two merges make the same byte string (token " + std::to_string(id) + ")");
+        if (!inserted)
+            throw std::invalid_argument("merges define the same byte string twice (every token must be distinct)");
     }
     // Every way to split a token into two tokens is a pair that joins into it; this
     // turns "is bytes(x) + bytes(y) a token?" into one integer-keyed lookup.
@@ -197,39 +201,41 @@ Encoder::Batch Encoder::plan_batch(const std::vector<BatchText>& texts) {
     return batch;
 }
 
-void Encoder::run_batch(Batch& batch, const std::vector<BatchText>& texts, unsigned allowed, int num_threads,
-                        const std::function<void(size_t)>& block_done) const {
+void Encoder::encode_block(Batch& batch, const std::vector<BatchText>& texts, size_t b, unsigned allowed,
+                           Cache& cache, std::string& utf8) const {
+    std::vector<uint32_t> ids, lengths;  // this block's, moved into the batch once at the end
+    ids.reserve(kBlockBytes / 3);
+    for (size_t i = batch.first[b]; i < batch.first[b + 1]; ++i) {
+        const BatchText& t = texts[i];
+        const uint8_t* s = static_cast<const uint8_t*>(t.data);
+        size_t n = t.size;
+        // a str that is not ASCII, or a paragraph that needs its "\n\n": UTF-8 made here, without the GIL
+        if (t.width || t.nl2) {
+            if (t.width)
+                utf8_of_units(t.data, t.size, t.width, utf8);
+            else
+                utf8.assign(static_cast<const char*>(t.data), t.size);
+            if (t.nl2) utf8 += "\n\n";
+            s = reinterpret_cast<const uint8_t*>(utf8.data());
+            n = utf8.size();
+        }
+        const size_t before = ids.size();
+        encode(s, n, allowed, ids, cache);
+        lengths.push_back(uint32_t(ids.size() - before));
+    }
+    batch.ids[b] = std::move(ids);
+    batch.lengths[b] = std::move(lengths);
+}
+
+void Encoder::run_batch(Batch& batch, const std::vector<BatchText>& texts, unsigned allowed, int num_threads) const {
     const size_t n_blocks = batch.ids.size();
     std::atomic<size_t> next{0};
     const size_t threads = std::min<size_t>(std::max(1, num_threads), std::max<size_t>(1, n_blocks));
     run_on_threads(threads, [&](size_t) {
         Cache cache;
         std::string utf8;
-        for (size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < n_blocks;) {
-            std::vector<uint32_t> ids, lengths;  // this block's, moved into the batch once at the end
-            ids.reserve(kBlockBytes / 3);
-            for (size_t i = batch.first[b]; i < batch.first[b + 1]; ++i) {
-                const BatchText& t = texts[i];
-                const uint8_t* s = static_cast<const uint8_t*>(t.data);
-                size_t n = t.size;
-                // a str that is not ASCII, or a paragraph that needs its "\n\n": UTF-8 made here, without the GIL
-                if (t.width || t.nl2) {
-                    if (t.width)
-                        utf8_of_units(t.data, t.size, t.width, utf8);
-                    else
-                        utf8.assign(static_cast<const char*>(t.data), t.size);
-                    if (t.nl2) utf8 += "\n\n";
-                    s = reinterpret_cast<const uint8_t*>(utf8.data());
-                    n = utf8.size();
-                }
-                const size_t before = ids.size();
-                encode(s, n, allowed, ids, cache);
-                lengths.push_back(uint32_t(ids.size() - before));
-            }
-            batch.ids[b] = std::move(ids);
-            batch.lengths[b] = std::move(lengths);
-            if (block_done) block_done(b);
-        }
+        for (size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < n_blocks;)
+            encode_block(batch, texts, b, allowed, cache, utf8);
     });
 }
 

@@ -53,12 +53,14 @@ class Encoder {
     // kBlockBytes that the threads take in turn, lowest first (dynamic scheduling: big and
     // small documents mix well); each thread keeps one memo for all its blocks.
     Batch encode_batch(const std::vector<BatchText>& texts, unsigned allowed, int num_threads) const;
-    // The same in two steps: plan_batch cuts the texts into blocks, run_batch encodes them and
-    // calls block_done(b) (from the worker, no lock held) as each block b is stored, so that a
-    // consumer can take finished blocks while later ones are still being encoded.
+    // The same in steps: plan_batch cuts the texts into blocks, encode_block encodes block b into
+    // batch.ids[b] / batch.lengths[b] (utf8: the thread's scratch string), run_batch all blocks on
+    // up to num_threads threads. A caller that schedules the blocks itself (the Python lists of
+    // encode_batch: bindings.cpp) calls encode_block from its own threads.
     static Batch plan_batch(const std::vector<BatchText>& texts);
-    void run_batch(Batch& batch, const std::vector<BatchText>& texts, unsigned allowed, int num_threads,
-                   const std::function<void(size_t)>& block_done = {}) const;
+    void encode_block(Batch& batch, const std::vector<BatchText>& texts, size_t b, unsigned allowed, Cache& cache,
+                      std::string& utf8) const;
+    void run_batch(Batch& batch, const std::vector<BatchText>& texts, unsigned allowed, int num_threads) const;
 
     // The documents of whole texts (csrc/paragraphs.h: each paragraph + "\n\n") as texts of a batch,
     // with counts[i] documents of text i and chars[i] characters in them. The breaks are found on up
@@ -75,6 +77,7 @@ class Encoder {
     std::string decode(const uint32_t* ids, size_t n) const;
 
     size_t vocab_size() const { return token_bytes_.size(); }
+    const std::vector<std::string>& token_bytes() const { return token_bytes_; }  // id -> bytes
 
   private:
     void encode_piece(const uint8_t* p, size_t n, std::vector<uint32_t>& out, Cache& cache) const;

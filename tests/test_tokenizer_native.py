@@ -592,3 +592,45 @@ def test_a_tokenizer_file_loads_with_the_c_parser_as_with_the_python_one(merges,
     loaded = NativeTokenizer.load(tmp_path / "tok.txt")
     monkeypatch.setattr(F, "_native_merges", lambda: None)
     assert calls and loaded == tok == NativeTokenizer.load(tmp_path / "tok.txt")
+
+
+# ---- the reference's tables, made lazily from the C++ ones --------------------------------
+def test_the_reference_tables_are_made_when_asked_and_equal_the_reference_s(merges, tmp_path):
+    """A native tokenizer builds only its C++ tables (loading is half as long); the reference's
+    vocab, ranks and regexes come from them when a reference method first asks, equal to the
+    reference's own."""
+    for pattern in ("gpt4", "gpt2"):
+        ref = ReferenceTokenizer(merges, pattern)
+        ref.save(tmp_path / f"{pattern}.txt")
+        for nat in (NativeTokenizer(merges, pattern), NativeTokenizer.load(tmp_path / f"{pattern}.txt")):
+            assert not {"_vocab", "_ranks", "_pat", "_special_all"} & set(vars(nat))
+            assert nat.vocab_size == ref.vocab_size
+            assert nat.encode("ok <EOS> done") == ref.encode("ok <EOS> done")
+            assert not {"_vocab", "_ranks"} & set(vars(nat))  # encoding asked for none of them
+            assert nat._vocab == ref._vocab and nat.mergeable_ranks() == ref.mergeable_ranks()
+            assert nat._pat.pattern == ref._pat.pattern and nat._special_all.pattern == ref._special_all.pattern
+            ids = ref.encode("héllo wörld 中文 🙂 <BOS>")
+            assert nat.token_strings(ids) == ref.token_strings(ids)
+            assert nat.to_str() == ref.to_str()
+            # the reference's own Python encoder, on the lazily made tables
+            assert ReferenceTokenizer.encode(nat, "héllo wörld 中文 🙂") == ref.encode("héllo wörld 中文 🙂")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [(4, 4), (4, 4)],  # the same byte string twice
+        [(4, 5), (4, 5)],
+        [(1, 5)],  # a special id
+        [(4, 260)],  # an id not made yet
+        [(4, 5), (260, 262)],
+        [(-1, 5)],  # not a uint32: pybind refuses it before the C++ checks
+        [(4, 2**40)],
+    ],
+)
+def test_bad_merges_are_refused_in_the_reference_s_words(bad):
+    with pytest.raises(TinyLLMError) as want:
+        ReferenceTokenizer(bad)
+    with pytest.raises(TinyLLMError) as got:
+        NativeTokenizer(bad)
+    assert str(got.value) == str(want.value)

@@ -51,6 +51,11 @@ from .patterns import BYTE_OFFSET, MIN_VOCAB_SIZE, PATTERNS, SPECIAL_TOKENS, che
 
 FIRST_MERGE_ID = MIN_VOCAB_SIZE  # 260
 _ENCODE_CACHE_MAX = 1 << 16
+DUPLICATE_MERGE_MESSAGE = "merges define the same byte string twice (every token must be distinct)"
+
+
+def bad_merge_message(i: int, a: int, b: int) -> str:
+    return f"merge {i} ({a}, {b}) refers to a token id that is special or not defined yet"
 
 
 # --------------------------------------------------------------------------------------
@@ -394,23 +399,38 @@ class Tokenizer:
     """Byte-level BPE tokenizer (pure Python). See the module docstring for the rules."""
 
     def __init__(self, merges: Iterable[tuple[int, int]] = (), pattern: str = "gpt4"):
-        self._pattern_name = check_pattern(pattern)
-        self._merges: list[tuple[int, int]] = [(int(a), int(b)) for a, b in merges]
+        self._setup(check_pattern(pattern), [(int(a), int(b)) for a, b in merges])
+
+    @classmethod
+    def _of_merges(cls, pattern: str, merges: list[tuple[int, int]]) -> Tokenizer:
+        """A tokenizer of merges that are a list of (int, int) already, and a checked pattern name
+        (what the file parser gives): __init__ without its copy of every merge."""
+        tok = cls.__new__(cls)
+        tok._setup(pattern, merges)
+        return tok
+
+    def _setup(self, pattern: str, merges: list[tuple[int, int]]) -> None:
+        self._pattern_name = pattern
+        self._merges = merges
         self._specials = dict(SPECIAL_TOKENS)
+        self._cache: dict[bytes, list[int]] = {}
+        self._text: str | None = None  # to_str(), once asked
+        self._build_tables()
+
+    def _build_tables(self) -> None:
+        """What encode and decode look up, checking the merges (the native class builds its own)."""
         vocab: list[bytes] = [name.encode() for name in self._specials] + [bytes([i]) for i in range(256)]
         for i, (a, b) in enumerate(self._merges):
             new_id = FIRST_MERGE_ID + i
             if not (BYTE_OFFSET <= a < new_id and BYTE_OFFSET <= b < new_id):
-                raise TinyLLMError(f"merge {i} ({a}, {b}) refers to a token id that is special or not defined yet")
+                raise TinyLLMError(bad_merge_message(i, a, b))
             vocab.append(vocab[a] + vocab[b])
         self._vocab = vocab  # id -> bytes (special ids -> their name, what decode prints)
         self._ranks = {tb: i for i, tb in enumerate(vocab) if i >= BYTE_OFFSET}
         if len(self._ranks) != len(vocab) - BYTE_OFFSET:
-            raise TinyLLMError("merges define the same byte string twice (every token must be distinct)")
+            raise TinyLLMError(DUPLICATE_MERGE_MESSAGE)
         self._pat = regex.compile(PATTERNS[self._pattern_name])
         self._special_all = _special_regex(self._specials)
-        self._cache: dict[bytes, list[int]] = {}
-        self._text: str | None = None  # to_str(), once asked
 
     # ---- training --------------------------------------------------------------------
     @classmethod
@@ -606,7 +626,7 @@ class Tokenizer:
         if not isinstance(s, str):
             raise TinyLLMError(f"{source}: a tokenizer must be given as str, got {type(s).__name__}")
         pattern, merges = parse_tokenizer_text(s, source)
-        return cls(merges, pattern)
+        return cls._of_merges(pattern, merges)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the versioned text format atomically (temp file, then rename)."""
