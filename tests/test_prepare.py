@@ -4,6 +4,8 @@ import itertools
 import json
 import os
 import random
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -245,6 +247,46 @@ def test_text_batches_close_at_the_text_that_reaches_a_limit(monkeypatch):
         for i, b in enumerate(got[: len(got) - 1]):
             limit = P.TEXT_FIRST_CHARS if i == 0 else P.TEXT_BATCH_CHARS
             assert sum(map(len, b.items[:-1])) < limit <= sum(map(len, b.items)), (i, b)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_encoded_ahead_returns_batches_in_order_and_gives_the_ends_every_worker(workers):
+    """Batches encode side by side and finish in any order; they come back in order. The first
+    batch, and the last, take every worker's thread; a batch that started before the reader
+    reached the end takes one. The reader stays at most DEPTH batches a worker ahead, and the
+    caller's `meanwhile` runs once, after the first batch is queued."""
+    n, rng, lock = 40, random.Random(workers), threading.Lock()
+    read, log = [], {}
+
+    class FakeEncoder:
+        native = True
+
+        def __init__(self):
+            self.workers = workers
+
+        def encode(self, batch, threads=None):
+            k = batch.items[0]
+            with lock:
+                log[k] = (threads or workers, len(read) < n)  # (its threads, started before the end was read)
+                delay = rng.random() * 0.004
+            time.sleep(delay)  # (so that they finish out of order)
+            return k
+
+    def batches():
+        for k in range(n):
+            read.append(k)
+            yield P.Batch([k], 1, texts=True)
+
+    got, meanwhile = [], []
+    for batch, k in P.encoded_ahead(FakeEncoder(), batches(), lambda: meanwhile.append(len(read))):
+        assert batch.items == [k]
+        assert len(read) - k <= P.DEPTH * workers + 2, (k, len(read))
+        got.append(k)
+    assert got == list(range(n))
+    assert meanwhile == [2]  # the first batch queued, the second read
+    assert log[0][0] == workers and log[n - 1][0] == workers
+    early = [k for k in range(1, n) if log[k][1]]
+    assert early and all(log[k][0] == 1 for k in early), log
 
 
 def test_big_corpus_split_sends_every_tenth_block_of_50_documents_to_val():

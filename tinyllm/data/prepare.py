@@ -27,6 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,9 +56,10 @@ from .shards import FORMAT, VERSION, ShardWriter
 
 BATCH_DOCS = 4096  # documents encoded per batch ...
 BATCH_CHARS = 16 << 20  # ... or fewer when they add up to this many characters
-TEXT_BATCH_CHARS = 4 << 20  # characters of text per call when the C++ encoder cuts the documents
-TEXT_READ = 2 << 20  # ... read this many bytes at a time
-TEXT_FIRST_CHARS = 1 << 20  # the first call takes the first block read: the threads start after 2 MB, not 4
+TEXT_BATCH_CHARS = 2 << 20  # characters of text per call when the C++ encoder cuts the documents
+TEXT_READ = 1 << 20  # ... read this many bytes at a time
+TEXT_FIRST_CHARS = 1 << 20  # the first call takes the first block read: the threads start after one read, not two
+DEPTH = 2  # batches read ahead per worker, so that a worker that finishes finds the next one
 WHOLE_DOCS = 2 * BLOCK * VAL_EVERY  # fewer documents than this: split document by document
 WHOLE_CHARS = 4 * BATCH_CHARS  # how far prepare reads ahead to count them
 
@@ -237,9 +239,11 @@ class Encoder:
             "C++ encoder" if self.native else ("Python encoder" + (f" x {self.workers} processes" if self.pool else ""))
         )
 
-    def encode(self, batch: Batch) -> Encoded:
+    def encode(self, batch: Batch, threads: int | None = None) -> Encoded:
+        """threads: the C++ encoder's threads for this batch (default: every worker's)."""
+        threads = threads or self.workers
         if batch.texts:
-            ids, offsets, counts, chars = self.tok.encode_paragraphs_flat(batch.items, num_threads=self.workers)
+            ids, offsets, counts, chars = self.tok.encode_paragraphs_flat(batch.items, num_threads=threads)
             first = np.concatenate([[0], np.cumsum(counts)])  # text t holds documents first[t] .. first[t+1]-1
 
             def document(i: int, texts=batch.items) -> str:
@@ -250,7 +254,7 @@ class Encoder:
         docs = batch.items
         if self.native:
             # one flat buffer: no Python list per document and no int per id, so no serial tail after the threads
-            ids, offsets = self.tok.encode_batch_flat(docs, num_threads=self.workers)
+            ids, offsets = self.tok.encode_batch_flat(docs, num_threads=threads)
         else:
             lists = self._encode_lists(docs)
             offsets = np.zeros(len(lists) + 1, dtype=np.int64)
@@ -327,12 +331,17 @@ def prepare(
 def encoded_ahead(
     encoder: Encoder, batches: Iterator[Batch], meanwhile: Callable[[], object] = lambda: None
 ) -> Iterator[tuple[Batch, Encoded]]:
-    """(batch, its ids) for each batch, in order; with the C++ encoder on 2+ workers, batch k+1 is
-    encoded on a helper thread (it runs without the GIL) while this thread reads batch k+2 and the
-    caller writes batch k, instead of reading, encoding and writing taking turns. One worker is one
-    thread: reading on a second core would be a second worker the user did not ask for.
+    """(batch, its ids) for each batch, in order. With the C++ encoder on 2+ workers, batches encode
+    side by side on `workers` helper threads (they run without the GIL), one C++ thread each, while
+    this thread reads ahead (up to DEPTH batches a worker) and the caller writes the oldest. Side by
+    side, not each batch cut across the threads: the threads of one batch wait at its end for the
+    slowest of them, and those waits held 2 workers to ~1.65x one worker's speed in prepare's 52 MB
+    benchmark. A batch that no other can follow takes every worker: the first (nothing else is
+    read yet), the last, and each one that starts once the last is read.
+    One worker is one thread: reading on a second core would be a second worker the user did not ask for.
     meanwhile(): work of the caller's that needs no ids, done while the first batch encodes (else
     it would be time with one core busy, after the last batch)."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     # Python encoding holds the GIL: nothing to overlap, and Ctrl-C would wait for a batch
@@ -341,17 +350,33 @@ def encoded_ahead(
         for batch in batches:
             yield batch, encoder.encode(batch)
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="tinyllm-encode") as pool:
-        nxt = next(batches, None)
-        job = pool.submit(encoder.encode, nxt) if nxt is not None else None
+    workers, read_all = encoder.workers, threading.Event()
+
+    def encode(batch: Batch, first: bool = False) -> Encoded:  # its threads chosen as it starts
+        return encoder.encode(batch, workers if first or read_all.is_set() else 1)
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="tinyllm-encode")
+    try:
+        jobs = deque()
+        batch = next(batches, None)
+        if batch is not None:
+            jobs.append((batch, pool.submit(encode, batch, True)))
+            batch = next(batches, None)
         meanwhile()
-        while nxt is not None:
+        while batch is not None:
+            nxt = next(batches, None)  # read before `batch` is queued: is it the last?
+            if nxt is None:
+                read_all.set()
+            jobs.append((batch, pool.submit(encode, batch)))
             batch = nxt
-            nxt = next(batches, None)  # read the next batch while this one encodes
-            enc = job.result()
-            if nxt is not None:
-                job = pool.submit(encoder.encode, nxt)  # and encode it while this one is written
-            yield batch, enc
+            if len(jobs) > DEPTH * workers:
+                done, job = jobs.popleft()
+                yield done, job.result()
+        while jobs:
+            done, job = jobs.popleft()
+            yield done, job.result()
+    finally:  # on an error or Ctrl-C the queued batches are dropped, the running ones finish
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def encode_into(
