@@ -56,9 +56,9 @@ from .shards import FORMAT, VERSION, ShardWriter
 
 BATCH_DOCS = 4096  # documents encoded per batch ...
 BATCH_CHARS = 16 << 20  # ... or fewer when they add up to this many characters
-TEXT_BATCH_CHARS = 2 << 20  # characters of text per call when the C++ encoder cuts the documents
+TEXT_BATCH_CHARS = 3 << 19  # characters of text per call when the C++ encoder cuts the documents (2 blocks)
 TEXT_READ = 1 << 20  # ... read this many bytes at a time
-TEXT_FIRST_CHARS = 1 << 20  # the first call takes the first block read: the threads start after one read, not two
+TEXT_FIRST_CHARS = 1 << 19  # the first call takes the first block read: the threads start after one read, not two
 DEPTH = 2  # batches read ahead per worker, so that a worker that finishes finds the next one
 WHOLE_DOCS = 2 * BLOCK * VAL_EVERY  # fewer documents than this: split document by document
 WHOLE_CHARS = 4 * BATCH_CHARS  # how far prepare reads ahead to count them
