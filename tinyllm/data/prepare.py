@@ -405,7 +405,7 @@ def encode_into(
     sample_prompt, exc = "", None
     try:
         ahead = encoded_ahead(encoder, it, meanwhile)
-        with contextlib.closing(ahead) as stream:  # an error here stops the helper thread now, not at GC
+        with contextlib.closing(ahead) as stream:  # an error here stops the helper threads now, not at GC
             # read ahead until WHOLE_DOCS documents: a corpus of fewer is split document by document
             # (split_documents' rule for it), which needs its count before the first is written
             seen, n, chars, whole = [], 0, 0, True
