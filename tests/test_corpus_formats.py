@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinyllm.data import corpus as C
 from tinyllm.data import formats as F
@@ -250,6 +252,130 @@ def test_skipped_records_leave_the_good_ones(tmp_path):
     with pytest.warns(CorpusWarning, match="skipped 4 of 6 records"):
         docs = C.load_documents(f, ReadOptions(bad_records="skip"))
     assert docs == ["good one\n\n", "good three\n\n"]
+
+
+def _record_outcome(loads, line: str):
+    """What the JSON Lines reader makes of a line: its text, or why it has none."""
+    bad = F.BadRecords(Path("x.jsonl"), ReadOptions(bad_records="fail"), "line")
+    try:
+        return "text", F._record_text(loads(line), "text", 1, bad)
+    except ValueError as e:
+        return "not JSON", getattr(e, "msg", str(e))
+    except TinyLLMError as e:
+        return "bad record", str(e)
+
+
+def _json_outcome(line: str):
+    """_record_outcome of json.loads alone, its RecursionError (nesting too deep) read as loads_record's ValueError."""
+    try:
+        return _record_outcome(json.loads, line)
+    except RecursionError:
+        return "not JSON", "nested too deeply"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(["text", "t", "a", ""]), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    value=st.one_of(_JSON, st.dictionaries(st.sampled_from(["text", "id", "meta"]), _JSON, max_size=4)),
+    ascii_only=st.booleans(),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(list('{}[]",:\\ 0eE-.u\ud800nNa'))), max_size=3),
+)
+def test_a_record_reads_as_json_reads_it(value, ascii_only, edits):
+    """loads_record (orjson, and json where orjson refuses) against json.loads alone, on records and
+    on records with a few characters changed: the same text, or the same reason for none."""
+    line = json.dumps(value, ensure_ascii=ascii_only)
+    for at, ch in edits:
+        at %= len(line) + 1
+        line = line[:at] + ch + line[at + 1 :]
+    assert _record_outcome(F.loads_record, line) == _json_outcome(line)
+
+
+def test_json_edge_cases_read_as_json_reads_them():
+    """What orjson refuses and json reads (NaN, 1e400, a lone surrogate, deep nesting), and what json
+    cannot read at all (nesting past the recursion limit: a bad record, not a traceback)."""
+    for line in [
+        '{"text": "a\\ud800b"}',
+        '{"text": "x", "n": NaN}',
+        '{"text": "x", "f": 1e400}',
+        '{"text": "x", "n": 123456789012345678901234567890}',
+        '{"text": "a", "text": "b"}',
+        '{"a":' * 1500 + '{"text": "deep"}' + "}" * 1500,
+        '{"text": ' + "[" * 1500 + "]" * 1500 + "}",
+    ]:
+        assert _record_outcome(F.loads_record, line) == _json_outcome(line), line[:40]
+    deep = "[" * 200_000 + "]" * 200_000
+    with pytest.raises(RecursionError):
+        json.loads(deep)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        F.loads_record(deep)
+
+
+_LINES = [
+    b'{"text": "plain"}',
+    '{"text": "caf\u00e9 \u4e2d\u6587 \U0001f642", "id": 3}'.encode(),
+    '{"text": "raw é 中 🙂"}'.encode(),
+    b'{"text": "bad \xff byte"}',  # invalid UTF-8 inside the string
+    b'\xc3{"text": "x"}',  # ... outside it
+    b'{"text": "cut \xe4\xb8"}',
+    b"",
+    b"   ",
+    b"\r",
+    "\u2028".encode(),  # blank to str.isspace, not JSON whitespace
+    "\x85".encode(),
+    b'{"text": "crlf"}\r',
+    b"\xef\xbb\xbf" + b'{"text": "a BOM mid-stream"}',
+    b"not json",
+    b'{"title": "no text"}',
+    b'{"text": 5}',
+    b"[1, 2]",
+    b'{"text": "x", "n": NaN}',
+    b'{"text": "a\\ud800b"}',
+    b'{"text": "a", "text": "b"}',
+    b'{"a":' * 1100 + b"1" + b"}" * 1100,
+]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_jsonl_bytes_reader_equals_the_str_reader(tmp_path, monkeypatch, seed):
+    """The bytes reader (orjson on undecoded lines) against the str reader (decode, split, json.loads)
+    on files of valid, blank, bad and invalid-UTF-8 lines, with or without a BOM and a last newline,
+    plain or gzip (whole or truncated), read in blocks of 1 byte to 64 KB: the same texts, warnings
+    and first error."""
+    rng = random.Random(seed)
+    lines = [rng.choice(_LINES) for _ in range(rng.randint(0, 30))]
+    data = (b"\xef\xbb\xbf" if rng.random() < 0.3 else b"") + b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
+    kind = rng.choice(["jsonl", "jsonl.gz", "truncated"])
+    f = tmp_path / ("c.jsonl" if kind == "jsonl" else "c.jsonl.gz")
+    if kind == "jsonl":
+        f.write_bytes(data)
+    else:
+        packed = gzip.compress(data)
+        f.write_bytes(packed if kind == "jsonl.gz" else packed[: rng.randint(10, max(11, len(packed) - 9))])
+    block = rng.choice([1, 7, 64, 1000, 65536])
+
+    def read(loads, policy: str):
+        monkeypatch.setattr(F, "_orjson_loads", loads)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            try:
+                got = "".join(t for t, _ in F.read_chunks(f, ReadOptions(bad_records=policy), block))
+            except TinyLLMError as e:
+                got = f"error: {e}"
+        return got, [str(x.message) for x in w]
+
+    real = F._orjson_loads
+    if real is None:
+        pytest.skip("orjson is not installed (the 'data' extra)")
+    for policy in ("skip", "fail"):
+        assert read(real, policy) == read(None, policy), (policy, data[:200], kind, block)
 
 
 def test_parquet_without_the_column(tmp_path, run_cli):

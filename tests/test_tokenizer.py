@@ -8,14 +8,17 @@ test_tokenizer_native.py.
 from __future__ import annotations
 
 import os
+import random
 import warnings
 from pathlib import Path
 
 import pytest
+import regex
 
 from tinyllm.errors import TinyLLMError
 from tinyllm.tokenizer import SPECIAL_TOKENS, Texts, Tokenizer, native_available
-from tinyllm.tokenizer.inputs import CorpusWarning, iter_file_segments, last_safe_cut
+from tinyllm.tokenizer.inputs import CorpusWarning, iter_file_segments, iter_text_segments, last_safe_cut
+from tinyllm.tokenizer.patterns import PATTERNS
 from tinyllm.tokenizer.reference import Tokenizer as ReferenceTokenizer
 
 REQUIRE_NATIVE = os.environ.get("TINYLLM_REQUIRE_NATIVE") == "1"
@@ -589,3 +592,27 @@ def test_pickle_and_deepcopy(tok):
     for clone in (pickle.loads(pickle.dumps(tok)), copy.deepcopy(tok)):
         assert type(clone) is type(tok) and clone == tok
         assert clone.encode(SAMPLES[3]) == tok.encode(SAMPLES[3])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_text_segments_are_the_stream_cut_at_safe_cuts(seed):
+    """iter_text_segments: the pieces' text, whole, in segments that end at safe cuts of the stream and
+    pre-tokenize as the joined text does; pieces big and tiny, with cuts inside them, across them, or
+    none. Tiny pieces with cuts only across them still come out in segments of ~2 x block_size."""
+    rng = random.Random(seed)
+    pat = regex.compile(PATTERNS["gpt4"])
+    alphabet = ["a", "Z", "é", "中", " ", "  ", "\n", "\n\n", "1", "!", "'s", "\u3000"]
+    pieces = [
+        "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 3, 40, 300]))) for _ in range(rng.randint(0, 40))
+    ]
+    block = rng.choice([1, 10, 64, 500])
+    segments = list(iter_text_segments(iter(pieces), block))
+    text = "".join(pieces)
+    assert "".join(segments) == text and all(segments)
+    assert [t for seg in segments for t in pat.findall(seg)] == pat.findall(text)
+    start = 0
+    for seg in segments[:-1]:  # a segment ends at a safe cut of the stream
+        start += len(seg)
+        assert text[start - 1].isalpha() and text[start].isspace(), (seg[-5:], text[start : start + 5])
+    tiny = list(iter_text_segments(iter(["a", " "] * 500), 10))
+    assert "".join(tiny) == "a " * 500 and max(map(len, tiny)) <= 21

@@ -256,19 +256,30 @@ def check_plain_text(path: Path) -> None:
 
 
 def iter_text_segments(texts: Iterable[str], block_size: int = BLOCK_SIZE) -> Iterator[str]:
-    """Join a stream of text pieces and re-cut it at safe cuts, in segments of at least block_size
-    characters (the last may be shorter): the segments pre-tokenize exactly as the joined text."""
-    carry = ""
+    """Join a stream of text pieces and re-cut it at safe cuts, in segments of about block_size
+    characters (the last may be shorter): the segments pre-tokenize exactly as the joined text.
+    The cut is looked for in the newest piece only (its last safe cut is the stream's), so that a
+    character is copied once, not again at every piece: those copies of multi-MB strs were a third
+    of a JSON Lines file's reading time. Pieces without a cut of their own (tiny ones) are joined
+    and searched whole once they pass 2 x block_size, which bounds the memory."""
+    parts: list[str] = []
+    size = 0
     for piece in texts:
-        carry += piece
-        if len(carry) < block_size:
+        parts.append(piece)
+        size += len(piece)
+        if size < block_size:
             continue
-        cut = last_safe_cut(carry)
+        cut = last_safe_cut(piece)
+        if not cut and size >= 2 * block_size:  # a cut may straddle pieces: search them joined
+            parts = ["".join(parts)]
+            cut = last_safe_cut(parts[0])
         if cut:
-            yield carry[:cut]
-            carry = carry[cut:]
-    if carry:
-        yield carry
+            last = parts.pop()
+            parts.append(last[:cut])
+            yield "".join(parts)
+            parts, size = [last[cut:]], len(last) - cut
+    if size:
+        yield "".join(parts)
 
 
 def iter_file_segments(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[str]:
