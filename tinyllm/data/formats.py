@@ -454,7 +454,7 @@ def _jsonl_chunks(
     """Decoded JSON Lines -> (each record's text + "\\n\\n", raw bytes), a block of records at a time.
     The last line of a truncated file is dropped (the truncation warning says so), not a bad record."""
     bad = BadRecords(path, options, "line")
-    field, loads, lineno, carry = options.text_field, loads_record, 0, ""
+    field, lineno, carry = options.text_field, 0, ""
     for text, raw in texts:
         text = carry + text
         # split on "\n" only: json.dumps(ensure_ascii=False) writes U+2028 and friends raw inside strings
@@ -463,15 +463,7 @@ def _jsonl_chunks(
         out = []
         for line in lines:
             lineno += 1
-            if not line or line.isspace():
-                continue
-            bad.seen += 1
-            try:
-                obj = loads(line)
-            except ValueError as e:
-                bad.bad(lineno, f"not JSON ({getattr(e, 'msg', e)})", "not JSON")
-                continue
-            t = _record_text(obj, field, lineno, bad)
+            t = _line_text(line, lineno, field, bad)
             if t is not None:
                 out.append(t)
                 out.append("\n\n")
@@ -479,16 +471,23 @@ def _jsonl_chunks(
     if carry.strip() and cut.decompressed is not None:
         cut.dropped_line = True
     elif carry.strip():  # a last line without "\n"
-        lineno += 1
-        bad.seen += 1
-        try:
-            t = _record_text(loads_record(carry), field, lineno, bad)
-        except ValueError as e:
-            t = None
-            bad.bad(lineno, f"not JSON ({getattr(e, 'msg', e)})", "not JSON")
+        t = _line_text(carry, lineno + 1, field, bad)
         if t is not None:
             yield t + "\n\n", 0
     bad.report()
+
+
+def _line_text(line: str, lineno: int, field: str, bad: BadRecords) -> str | None:
+    """One decoded JSON Lines line's text; None for a blank line or a bad record (counted, or raised)."""
+    if not line or line.isspace():
+        return None
+    bad.seen += 1
+    try:
+        obj = loads_record(line)
+    except ValueError as e:
+        bad.bad(lineno, f"not JSON ({getattr(e, 'msg', e)})", "not JSON")
+        return None
+    return _record_text(obj, field, lineno, bad)
 
 
 def _jsonl_bytes_chunks(
@@ -515,17 +514,6 @@ def _jsonl_bytes_chunks(
         replaced += _replaced[0] - before
         return text
 
-    def text_of(line: str) -> str | None:  # _jsonl_chunks' steps for one decoded line
-        if not line or line.isspace():
-            return None
-        bad.seen += 1
-        try:
-            obj = loads_record(line)
-        except ValueError as e:
-            bad.bad(lineno, f"not JSON ({getattr(e, 'msg', e)})", "not JSON")
-            return None
-        return _record_text(obj, field, lineno, bad)
-
     for data, raw in _sniffed(path, blocks, kind):
         if start and data:
             data, start = data.removeprefix(b"\xef\xbb\xbf"), False  # (utf-8-sig: a BOM at the start only)
@@ -538,7 +526,7 @@ def _jsonl_bytes_chunks(
             try:
                 obj = _orjson_loads(line)
             except ValueError:
-                t = text_of(decoded(line))
+                t = _line_text(decoded(line), lineno, field, bad)
             else:
                 bad.seen += 1
                 t = _record_text(obj, field, lineno, bad)
@@ -552,8 +540,7 @@ def _jsonl_bytes_chunks(
     if last.strip() and cut.decompressed is not None:
         cut.dropped_line = True
     elif last.strip():  # a last line without "\n"
-        lineno += 1
-        t = text_of(last)
+        t = _line_text(last, lineno + 1, field, bad)
         if t is not None:
             yield t + "\n\n", 0
     bad.report()
