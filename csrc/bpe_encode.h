@@ -4,7 +4,6 @@
 // ties) until no adjacent pair joins into a token.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -12,14 +12,12 @@ import functools
 import os
 import threading
 
-import regex
-
 from .. import _bpe, usable_cores
 from ..errors import TinyLLMError
 from . import inputs
-from .patterns import BYTE_OFFSET, MIN_VOCAB_SIZE, PATTERNS, SPECIAL_TOKENS, check_pattern
+from .patterns import MIN_VOCAB_SIZE, SPECIAL_TOKENS, check_pattern
 from .reference import Tokenizer as ReferenceTokenizer
-from .reference import _progress, _special_regex, check_batch_args, check_train_args, finish_training
+from .reference import _progress, check_batch_args, check_train_args, finish_training, ranks_of
 
 _TEXT_BATCH_BYTES = 8 << 20  # texts are handed to C++ in batches of about this size
 _ALL_SPECIALS = (1 << len(SPECIAL_TOKENS)) - 1
@@ -117,8 +115,8 @@ class NativeTokenizer(ReferenceTokenizer):
 
     def _build_tables(self) -> None:
         # The C++ tables only, which check the merges as the reference does, in its words. The
-        # reference's own (vocab, ranks, regexes: half of loading a 32k tokenizer) are made when
-        # a reference method first asks, which encoding never does.
+        # reference's own vocab and ranks (with its regexes, half of loading a 32k tokenizer) are
+        # made when a reference method first asks, which encoding never does.
         try:
             self._native = _bpe.Encoder(self._merges, self._pattern_name)
         except (ValueError, TypeError) as e:  # (TypeError: an id that is no uint32)
@@ -131,15 +129,7 @@ class NativeTokenizer(ReferenceTokenizer):
 
     @functools.cached_property
     def _ranks(self) -> dict[bytes, int]:
-        return {tb: i for i, tb in enumerate(self._vocab) if i >= BYTE_OFFSET}
-
-    @functools.cached_property
-    def _pat(self):
-        return regex.compile(PATTERNS[self._pattern_name])
-
-    @functools.cached_property
-    def _special_all(self):
-        return _special_regex(self._specials)
+        return ranks_of(self._vocab)
 
     @property
     def vocab_size(self) -> int:

@@ -35,6 +35,7 @@ Strings with lone surrogates (not valid Unicode, but legal Python str) are encod
 from __future__ import annotations
 
 import codecs
+import functools
 import heapq
 import operator
 import os
@@ -56,6 +57,11 @@ DUPLICATE_MERGE_MESSAGE = "merges define the same byte string twice (every token
 
 def bad_merge_message(i: int, a: int, b: int) -> str:
     return f"merge {i} ({a}, {b}) refers to a token id that is special or not defined yet"
+
+
+def ranks_of(vocab: list[bytes]) -> dict[bytes, int]:
+    """Byte string -> id of every non-special token."""
+    return {tb: i for i, tb in enumerate(vocab) if i >= BYTE_OFFSET}
 
 
 # --------------------------------------------------------------------------------------
@@ -426,11 +432,17 @@ class Tokenizer:
                 raise TinyLLMError(bad_merge_message(i, a, b))
             vocab.append(vocab[a] + vocab[b])
         self._vocab = vocab  # id -> bytes (special ids -> their name, what decode prints)
-        self._ranks = {tb: i for i, tb in enumerate(vocab) if i >= BYTE_OFFSET}
+        self._ranks = ranks_of(vocab)
         if len(self._ranks) != len(vocab) - BYTE_OFFSET:
             raise TinyLLMError(DUPLICATE_MERGE_MESSAGE)
-        self._pat = regex.compile(PATTERNS[self._pattern_name])
-        self._special_all = _special_regex(self._specials)
+
+    @functools.cached_property
+    def _pat(self):
+        return regex.compile(PATTERNS[self._pattern_name])
+
+    @functools.cached_property
+    def _special_all(self):
+        return _special_regex(self._specials)
 
     # ---- training --------------------------------------------------------------------
     @classmethod
