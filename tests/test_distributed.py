@@ -2,7 +2,6 @@
 torchrun launches rendezvous as two nodes, --compile works under DDP, and the rank slices."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from launch_helpers import check_exit, torchrun_env
 
 from tinyllm.data.tokens import part_bounds
 from tinyllm.errors import TinyLLMError
@@ -23,12 +23,14 @@ FLAGS = (
     "--batch_size 4 --max_iters 6 --warmup_iters 2 --max_lr 1e-2 --eval_interval 3 --eval_iters 2 "
     "--checkpoint_interval 3 --sample_tokens 0 --seed 3 --device cpu --progress false"
 ).split()
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = torchrun_env()
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
 
 def run(cmd, timeout=300, cwd=None):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV, cwd=cwd)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV, cwd=cwd)
+    check_exit(r.stderr)
+    return r
 
 
 def weights(out: Path) -> dict:
@@ -238,3 +240,23 @@ def test_torchrun_environment_is_read_and_checked(monkeypatch):
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(TinyLLMError, match="RANK='x' is not an integer"):
         D.dist_info()
+
+
+def test_a_group_made_by_setup_is_freed_by_teardown_even_after_fsdp_is_imported():
+    """torch.distributed.nn's collectives default to `group=group.WORLD`, evaluated at import: FSDP
+    imports it, and imported after the group exists, those defaults would hold the group past
+    destroy_process_group (and its gloo threads past the run). setup() imports it first. A fresh
+    process: in this one it may long be imported."""
+    script = """
+import os, sys, torch.distributed as dist
+from tinyllm.train import distributed as D
+info, _ = D.setup("cpu", need_group=True)
+import torch.distributed.fsdp, torch.distributed.nn.functional as F
+held = [n for n, f in vars(F).items() if dist.group.WORLD in (getattr(f, "__defaults__", None) or ())]
+D.teardown(info)
+gloo = [n for t in os.listdir("/proc/self/task") if "gloo" in (n := open(f"/proc/self/task/{t}/comm").read())]
+print(held, len(gloo))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["[]", "0"], r.stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from launch_helpers import check_exit, torchrun_env
 
 from tinyllm.errors import TinyLLMError
 from tinyllm.model import ModelConfig, TinyLLM
@@ -44,7 +45,7 @@ FLAGS = {
     "--progress": "false",
 }
 # one thread per rank: bit-identity needs the same reduction order in every run
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = torchrun_env()
 
 
 def train_cmd(corpus, out, ranks: int, **flags):
@@ -59,6 +60,7 @@ def train(corpus, out, ranks: int, **flags) -> subprocess.CompletedProcess:
     """ranks = 0: one plain process, no torchrun."""
     r = subprocess.run(train_cmd(corpus, out, ranks, **flags), capture_output=True, text=True, timeout=300, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
+    check_exit(r.stderr)
     return r
 
 

@@ -68,6 +68,15 @@ def thread_defaults(environ=os.environ) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `tinyllm` program (argv None: sys.argv) or one command called from Python (argv given)."""
+    code = _command(argv)
+    dist = sys.modules.get("tinyllm.train.distributed")
+    if argv is None and dist is not None:  # the program, and it may have made a process group
+        dist.exit_past_finalization(code)
+    return code
+
+
+def _command(argv: list[str] | None) -> int:
     if "torch" not in sys.modules:
         thread_defaults()
     try:

@@ -9,7 +9,10 @@ Without torchrun (no WORLD_SIZE in the environment) everything here is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +66,7 @@ def dist_info() -> DistInfo:
 def setup(device_pref: str, need_group: bool = False) -> tuple[DistInfo, torch.device]:
     """Initialise the process group when launched by torchrun; return (info, this rank's device).
     need_group (FSDP, which needs one even alone): one process without torchrun gets a group of one."""
+    global _GROUP_MADE
     info = dist_info()
     device = resolve_device(device_pref)
     if device.type == "cuda" and info.enabled:
@@ -78,7 +82,16 @@ def setup(device_pref: str, need_group: bool = False) -> tuple[DistInfo, torch.d
     if device.type == "cpu" and info.local_world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
         # N ranks on one machine share its cores: without this each would start one thread per core
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.local_world_size))
+    if (info.enabled or need_group) and not dist.is_initialized():
+        # torch.distributed.nn.functional's collectives take `group=group.WORLD` as a default argument,
+        # evaluated when the module is first imported (FSDP imports it): imported after the group
+        # exists, ten functions hold the world group forever, destroy_process_group cannot free it,
+        # and its gloo threads run on into interpreter shutdown, where one can abort the process
+        # ("terminate called without an active exception", rank 1, after a finished run). Imported
+        # first, the defaults hold None.
+        import torch.distributed.nn as _collectives  # noqa: F401  (binds no local `torch`)
     if info.enabled and not dist.is_initialized():
+        _GROUP_MADE = True
         if device.type == "cuda":
             dist.init_process_group(backend="nccl", device_id=device)
         else:
@@ -88,6 +101,7 @@ def setup(device_pref: str, need_group: bool = False) -> tuple[DistInfo, torch.d
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
         info.single_process_group = True
+        _GROUP_MADE = True
     return info, device
 
 
@@ -146,12 +160,37 @@ def broadcast_object(obj, info: DistInfo):
 
 
 def teardown(info: DistInfo, clean: bool = True) -> None:
-    """Destroy the process group. After a clean run, first wait for every rank: a rank that
-    destroys its gloo group while rank 0 still writes its last checkpoint can abort in
-    C++ ("terminate called without an active exception"), seen once in ~10 CI runs."""
+    """Destroy the process group (and with it its gloo threads: see setup's import). After a clean
+    run, first wait for every rank, so that none leaves while another still writes its checkpoint."""
     if info.single_process_group and dist.is_initialized():
         dist.destroy_process_group()
     elif info.enabled and dist.is_initialized():
         if clean:
             dist.barrier()
         dist.destroy_process_group()
+
+
+_GROUP_MADE = False  # setup() made a process group in this process
+
+
+def exit_past_finalization(code: int) -> None:
+    """For the CLI, once its command is done: a process that made a process group ends here, with
+    os._exit, after what an ordinary exit runs first (its non-daemon threads joined, atexit handlers,
+    stdout and stderr flushed) but without interpreter finalization. destroy_process_group frees a
+    group only when nothing else holds it, and under FSDP torch's DTensor caches keep its
+    DeviceMesh (and so the group) to the end: its gloo threads then run on while the interpreter
+    tears itself down, and one that releases a finished collective's tensors there needs the GIL
+    and aborts the process ("terminate called without an active exception", after the run's work
+    is all saved; tests/exit_watch sees the state). Returns at once if no group was made."""
+    if not _GROUP_MADE:
+        return
+    import atexit
+
+    # what Py_Finalize runs before it tears anything down: threading's exit hooks (thread pools told
+    # to stop) and the joins of non-daemon threads, then the atexit handlers
+    getattr(threading, "_shutdown", lambda: None)()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): nothing to lose
+            stream.flush()
+    os._exit(code)

@@ -11,7 +11,9 @@ that turns NaN or inf stops the run before the optimizer step, leaving the last 
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,16 +79,28 @@ class Trainer:
     def run(self) -> TrainResult:
         clean = False
         try:
-            # rank 0 owns --out_dir (checked, created, locked); a signal during setup stops at once,
-            # one during training finishes the step and saves
-            with owned_dir(self.out, "--out_dir", self.log) if self.main else contextlib.nullcontext():
-                s = self.setup()
-                with StopRequest(self.log) as stop:
-                    result = self.train(s, stop)
+            result = self._setup_and_train()
             clean = True
             return result
+        except BaseException as e:
+            traceback.clear_frames(e.__traceback__)  # the frames' locals hold the model: see below
+            raise
         finally:
+            # the model, optimizer and compiled code lived in _setup_and_train's frame and are gone
+            # (collected here: FSDP's hooks make cycles), so that under DDP nothing but c10d holds the
+            # process group and destroying it stops its threads (under FSDP torch's DTensor caches
+            # still hold it: distributed.exit_past_finalization says what then)
+            if self.dist.enabled or self.dist.single_process_group:
+                gc.collect()
             dist_utils.teardown(self.dist, clean)
+
+    def _setup_and_train(self) -> TrainResult:
+        # rank 0 owns --out_dir (checked, created, locked); a signal during setup stops at once,
+        # one during training finishes the step and saves
+        with owned_dir(self.out, "--out_dir", self.log) if self.main else contextlib.nullcontext():
+            s = self.setup()
+            with StopRequest(self.log) as stop:
+                return self.train(s, stop)
 
     # ---- setup -----------------------------------------------------------------------------
     def setup(self) -> Setup:
