@@ -1,7 +1,10 @@
 # Developer targets. CI runs `make sanitize` (see benchmarks/README.md, "Tokenizer").
 
 PYTHON ?= python
-NATIVE_TESTS := tests/test_tokenizer.py tests/test_tokenizer_native.py tests/test_decode_attention.py tests/test_decode_step.py
+NATIVE_TESTS := tests/test_tokenizer.py tests/test_tokenizer_native.py tests/test_decode_attention.py tests/test_decode_step.py \
+	tests/test_corpus_formats.py::test_cpp_jsonl_line_decides_only_what_json_decides_the_same \
+	tests/test_corpus_formats.py::test_cpp_jsonl_line_takes_the_records_people_write_and_leaves_the_rest \
+	tests/test_corpus_formats.py::test_fast_jsonl_route_counts_what_the_python_reader_counts
 
 .PHONY: sanitize
 
@@ -30,7 +33,7 @@ sanitize:
 	cp -r tests "$$dir/run/"; \
 	libasan=$$($${CXX:-g++} -print-file-name=libasan.so); \
 	libstdcxx=$$($${CXX:-g++} -print-file-name=libstdc++.so.6); \
-	echo "== running the tokenizer, decode-attention and decode-step tests with LD_PRELOAD=$$libasan"; \
+	echo "== running the tokenizer, JSON Lines, decode-attention and decode-step tests with LD_PRELOAD=$$libasan"; \
 	cd "$$dir/run" && \
 	LD_PRELOAD="$$libasan $$libstdcxx" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:strict_string_checks=1 \

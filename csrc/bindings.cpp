@@ -17,6 +17,7 @@
 
 #include "bpe_encode.h"
 #include "bpe_train.h"
+#include "jsonl_text.h"
 #include "merges_text.h"
 #include "paragraphs.h"
 #include "pretokenize.h"
@@ -387,6 +388,39 @@ class PyTrainer {
         return py::make_tuple(st.bytes, st.replaced);
     }
 
+    // JSON Lines into add_bytes's stream: the records' texts of data's complete lines (each
+    // text + "\n\n"), up to the first line that JsonlLine leaves to Python ->
+    // (bytes consumed, lines consumed, records among them). data: any buffer, read in place.
+    py::tuple add_jsonl(py::buffer data, const std::string& field) {
+        const py::buffer_info info = data.request();
+        const std::string_view in(static_cast<const char*>(info.ptr), size_t(info.size) * size_t(info.itemsize));
+        size_t pos = 0, lines = 0, records = 0;
+        {
+            py::gil_scoped_release release;
+            std::string out;
+            out.reserve(in.size());
+            for (size_t nl; (nl = in.find('\n', pos)) != std::string_view::npos; pos = nl + 1, ++lines) {
+                const auto kind = JsonlLine::read(in.substr(pos, nl - pos), field, out);
+                if (kind == JsonlLine::Kind::Undecided) break;
+                if (kind == JsonlLine::Kind::Text) {
+                    out.append("\n\n");
+                    ++records;
+                }
+            }
+            trainer_.feed(stream_, out.data(), out.size(), false, false);
+        }
+        return py::make_tuple(pos, lines, records);
+    }
+
+    // A text (str: its UTF-8, lone surrogates the surrogatepass way, as add_texts reads it) into
+    // add_bytes's stream, unrepaired.
+    void add_stream_text(py::handle text) {
+        std::string storage;
+        const std::string_view s = utf8_of(text.ptr(), storage);
+        py::gil_scoped_release release;
+        trainer_.feed(stream_, s.data(), s.size(), false, false);
+    }
+
     std::vector<Merge> train(size_t n_merges) {
         py::gil_scoped_release release;
         return trainer_.train(n_merges);
@@ -529,11 +563,24 @@ PYBIND11_MODULE(_bpe, m) {
         .def_property_readonly("vocab_size", &PyEncoder::vocab_size)
         .def("token_bytes", &PyEncoder::token_bytes);
 
+    // One JSON Lines line as add_jsonl decides it -> ("blank" | "text" | "undecided", text bytes or None).
+    m.def(
+        "jsonl_line",
+        [](py::bytes line, const std::string& field) -> py::tuple {
+            std::string out;
+            const auto kind = JsonlLine::read(std::string_view(line), field, out);
+            if (kind == JsonlLine::Kind::Text) return py::make_tuple("text", py::bytes(out));
+            return py::make_tuple(kind == JsonlLine::Kind::Blank ? "blank" : "undecided", py::none());
+        },
+        py::arg("line"), py::arg("field"));
+
     py::class_<PyTrainer>(m, "Trainer")
         .def(py::init<const std::string&, int>(), py::arg("pattern"), py::arg("num_threads"))
         .def("add_texts", &PyTrainer::add_texts, py::arg("texts"), py::arg("wait") = true)
         .def("add_file", &PyTrainer::add_file, py::arg("path"))
         .def("add_bytes", &PyTrainer::add_bytes, py::arg("data"), py::arg("final") = false)
+        .def("add_jsonl", &PyTrainer::add_jsonl, py::arg("data"), py::arg("field"))
+        .def("add_stream_text", &PyTrainer::add_stream_text, py::arg("text"))
         .def("train", &PyTrainer::train, py::arg("n_merges"))
         .def("pretoken_counts", &PyTrainer::pretoken_counts)
         .def("num_pretokens", &PyTrainer::num_pretokens)

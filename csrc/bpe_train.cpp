@@ -160,10 +160,14 @@ Trainer::FileStats Trainer::add_file(const std::string& path) {
     return stream.stats;
 }
 
-void Trainer::feed(Stream& st, const char* data, size_t n, bool final) {
+void Trainer::feed(Stream& st, const char* data, size_t n, bool final, bool repair) {
     st.stats.bytes += n;
     bytes_read_.fetch_add(n, std::memory_order_relaxed);
-    repair_utf8_block(st.pending, data, n, final, st.text, st.stats.replaced);
+    if (repair || !st.pending.empty()) {
+        repair_utf8_block(st.pending, data, n, final, st.text, st.stats.replaced);
+    } else {
+        st.text.append(data, n);
+    }
     const uint8_t* s = reinterpret_cast<const uint8_t*>(st.text.data());
     const size_t size = st.text.size();
     size_t pos = 0;

@@ -53,7 +53,9 @@ class Trainer {
     };
     // Feed data[0..n) to the stream; final = the stream ends here (what is held is submitted).
     // Returns once the chunks are queued: the caller may read on while the workers count.
-    void feed(Stream& stream, const char* data, size_t n, bool final);
+    // repair = false: data is text already (valid UTF-8, or a str's surrogatepass bytes, which
+    // add_texts would count as they are), appended unchanged; it must not end mid-character.
+    void feed(Stream& stream, const char* data, size_t n, bool final, bool repair = true);
 
     // Learn up to n_merges merges from everything added so far (left id, right id).
     // Consumes the counts: call it once, after the last add_*.

@@ -378,6 +378,175 @@ def test_jsonl_bytes_reader_equals_the_str_reader(tmp_path, monkeypatch, seed):
         assert read(real, policy) == read(None, policy), (policy, data[:200], kind, block)
 
 
+# --- the C++ JSON Lines fast path (csrc/jsonl_text.h): what it decides, Python decides the same ---
+def _cpp_line(line: bytes):
+    from tinyllm import _bpe
+
+    return _bpe.jsonl_line(line, "text")
+
+
+def _python_line(line: bytes):
+    """The reference: formats._line_text on the decoded line -> ("text", text) | ("blank", None) |
+    ("record", outcome) for anything else (the cases C++ must leave)."""
+    bad = F.BadRecords(Path("x.jsonl"), ReadOptions(bad_records="fail"), "line")
+    try:
+        text = F._line_text(line.decode("utf-8", "replace"), 1, "text", bad)
+    except TinyLLMError as e:
+        return "record", str(e)
+    if text is None and bad.seen == 0:
+        return "blank", None
+    return "text", text
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    value=st.one_of(_JSON, st.dictionaries(st.sampled_from(["text", "id", "meta"]), _JSON, max_size=4)),
+    ascii_only=st.booleans(),
+    spaces=st.sampled_from(["", " ", "\t", "\r", " \r"]),
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**6), st.sampled_from(list('{}[]",:\\ 0eE-.u\ud800\x00\x1f\u3000nNa'))),
+        max_size=3,
+    ),
+)
+def test_cpp_jsonl_line_decides_only_what_json_decides_the_same(value, ascii_only, spaces, edits):
+    """A line the C++ reader takes ("text" or "blank") is one the Python reader takes the same way,
+    with the same text; what it leaves ("undecided") Python decides. Records as json.dumps writes them,
+    then with a few characters changed (lone surrogates written the surrogatepass way: invalid UTF-8)."""
+    line = spaces + json.dumps(value, ensure_ascii=ascii_only) + spaces
+    for at, ch in edits:
+        at %= len(line) + 1
+        line = line[:at] + ch + line[at + 1 :]
+    raw = line.replace("\n", " ").encode("utf-8", "surrogatepass")
+    kind, text = _cpp_line(raw)
+    if kind == "undecided":
+        return
+    want = _python_line(raw)
+    assert (kind, None if text is None else text.decode()) == want, raw[:200]
+
+
+def test_cpp_jsonl_line_takes_the_records_people_write_and_leaves_the_rest():
+    """What a corpus holds is decided in C++ (json.dumps records, escaped or raw, CRLF, repeated fields,
+    nesting); json's extensions, lone surrogates, invalid UTF-8, Unicode spaces and every bad record
+    are left to Python, which reads them as it always has."""
+    docs = random_documents(61, 200) + ["tab\there", 'quote " and \\ slash /', "\u2028 sep", "nul \x00 char"]
+    for i, d in enumerate(docs):
+        for ascii_only in (True, False):
+            line = json.dumps({"id": i, "meta": {"tags": ["a", None, 1.5e-3]}, "text": d}, ensure_ascii=ascii_only)
+            assert _cpp_line(line.encode()) == ("text", d.encode()), line
+    taken = {
+        b'{"text": "crlf"}\r': ("text", b"crlf"),
+        b'{"text": "a", "text": "b"}': ("text", b"b"),
+        b'{"te\\u0078t": "escaped key"}': ("text", b"escaped key"),
+        b'{"text": "\\ud83d\\ude42 pair"}': ("text", "\U0001f642 pair".encode()),
+        b"": ("blank", None),
+        b" \t\r\x0b\x0c\x1c": ("blank", None),
+    }
+    for line, want in taken.items():
+        assert _cpp_line(line) == want, line
+        assert _python_line(line) == (want[0], None if want[1] is None else want[1].decode()), line
+    left = [
+        b'{"text": "x", "n": NaN}',
+        b'{"text": "x", "n": -Infinity}',
+        b'{"text": "a\\ud800b"}',
+        b'{"text": "bad \xff byte"}',
+        b"\xef\xbb\xbf" + b'{"text": "BOM"}',
+        "\u3000".encode(),
+        b"\x85",
+        b'{"text": 5}',
+        b'{"text": "a", "text": 5}',
+        b'{"title": "no text"}',
+        b"[1, 2]",
+        b'"text"',
+        b"not json",
+        b'{"text": "x"} extra',
+        b'{"text": "x",}',
+        b'{"text": "raw \x01 control"}',
+        b'{"text": "x", "n": 01}',
+        b'{"text": "x", "n": 1.}',
+        b'{"text": "bad \\q escape"}',
+        b'{"a":' * 300 + b"1" + b"}" * 300 + b'{"text": "deep"}',
+        b'{"text": "deep", "a": ' + b"[" * 300 + b"]" * 300 + b"}",
+    ]
+    for line in left:
+        assert _cpp_line(line) == ("undecided", None), line
+
+
+# records Python reads and C++ leaves to it, and blank lines
+_GOOD_LINES_CPP_LEAVES = [
+    b'{"text": "x", "n": NaN}',
+    b'{"text": "a\\ud800b"}',
+    b'{"text": "bad \xff byte"}',
+    b'{"text": "cut \xe4\xb8"}',
+    b'{"text": "deep", "a": ' + b"[" * 300 + b"]" * 300 + b"}",
+    "\u2028".encode(),
+    "\u3000 ".encode(),
+    "\x85".encode(),
+    b"",
+    b" \r",
+    b'{"text": "crlf"}\r',
+    b'{"text": "a", "text": "b"}',
+]
+
+
+def _fast_pretokens(f: Path, policy_fail: bool = True):
+    """The trainer's JSON Lines route (feed_jsonl + add_jsonl + add_stream_text) -> (pre-token counts
+    or the error, warnings)."""
+    from tinyllm import _bpe
+
+    trainer = _bpe.Trainer("gpt4", 2)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            for text in F.feed_jsonl(f, lambda lines: trainer.add_jsonl(lines, "text")):
+                trainer.add_stream_text(text)
+            trainer.add_bytes(b"", final=True)
+            got = trainer.pretoken_counts()
+        except TinyLLMError as e:
+            got = f"error: {e}"
+    return got, [str(x.message) for x in w]
+
+
+def _reference_pretokens(f: Path):
+    from tinyllm.tokenizer.reference import count_pretokens, to_utf8
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            got = {to_utf8(k): v for k, v in count_pretokens(f).items()}
+        except TinyLLMError as e:
+            got = f"error: {e}"
+    return got, [str(x.message) for x in w]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_jsonl_route_counts_what_the_python_reader_counts(tmp_path, monkeypatch, seed):
+    """Files of ordinary records among the lines C++ leaves (NaN, lone surrogates, invalid UTF-8, Unicode
+    spaces, a BOM, deep nesting; bad records in a quarter of the files), plain, gzip or truncated gzip, read
+    in blocks of 1 byte to 64 KB: the pre-token counts, warnings and first error equal the reference
+    trainer's (its own Python reader)."""
+    rng = random.Random(seed)
+    docs = random_documents(seed, 60)
+    pool = [json.dumps({"text": d}, ensure_ascii=rng.random() < 0.5).encode() for d in docs]
+    pool += _GOOD_LINES_CPP_LEAVES
+    if rng.random() < 0.25:
+        pool.append(rng.choice([b'{"text": 5}', b"not json", b'\xc3{"text": "x"}']))
+    lines = [rng.choice(pool) for _ in range(rng.randint(0, 80))]
+    data = (b"\xef\xbb\xbf" if rng.random() < 0.3 else b"") + b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
+    kind = rng.choice(["jsonl", "jsonl.gz", "truncated"])
+    f = tmp_path / ("c.jsonl" if kind == "jsonl" else "c.jsonl.gz")
+    if kind == "jsonl":
+        f.write_bytes(data)
+    else:
+        packed = gzip.compress(data)
+        f.write_bytes(packed if kind == "jsonl.gz" else packed[: rng.randint(10, max(11, len(packed) - 9))])
+    block = rng.choice([1, 7, 64, 1000, 65536])
+    monkeypatch.setattr(F, "READ_BLOCK", block)
+    monkeypatch.setattr(F, "COMPRESSED_BLOCK", block)
+    if F._orjson_loads is None:
+        pytest.skip("orjson is not installed (the 'data' extra)")
+    assert _fast_pretokens(f) == _reference_pretokens(f), (data[:300], kind, block)
+
+
 def test_parquet_without_the_column(tmp_path, run_cli):
     f = tmp_path / "c.parquet"
     pq.write_table(pa.table({"id": [1, 2], "content": ["a", "b"]}), f)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import codecs
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -431,6 +431,10 @@ except ImportError:  # the 'data' extra installs it; json alone reads the same, 
     _orjson_loads = None
 
 
+def has_orjson() -> bool:
+    return _orjson_loads is not None
+
+
 def loads_record(line: str):
     """json.loads(line), through orjson where it can (2.7x faster on corpus lines here). orjson refuses
     some of what json reads (NaN, 1e400, lone surrogate escapes, nesting past 1,024) and reads nothing
@@ -491,14 +495,24 @@ def _line_text(line: str, lineno: int, field: str, bad: BadRecords) -> str | Non
 
 
 def _jsonl_bytes_chunks(
-    path: Path, blocks: Iterator[tuple[bytes, int]], kind: Kind, options: ReadOptions, cut: _Truncation
+    path: Path,
+    blocks: Iterator[tuple[bytes, int]],
+    kind: Kind,
+    options: ReadOptions,
+    cut: _Truncation,
+    fast: Callable[[memoryview], tuple[int, int, int]] | None = None,
 ) -> Iterator[tuple[str, int]]:
     """_jsonl_chunks(_decode(...)) on the undecoded bytes: a line that orjson reads (valid UTF-8 and
     JSON) is never decoded, split or copied as a str; any other line takes _jsonl_chunks' steps (decoded,
     invalid UTF-8 as U+FFFD and counted; a blank line skipped; json.loads decides). So the texts, and
     every warning and error, are _jsonl_chunks' (tests/test_corpus_formats.py compares the two), in
     about a third of its CPU time on 10 MB of records. A newline byte is never inside a UTF-8 sequence,
-    so decoding line by line replaces exactly what decoding the stream replaces."""
+    so decoding line by line replaces exactly what decoding the stream replaces.
+
+    fast (the C++ trainer's add_jsonl): given whole lines, it takes the texts of those it can decide
+    itself (csrc/jsonl_text.h) up to the first it cannot -> (bytes, lines, records) it took; such
+    texts never come back here, and only the texts of the lines decided here are yielded (each as
+    soon as it is read, so that the caller keeps them in file order)."""
     from ..tokenizer.inputs import warn_invalid_utf8
 
     bad = BadRecords(path, options, "line")
@@ -514,26 +528,51 @@ def _jsonl_bytes_chunks(
         replaced += _replaced[0] - before
         return text
 
+    def line_text(line: bytes) -> str | None:
+        try:
+            obj = _orjson_loads(line)
+        except ValueError:
+            return _line_text(decoded(line), lineno, field, bad)
+        bad.seen += 1
+        return _record_text(obj, field, lineno, bad)
+
     for data, raw in _sniffed(path, blocks, kind):
         if start and data:
             data, start = data.removeprefix(b"\xef\xbb\xbf"), False  # (utf-8-sig: a BOM at the start only)
-        lines = data.split(b"\n")
-        lines[0] = carry + lines[0]
-        carry = lines.pop()
-        out = []
-        for line in lines:
-            lineno += 1
-            try:
-                obj = _orjson_loads(line)
-            except ValueError:
-                t = _line_text(decoded(line), lineno, field, bad)
-            else:
-                bad.seen += 1
-                t = _record_text(obj, field, lineno, bad)
-            if t is not None:
-                out.append(t)
-                out.append("\n\n")
-        yield "".join(out), raw
+        if fast is None:
+            lines = data.split(b"\n")
+            lines[0] = carry + lines[0]
+            carry = lines.pop()
+            out = []
+            for line in lines:
+                lineno += 1
+                t = line_text(line)
+                if t is not None:
+                    out.append(t)
+                    out.append("\n\n")
+            yield "".join(out), raw
+            continue
+        first = data.find(b"\n")
+        if first < 0:
+            carry += data
+            continue
+        lineno += 1  # the line the last block began: here
+        t = line_text(carry + data[:first])
+        if t is not None:
+            yield t + "\n\n", 0
+        end = data.rfind(b"\n") + 1
+        view, pos, carry = memoryview(data), first + 1, data[end:]
+        while pos < end:
+            took, lines, records = fast(view[pos:end])
+            pos, lineno, bad.seen = pos + took, lineno + lines, bad.seen + records
+            if pos < end:  # a line for Python to decide
+                nl = data.index(b"\n", pos)
+                lineno += 1
+                t = line_text(data[pos:nl])
+                if t is not None:
+                    yield t + "\n\n", 0
+                pos = nl + 1
+        yield "", raw
     last = decoded(carry, final=cut.decompressed is None)
     if replaced:
         warn_invalid_utf8(path, replaced)
@@ -544,6 +583,21 @@ def _jsonl_bytes_chunks(
         if t is not None:
             yield t + "\n\n", 0
     bad.report()
+
+
+def feed_jsonl(
+    path: Path, fast: Callable[[memoryview], tuple[int, int, int]], options: ReadOptions = DEFAULT
+) -> Iterator[str]:
+    """A JSON Lines file (.jsonl, .jsonl.gz, .jsonl.zst) through `fast` (see _jsonl_bytes_chunks):
+    -> the texts of the records it left, in file order between its own; warnings as read_chunks'."""
+    kind = kind_of(path)
+    if kind.format != "jsonl" or _orjson_loads is None:
+        raise ValueError(f"feed_jsonl needs a JSON Lines file and orjson: {path}")
+    cut = _Truncation()
+    for text, _ in _jsonl_bytes_chunks(path, _raw_blocks(path, kind, READ_BLOCK, cut), kind, options, cut, fast):
+        if text:
+            yield text
+    _warn_truncated(path, kind, cut)
 
 
 def first_record_is_qa(path: Path) -> bool:

@@ -66,7 +66,16 @@ class _Counter:
         # .gz/.zst text and Parquet: their UTF-8 bytes go to C++ as read (repaired, counted and cut
         # there, like add_file's); JSON Lines: parsed here into text segments cut at safe cuts. Either
         # way this thread reads on while the C++ workers count (both calls return once queued).
-        if inputs.formats().kind_of(path).format == "jsonl":
+        formats = inputs.formats()
+        if formats.kind_of(path).format == "jsonl":
+            if formats.has_orjson():
+                # the lines C++ can decide go from the read bytes to the stream (csrc/jsonl_text.h);
+                # the texts of the rest come back here in order and join the same stream
+                field = formats.DEFAULT.text_field
+                for text in formats.feed_jsonl(path, lambda lines: self.trainer.add_jsonl(lines, field)):
+                    self.trainer.add_stream_text(text)
+                self.trainer.add_bytes(b"", final=True)  # (valid UTF-8 only: nothing was replaced)
+                return
             for segment in inputs.iter_file_segments(path):
                 self.trainer.add_texts([segment], wait=False)
             return
