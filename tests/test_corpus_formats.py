@@ -343,14 +343,9 @@ _LINES = [
 ]
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_jsonl_bytes_reader_equals_the_str_reader(tmp_path, monkeypatch, seed):
-    """The bytes reader (orjson on undecoded lines) against the str reader (decode, split, json.loads)
-    on files of valid, blank, bad and invalid-UTF-8 lines, with or without a BOM and a last newline,
-    plain or gzip (whole or truncated), read in blocks of 1 byte to 64 KB: the same texts, warnings
-    and first error."""
-    rng = random.Random(seed)
-    lines = [rng.choice(_LINES) for _ in range(rng.randint(0, 30))]
+def _random_jsonl_file(rng: random.Random, lines: list[bytes], tmp_path: Path):
+    """lines joined into a file, with or without a BOM and a last newline, plain or gzip (whole or
+    truncated) -> (path, the bytes, its kind, a block size to read it in: 1 byte to 64 KB)."""
     data = (b"\xef\xbb\xbf" if rng.random() < 0.3 else b"") + b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
     kind = rng.choice(["jsonl", "jsonl.gz", "truncated"])
     f = tmp_path / ("c.jsonl" if kind == "jsonl" else "c.jsonl.gz")
@@ -359,7 +354,18 @@ def test_jsonl_bytes_reader_equals_the_str_reader(tmp_path, monkeypatch, seed):
     else:
         packed = gzip.compress(data)
         f.write_bytes(packed if kind == "jsonl.gz" else packed[: rng.randint(10, max(11, len(packed) - 9))])
-    block = rng.choice([1, 7, 64, 1000, 65536])
+    return f, data, kind, rng.choice([1, 7, 64, 1000, 65536])
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_jsonl_bytes_reader_equals_the_str_reader(tmp_path, monkeypatch, seed):
+    """The bytes reader (orjson on undecoded lines) against the str reader (decode, split, json.loads)
+    on files of valid, blank, bad and invalid-UTF-8 lines, with or without a BOM and a last newline,
+    plain or gzip (whole or truncated), read in blocks of 1 byte to 64 KB: the same texts, warnings
+    and first error."""
+    rng = random.Random(seed)
+    lines = [rng.choice(_LINES) for _ in range(rng.randint(0, 30))]
+    f, data, kind, block = _random_jsonl_file(rng, lines, tmp_path)
 
     def read(loads, policy: str):
         monkeypatch.setattr(F, "_orjson_loads", loads)
@@ -531,15 +537,7 @@ def test_fast_jsonl_route_counts_what_the_python_reader_counts(tmp_path, monkeyp
     if rng.random() < 0.25:
         pool.append(rng.choice([b'{"text": 5}', b"not json", b'\xc3{"text": "x"}']))
     lines = [rng.choice(pool) for _ in range(rng.randint(0, 80))]
-    data = (b"\xef\xbb\xbf" if rng.random() < 0.3 else b"") + b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
-    kind = rng.choice(["jsonl", "jsonl.gz", "truncated"])
-    f = tmp_path / ("c.jsonl" if kind == "jsonl" else "c.jsonl.gz")
-    if kind == "jsonl":
-        f.write_bytes(data)
-    else:
-        packed = gzip.compress(data)
-        f.write_bytes(packed if kind == "jsonl.gz" else packed[: rng.randint(10, max(11, len(packed) - 9))])
-    block = rng.choice([1, 7, 64, 1000, 65536])
+    f, data, kind, block = _random_jsonl_file(rng, lines, tmp_path)
     monkeypatch.setattr(F, "READ_BLOCK", block)
     monkeypatch.setattr(F, "COMPRESSED_BLOCK", block)
     if F._orjson_loads is None:
