@@ -8,8 +8,10 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import openai
@@ -382,3 +384,30 @@ def test_sigterm_lets_an_in_flight_request_finish(ckpt, tmp_path_factory):
     finish = [c["choices"][0]["finish_reason"] for c in map(json.loads, (x[6:] for x in rest[:-1])) if c["choices"]]
     assert finish[-1] == "length"
     assert s.stop() == 0
+
+
+def test_more_sigterms_while_stopping_still_exit_0(ckpt):
+    """A service manager may signal again while the server is already stopping: every SIGTERM until
+    the process is gone, 5 ms apart. Once uvicorn has stopped it puts back the handlers it found, and
+    one of these landing after that must not kill the process (-15) in the last steps of its exit."""
+    s = ServeProcess(ckpt)
+    s.health()
+    while s.proc.poll() is None:
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.005)
+    assert s.stop() == 0, s.proc.returncode
+
+
+def test_sigterm_just_after_the_serving_line_stops_the_server(ckpt):
+    """The "serving ..." line comes just before uvicorn takes the signals: a SIGTERM sent on reading it
+    (before or after uvicorn's handlers) stops the server, exit 0, instead of being lost."""
+    cmd = [sys.executable, "-m", "tinyllm", "serve", "--checkpoint", str(ckpt), "--port", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert "serving" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 
 from ..errors import TinyLLMError
@@ -43,11 +44,18 @@ def run_server(cfg: ServeConfig, out) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
 
+    early: list[int] = []  # SIGINT / SIGTERM seen outside uvicorn's handlers (see below)
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):  # uvicorn re-raises the signal after shutdown; we exit 0 instead
-            if self.should_exit:
-                self.force_exit = True  # a second Ctrl-C: stop waiting for requests
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: stop waiting for requests (a repeated SIGTERM waits)
             self.should_exit = True
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if early:  # a signal came just before uvicorn took the signals: stop now
+                self.should_exit = True
 
     config = uvicorn.Config(
         app, log_level="warning", timeout_graceful_shutdown=cfg.shutdown_timeout, lifespan="on", access_log=False
@@ -58,6 +66,15 @@ def run_server(cfg: ServeConfig, out) -> int:
         file=out,
         flush=True,
     )
+    # what uvicorn puts back once it has stopped: a SIGTERM or Ctrl-C after that (a service manager
+    # signalling again) is noted, not a kill with status -15 after a clean stop; one in the moment before
+    # uvicorn takes the signals stops the server once it has started
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
     Server(config).run(sockets=[sock])
+    # stopped: the rest of the process's end (interpreter finalization puts the default handlers back)
+    # holds SIGINT / SIGTERM blocked, so the exit status stays 0
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     print("server stopped", file=out, flush=True)
     return 0
