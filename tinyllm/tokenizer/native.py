@@ -64,8 +64,8 @@ class _Counter:
 
     def add_streamed(self, path) -> None:
         # .gz/.zst text and Parquet: their UTF-8 bytes go to C++ as read (repaired, counted and cut
-        # there, like add_file's); JSON Lines: parsed here into text segments cut at safe cuts. Either
-        # way this thread reads on while the C++ workers count (both calls return once queued).
+        # there, like add_file's); JSON Lines: parsed in C++ where it can, else here (below). Either
+        # way this thread reads on while the C++ workers count (the calls return once queued).
         formats = inputs.formats()
         if formats.kind_of(path).format == "jsonl":
             if formats.has_orjson():

@@ -90,8 +90,9 @@ def setup(device_pref: str, need_group: bool = False) -> tuple[DistInfo, torch.d
         # ("terminate called without an active exception", rank 1, after a finished run). Imported
         # first, the defaults hold None.
         import torch.distributed.nn as _collectives  # noqa: F401  (binds no local `torch`)
+
+        _GROUP_MADE = True  # one of the two branches below makes it
     if info.enabled and not dist.is_initialized():
-        _GROUP_MADE = True
         if device.type == "cuda":
             dist.init_process_group(backend="nccl", device_id=device)
         else:
@@ -101,7 +102,6 @@ def setup(device_pref: str, need_group: bool = False) -> tuple[DistInfo, torch.d
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
         info.single_process_group = True
-        _GROUP_MADE = True
     return info, device
 
 
