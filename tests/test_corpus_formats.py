@@ -430,6 +430,53 @@ def test_cpp_jsonl_line_decides_only_what_json_decides_the_same(value, ascii_onl
     assert (kind, None if text is None else text.decode()) == want, raw[:200]
 
 
+# raw pieces of a JSON string's inside: controls, quotes, escapes good, short and bad, lone surrogates
+_STRING_PIECES = [
+    "x",
+    "\x00",
+    "\x1f",
+    "\x7f",
+    '"',
+    "\\",
+    "\\\\",
+    '\\"',
+    "\\n",
+    "\\/",
+    "\\u00e9",
+    "\\u12",
+    "\\uZZZZ",
+    "\\x",
+    "\\ud83d\\ude42",
+    "\\ud83d",
+    "\\ude42",
+    "\\ud83d\\u0041",
+    "\ud800",
+    "\u3000",
+    "é",
+    "🙂",
+]
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(_STRING_PIECES), max_size=5),
+    others=st.dictionaries(st.sampled_from(["id", "meta", "text"]), _JSON, max_size=2),
+    last=st.booleans(),
+)
+def test_cpp_jsonl_line_reads_the_text_string_as_json_does(pieces, others, last):
+    """The field's string itself, written raw: control characters, quotes, good, short and bad escapes,
+    surrogate pairs and lone halves (as escapes and raw), before or after the other fields (one may
+    be another "text"). What C++ takes, Python takes the same; the rest it leaves."""
+    mark = "\ue000"
+    record = {**others, "text": mark} if last else {"text": mark, **others}
+    line = json.dumps(record, ensure_ascii=False).replace(mark, "".join(pieces), 1)
+    raw = line.encode("utf-8", "surrogatepass")
+    kind, text = _cpp_line(raw)
+    if kind == "undecided":
+        return
+    assert (kind, text.decode()) == _python_line(raw), raw[:200]
+
+
 def test_cpp_jsonl_line_takes_the_records_people_write_and_leaves_the_rest():
     """What a corpus holds is decided in C++ (json.dumps records, escaped or raw, CRLF, repeated fields,
     nesting); json's extensions, lone surrogates, invalid UTF-8, Unicode spaces and every bad record
