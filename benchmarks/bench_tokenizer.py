@@ -81,7 +81,7 @@ def train_worker(tool: str, corpus: Path, vocab_size: int, threads: int, out: Pa
         t = time.perf_counter()  # the reader's library (pyarrow, zstandard) is imported once, before the timing
         if corpus.suffix == ".parquet":
             import pyarrow.compute
-            import pyarrow.parquet  # noqa: F401
+            import pyarrow.parquet
         elif corpus.suffix == ".zst":
             import zstandard  # noqa: F401
         info["reader_import_s"] = time.perf_counter() - t
@@ -93,6 +93,25 @@ def train_worker(tool: str, corpus: Path, vocab_size: int, threads: int, out: Pa
             t = time.perf_counter()
             Tokenizer.train(corpus, vocab_size=vocab_size, num_threads=threads, show_progress=False)
             info["warm_seconds"] = time.perf_counter() - t
+        if out:
+            tok.save(out)
+    elif tool in ("cli-streamed", "cli-loaded"):  # --cli: what `tinyllm tokenizer train` trains from
+        from tinyllm.cli.tokenizer import training_documents
+        from tinyllm.data.corpus import load_corpus
+        from tinyllm.tokenizer import Tokenizer
+
+        if corpus.suffix == ".parquet":  # (the reader's import before the timing, as above)
+            import pyarrow.compute
+            import pyarrow.parquet  # noqa: F401
+        info["import_rss_mb"] = _rss_mb()
+        t = time.perf_counter()
+        if tool == "cli-streamed":  # now: the documents streamed (tokenizer.Paragraphs, cut in C++)
+            texts = training_documents(str(corpus), "text", "fail")
+        else:  # before: every document loaded into a list of str first
+            texts = load_corpus(str(corpus)).tokenizer_texts()
+        tok = Tokenizer.train(texts, vocab_size=vocab_size, num_threads=threads, show_progress=False)
+        info["seconds"] = time.perf_counter() - t
+        info["vocab"] = tok.vocab_size
         if out:
             tok.save(out)
     elif tool == "hf-tokenizers":
@@ -347,6 +366,46 @@ def run_formats(corpus: Path, vocab_size: int, threads: int, reps: int, tmp: Pat
     return rows
 
 
+def run_cli_routes(corpus: Path, vocab_size: int, threads: int, reps: int, tmp: Path) -> list[tuple]:
+    """`tinyllm tokenizer train`'s input per format, streamed (now) against loaded into documents first
+    (before), each run in its own subprocess, alternating, best of reps; -> rows (merges checked equal)."""
+    variants = format_variants(corpus, tmp)
+    best, peak, saved = {}, {}, {}
+    for _ in range(reps):
+        for name, path in variants.items():
+            for route in ("cli-streamed", "cli-loaded"):
+                out = tmp / f"{route}{name}.tok"
+                r = run_train(route, path, vocab_size, threads, out)
+                if "error" in r:
+                    raise SystemExit(f"{route} on {path} failed: {r['error']}")
+                key = (name, route)
+                best[key] = min(best.get(key, float("inf")), r["seconds"])
+                peak[key] = min(peak.get(key, float("inf")), r["peak_rss_mb"])
+                saved[key] = out.read_text()
+    size_mb = corpus.stat().st_size / 1e6
+    print(
+        f"\n`tinyllm tokenizer train` input, {size_mb:.0f} MB, vocab {vocab_size}, {threads} threads (best of {reps})"
+    )
+    print("  streamed: tokenizer.Paragraphs of the read blocks; loaded: every document a str in a list first")
+    rows, same_txt = [], saved[(".txt", "cli-streamed")]
+    for name in variants:
+        s_, l_ = (name, "cli-streamed"), (name, "cli-loaded")
+        same = saved[s_] == saved[l_] == same_txt
+        print(
+            f"  {name:11s} streamed {best[s_]:5.2f} s {peak[s_]:6.0f} MB   loaded {best[l_]:5.2f} s {peak[l_]:6.0f} MB"
+            f"   {best[l_] / best[s_]:4.2f}x faster, {peak[l_] / peak[s_]:4.1f}x less memory; "
+            f"streamed {best[s_] / best[('.txt', 'cli-streamed')]:4.2f}x .txt's time   same merges: {'yes' if same else 'NO'}"
+        )
+        what = f"tokenizer train CLI {size_mb:.0f}MB vocab {vocab_size} {threads}thr, {name}"
+        rows.append(
+            (f"{what}, seconds", "ours streamed", best[s_], "ours loaded first", best[l_], "s", best[l_] / best[s_])
+        )
+        rows.append(
+            (f"{what}, peak RSS", "ours streamed", peak[s_], "ours loaded first", peak[l_], "MB", peak[l_] / peak[s_])
+        )
+    return rows
+
+
 # ---------------------------------------------------------------------------------------
 # --scaling: encode_batch on 1, 2, ... threads (issue 12)
 # ---------------------------------------------------------------------------------------
@@ -564,6 +623,11 @@ def main() -> None:
         "--formats", action="store_true", help="only: train ours on the corpus as .txt, .jsonl.zst and .parquet"
     )
     ap.add_argument(
+        "--cli",
+        action="store_true",
+        help="only: `tinyllm tokenizer train`'s input per format, streamed against loaded into documents first",
+    )
+    ap.add_argument(
         "--scaling",
         default=None,
         metavar="THREADS",
@@ -587,10 +651,12 @@ def main() -> None:
     )
     tmp = Path(tempfile.mkdtemp(prefix="tinyllm-bench-"))
     tok_path = tmp / "ours.tok"
-    if args.formats or args.scaling:
+    if args.formats or args.scaling or args.cli:
         rows = []
         if args.formats:
             rows += run_formats(corpus, args.vocab_size, args.threads, args.reps, tmp)
+        if args.cli:
+            rows += run_cli_routes(corpus, args.vocab_size, args.threads, args.reps, tmp)
         if args.scaling:
             r = run_train("ours", corpus, args.vocab_size, args.threads, tok_path)
             if "error" in r:

@@ -363,6 +363,26 @@ class PyTrainer {
         trainer_.add_texts(views, wait);
     }
 
+    // Texts whose paragraphs are the documents (Trainer::add_paragraphs): str, or bytes of valid
+    // UTF-8 (checked here: a block that is not would be counted as its raw bytes).
+    void add_paragraphs(py::sequence texts, bool wait) {
+        const size_t n = texts.size();
+        std::vector<py::object> keep(n);
+        std::vector<std::string> storage(n);
+        std::vector<std::string_view> views(n);
+        std::vector<size_t> raw;  // the bytes among them
+        for (size_t i = 0; i < n; ++i) {
+            keep[i] = texts[i];
+            views[i] = utf8_of(keep[i].ptr(), storage[i]);
+            if (PyBytes_Check(keep[i].ptr())) raw.push_back(i);
+        }
+        py::gil_scoped_release release;
+        for (size_t i : raw)
+            if (!valid_utf8(reinterpret_cast<const uint8_t*>(views[i].data()), views[i].size()))
+                throw py::value_error("add_paragraphs: texts[" + std::to_string(i) + "] is bytes but not valid UTF-8");
+        trainer_.add_paragraphs(views, wait);
+    }
+
     py::tuple add_file(const std::string& path) {
         Trainer::FileStats st;
         {
@@ -577,6 +597,7 @@ PYBIND11_MODULE(_bpe, m) {
     py::class_<PyTrainer>(m, "Trainer")
         .def(py::init<const std::string&, int>(), py::arg("pattern"), py::arg("num_threads"))
         .def("add_texts", &PyTrainer::add_texts, py::arg("texts"), py::arg("wait") = true)
+        .def("add_paragraphs", &PyTrainer::add_paragraphs, py::arg("texts"), py::arg("wait") = true)
         .def("add_file", &PyTrainer::add_file, py::arg("path"))
         .def("add_bytes", &PyTrainer::add_bytes, py::arg("data"), py::arg("final") = false)
         .def("add_jsonl", &PyTrainer::add_jsonl, py::arg("data"), py::arg("field"))

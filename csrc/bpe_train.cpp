@@ -9,6 +9,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "paragraphs.h"
 #include "specials.h"
 #include "utf8.h"
 
@@ -108,32 +109,59 @@ void Trainer::count_chunk(const Chunk& chunk, BytesMap<int64_t>& counts) const {
     }
 }
 
-void Trainer::add_texts(const std::vector<std::string_view>& texts, bool wait) {
-    Chunk chunk;
-    auto flush = [&] {
-        if (!chunk.ends.empty()) submit(std::move(chunk));
-        chunk = Chunk();
-    };
-    for (const std::string_view t : texts) {
-        bytes_read_.fetch_add(t.size(), std::memory_order_relaxed);
-        const uint8_t* s = reinterpret_cast<const uint8_t*>(t.data());
+// Documents gathered into chunks of about kChunkBytes; a document over two chunks' worth is cut at
+// safe cuts so that all threads get a share of it (its suffix goes on its last piece).
+class Trainer::Chunker {
+  public:
+    explicit Chunker(Trainer& t) : t_(t) {}
+    void add(std::string_view doc, std::string_view suffix = {}) {
+        const uint8_t* s = reinterpret_cast<const uint8_t*>(doc.data());
         size_t pos = 0;
-        // a long text is cut at safe cuts so that all threads get a share of it
-        while (t.size() - pos > 2 * kChunkBytes) {
+        while (doc.size() - pos > 2 * kChunkBytes) {
             size_t cut = last_safe_cut(s + pos, kChunkBytes);
-            cut = cut ? pos + cut : next_safe_cut(s, t.size(), pos + kChunkBytes);
-            if (cut >= t.size()) break;
+            cut = cut ? pos + cut : next_safe_cut(s, doc.size(), pos + kChunkBytes);
+            if (cut >= doc.size()) break;
             flush();
-            chunk.data.assign(t.substr(pos, cut - pos));
-            chunk.ends.push_back(chunk.data.size());
+            chunk_.data.assign(doc.substr(pos, cut - pos));
+            chunk_.ends.push_back(chunk_.data.size());
             flush();
             pos = cut;
         }
-        chunk.data.append(t.substr(pos));
-        chunk.ends.push_back(chunk.data.size());
-        if (chunk.data.size() >= kChunkBytes) flush();
+        chunk_.data.append(doc.substr(pos));
+        chunk_.data.append(suffix);
+        chunk_.ends.push_back(chunk_.data.size());
+        if (chunk_.data.size() >= kChunkBytes) flush();
     }
-    flush();
+    void flush() {
+        if (!chunk_.ends.empty()) t_.submit(std::move(chunk_));
+        chunk_ = Chunk();
+    }
+
+  private:
+    Trainer& t_;
+    Chunk chunk_;
+};
+
+void Trainer::add_texts(const std::vector<std::string_view>& texts, bool wait) {
+    Chunker chunks(*this);
+    for (const std::string_view t : texts) {
+        bytes_read_.fetch_add(t.size(), std::memory_order_relaxed);
+        chunks.add(t);
+    }
+    chunks.flush();
+    if (wait) wait_idle();
+}
+
+void Trainer::add_paragraphs(const std::vector<std::string_view>& texts, bool wait) {
+    Chunker chunks(*this);
+    std::vector<Span> spans;
+    for (const std::string_view t : texts) {
+        bytes_read_.fetch_add(t.size(), std::memory_order_relaxed);
+        spans.clear();
+        paragraphs(t.data(), t.size(), 0, spans);  // (width 0: UTF-8)
+        for (const Span& sp : spans) chunks.add(t.substr(sp.begin, sp.end - sp.begin), "\n\n");
+    }
+    chunks.flush();
     if (wait) wait_idle();
 }
 

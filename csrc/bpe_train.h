@@ -36,6 +36,12 @@ class Trainer {
     // the caller back), so a reader can parse the next texts while the workers count these.
     void add_texts(const std::vector<std::string_view>& texts, bool wait = true);
 
+    // Count the documents tinyllm.data.corpus cuts from texts whose paragraphs are complete (valid
+    // UTF-8, newlines "\n"): each paragraph between blank lines that is not blank, + "\n\n", its own
+    // document (paragraphs.h). What `tinyllm tokenizer train` streams: a corpus's blocks, cut here
+    // without the GIL rather than into a Python string per document. wait as in add_texts.
+    void add_paragraphs(const std::vector<std::string_view>& texts, bool wait = true);
+
     struct FileStats {
         uint64_t bytes = 0;     // bytes read
         uint64_t replaced = 0;  // invalid UTF-8 sequences read as U+FFFD
@@ -75,6 +81,7 @@ class Trainer {
         std::vector<size_t> ends;
     };
 
+    class Chunker;  // documents -> chunks (bpe_train.cpp)
     void submit(Chunk&& chunk);
     void wait_idle();
     void worker(int index);

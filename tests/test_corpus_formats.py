@@ -144,6 +144,104 @@ def test_cli_tokenizer_train_is_the_same_in_every_format(corpora, tmp_path, run_
     assert saved["jsonl.gz"] == saved["txt"] and saved["parquet"] == saved["txt"]
 
 
+# Documents whose text read raw and cut into documents differ: blank runs of 3+ lines, whitespace-only
+# paragraphs (Unicode spaces too), CRLF, paragraphs opening with spaces (gpt2 joins those to the break).
+AWKWARD_DOCS = [
+    "first line\r\nsecond line",
+    "  indented after a blank line",
+    "\u3000full-width space opens this one",
+    "ends with spaces   ",
+    "tab\tinside, then \u2028 a line separator",
+    "中文的段落。",
+]
+
+
+def _awkward_corpus(tmp_path: Path, fmt: str, n: int = 400) -> Path:
+    rng = random.Random(fmt)
+    docs = [
+        rng.choice(AWKWARD_DOCS) + " " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
+        for _ in range(n)
+    ]
+    if fmt.startswith("txt"):  # a text file's paragraphs, with odd breaks between them
+        breaks = ["\n\n", "\n\n\n\n", "\r\n\r\n", "\n \u3000\n\n", "\n\n  \n\n"]
+        raw = "\ufeff" + "".join(d + rng.choice(breaks) for d in docs)
+        path = tmp_path / f"awkward.{fmt}"
+        data = raw.encode()
+        path.write_bytes(
+            gzip.compress(data)
+            if fmt.endswith(".gz")
+            else zstandard.ZstdCompressor().compress(data)
+            if fmt.endswith(".zst")
+            else data
+        )
+        return path
+    return write_corpus([d + rng.choice(["", "\n\n\n", "\n \n"]) for d in docs], tmp_path / "awkward", fmt)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "txt.gz", "txt.zst", "parquet"])
+def test_raw_blocks_of_every_format_are_its_documents_as_bytes(tmp_path, fmt):
+    """stream_raw_text_blocks reads text of any compression and Parquet: its blocks cut into the
+    documents load_documents reads, each block valid UTF-8 comes as bytes ("\r" normalised as bytes,
+    not decoded to a str), whatever the read size."""
+    f = _awkward_corpus(tmp_path, fmt)
+    want = C.load_documents(f)
+    for block in (1, 7, 4096, 1 << 20):
+        blocks = list(C.stream_raw_text_blocks(f, block))
+        assert [d for t, _ in blocks for d in C.paragraphs(t)] == want, block
+        assert all(type(t) is bytes and b"\r" not in t for t, _ in blocks), block
+        assert C.text_blocks(f, F.DEFAULT, block).__name__ == "stream_raw_text_blocks"
+
+
+@pytest.mark.parametrize("pattern", ["gpt4", "gpt2"])
+def test_cli_tokenizer_train_streams_the_documents_train_and_prepare_see(tmp_path, run_cli, pattern):
+    """`tinyllm tokenizer train` on a folder mixing formats streams it (tokenizer.Paragraphs) and trains
+    exactly what the documents load_documents reads train to, not the files' raw text (which differs
+    here: the check would pass on a corpus where the two agree)."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for fmt in ("txt", "txt.zst", "jsonl.gz", "parquet"):
+        _awkward_corpus(tmp_path, fmt).rename(folder / f"part.{fmt}")
+    docs = C.load_documents(folder)
+    want = Tokenizer.train(Texts(docs), vocab_size=420, pattern=pattern, show_progress=False)
+    raw = Tokenizer.train(folder, vocab_size=420, pattern=pattern, show_progress=False)
+    assert raw.merges != want.merges
+    out = tmp_path / "tok.txt"
+    r = run_cli(
+        "tokenizer", "train", "--data", folder, "--vocab_size", 420, "--pattern", pattern, "--out", out, env=ENV
+    )
+    assert r.returncode == 0, r.stderr
+    assert Tokenizer.load(out).merges == want.merges
+    assert (
+        ReferenceTokenizer.train(
+            C.stream_paragraphs(folder), vocab_size=420, pattern=pattern, show_progress=False
+        ).merges
+        == want.merges
+    )
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl.gz"])
+def test_cli_tokenizer_train_never_holds_the_corpus(tmp_path, fmt):
+    """What the CLI trains from holds a few read blocks at a time, not the corpus: Python's allocations
+    peak the same on a corpus 4x as long (loading the documents first grew with it, to 9x the text).
+    (A block is what one read gives: 1 MB of a file, or what 1 MB of a compressed one decompresses to.)"""
+    import tracemalloc
+
+    from tinyllm.cli.tokenizer import training_documents
+
+    docs = random_documents(3, 30_000)  # ~3.3 MB of text
+    peaks = []
+    for copies in (2, 8):
+        f = write_corpus(docs * copies, tmp_path / f"x{copies}", fmt)
+        tracemalloc.start()
+        try:
+            tok = Tokenizer.train(training_documents(str(f), "text", "fail"), vocab_size=300, show_progress=False)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert len(tok.merges) == 40
+    assert peaks[1] < 1.3 * peaks[0], (peaks, sum(len(d.encode()) + 2 for d in docs))
+
+
 def _shards(out: Path) -> dict:
     meta = json.loads((out / "meta.json").read_text())
     ids = {
@@ -833,7 +931,7 @@ def test_cpp_stream_and_reference_agree_on_awkward_input(tmp_path):
         from tinyllm.tokenizer.reference import count_pretokens, to_utf8
 
         trainer = _bpe.Trainer("gpt4", 2)
-        for data in F.read_utf8(f):
+        for data, _ in F.read_utf8(f):
             trainer.add_bytes(data)
         trainer.add_bytes(b"", final=True)
         with warnings.catch_warnings():

@@ -519,6 +519,81 @@ def test_encode_paragraphs_flat_equals_encode_batch_flat_of_the_documents(pair):
         nat._native.encode_paragraphs_flat([1], 0, 1)
 
 
+# ---- Paragraphs: the C++ trainer cutting documents out of blocks (what `tinyllm tokenizer train` streams) ----
+def _paragraph_counts(trainer) -> dict:
+    return trainer.pretoken_counts()
+
+
+def _document_counts(blocks, pattern: str = "gpt4") -> dict:
+    """The reference: each block's documents (tinyllm.data.corpus.paragraphs) counted as texts."""
+    from tinyllm.data.corpus import paragraphs
+
+    docs = [d for b in blocks for d in paragraphs(b)]
+    return {to_utf8(k): v for k, v in count_pretokens(Texts(docs), pattern).items()}
+
+
+@given(
+    blocks=st.lists(
+        st.lists(
+            st.one_of(
+                st.sampled_from(["a", "bc", " x", "\n", "\n\n", " \n \n", "é", "中", "<EOS>", ".", *WHITESPACE]),
+                tricky_text,
+            ),
+            max_size=30,
+        ).map("".join),
+        max_size=5,
+    ),
+    as_bytes=st.lists(st.booleans(), min_size=5, max_size=5),
+    pattern=st.sampled_from(["gpt4", "gpt2"]),
+)
+@HYP
+def test_paragraphs_count_the_documents_of_each_block(blocks, as_bytes, pattern):
+    """add_paragraphs (str, and UTF-8 bytes where the block has no surrogate) counts what the reference
+    counts of the documents tinyllm.data.corpus cuts: blank paragraphs dropped, each + "\n\n"; and the
+    reference's own Paragraphs input counts the same."""
+    from tinyllm.tokenizer.inputs import Paragraphs
+
+    blocks = [
+        b.encode() if flag and not any(0xD800 <= ord(c) < 0xE000 for c in b) else b for b, flag in zip(blocks, as_bytes)
+    ]
+    want = _document_counts(blocks, pattern)
+    trainer = _bpe.Trainer(pattern, 2)
+    trainer.add_paragraphs(blocks)
+    assert _paragraph_counts(trainer) == want
+    ref = {to_utf8(k): v for k, v in count_pretokens(Paragraphs(blocks), pattern).items()}
+    assert ref == want
+
+
+def test_a_long_paragraph_is_cut_for_the_workers_and_ends_with_its_blank_line():
+    """A paragraph over two chunks' worth (2 MiB) goes to the workers in pieces cut at safe cuts; its
+    "\n\n" follows only the last piece (after every piece, the pieces' ends would count as more)."""
+    long_par = "naïve café 数据 x'll 123 ω" * (2_600_000 // 30)
+    assert len(to_utf8(long_par)) > 2 << 20
+    blocks = ["intro\n\n" + long_par + "\n\n\n  \n" + long_par + "!\n", b"tail words\n"]
+    trainer = _bpe.Trainer("gpt4", 3)
+    trainer.add_paragraphs(blocks, wait=False)
+    assert _paragraph_counts(trainer) == _document_counts(blocks)
+
+
+def test_add_paragraphs_refuses_bytes_that_are_not_utf8():
+    trainer = _bpe.Trainer("gpt4", 1)
+    with pytest.raises(ValueError, match=r"texts\[1\] is bytes but not valid UTF-8"):
+        trainer.add_paragraphs([b"fine\n\n", b"caf\xe9\n\n"])
+    assert trainer.num_pretokens() == 0  # nothing of the batch was counted
+
+
+def test_paragraphs_input_errors_name_the_block_and_the_source():
+    from tinyllm.tokenizer.inputs import Paragraphs
+
+    for impl in (NativeTokenizer, ReferenceTokenizer):
+        with pytest.raises(TinyLLMError, match=r"Paragraphs: block 1 must be str or bytes, got int"):
+            impl.train(Paragraphs(["ok\n\n", 3]), vocab_size=300, show_progress=False)
+        with pytest.raises(TinyLLMError, match=r"training corpus is empty: no text in data/notes"):
+            impl.train(Paragraphs(["\n\n \u3000\n", b""], name="data/notes"), vocab_size=300, show_progress=False)
+    with pytest.raises(TinyLLMError, match="Paragraphs: expected an iterable"):
+        Paragraphs("one block")
+
+
 # ---- the tokenizer file's merge lines: csrc/merges_text.h against format.py's line-at-a-time reader ---
 @HYP
 @given(data=st.binary(max_size=40))

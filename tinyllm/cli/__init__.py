@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """One line per warning, `warning: <message>`, not Python's `file.py:110: Category:` and a source line."""
+    """One line per warning, `warning: <message>`, not Python's `file.py:110: Category:` and a source line;
+    above a progress bar that is drawn (a corpus read while it counts warns mid-bar), not glued to it."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        tqdm.tqdm.write(f"warning: {message}", file=file or sys.stderr)
+        return
     print(f"warning: {message}", file=file or sys.stderr, flush=True)
 
 

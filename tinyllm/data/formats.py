@@ -149,29 +149,24 @@ class _Truncation:
     dropped_line = False
 
 
-def read_utf8(path: Path, options: ReadOptions = DEFAULT) -> Iterator:
-    """The UTF-8 bytes a text file (any compression) or Parquet file stands for, not decoded: pieces of
-    bytes / memoryview for a reader that repairs and counts invalid UTF-8 itself (the C++ trainer's
-    add_bytes, so that no Python str is made). Binary data is refused and a leading BOM dropped, as
-    read_chunks does; truncation and skipped-row warnings come when the file is done, UTF-8 ones do not."""
+def read_utf8(
+    path: Path, options: ReadOptions = DEFAULT, block: int = READ_BLOCK
+) -> Iterator[tuple[bytes | memoryview, int]]:
+    """The UTF-8 bytes a text file (any compression) or Parquet file stands for, not decoded -> (bytes or
+    memoryview, file bytes consumed for them), `block` at a time (a Parquet file a row group at a time),
+    for a reader that repairs and counts invalid UTF-8 itself (the C++ trainer's add_bytes, or
+    corpus.stream_raw_text_blocks: no Python str is made). Binary data is refused and a leading BOM
+    dropped, as read_chunks does; truncation and skipped-row warnings come when the file is done, UTF-8
+    ones do not."""
     kind = kind_of(path)
     if kind.format == "parquet":
-        yield from (data for data, _ in _parquet_values(path, options))
+        yield from _parquet_values(path, options)
         return
     if kind.format != "text":
         raise ValueError(f"read_utf8 reads text and Parquet, not {kind.format}")
     cut = _Truncation()
-    yield from (data for data, _ in _text_bytes(path, kind, READ_BLOCK, cut))
+    yield from _text_bytes(path, kind, block, cut)
     _warn_truncated(path, kind, cut)
-
-
-def read_raw_text(path: Path, block: int = READ_BLOCK) -> Iterator[tuple[bytes, int]]:
-    """An uncompressed text file's bytes, not decoded -> (bytes, file bytes consumed for them), `block`
-    at a time: binary data refused and a leading BOM dropped, as read_chunks does."""
-    kind = kind_of(path)
-    if kind.format != "text" or kind.compression:
-        raise ValueError(f"read_raw_text reads uncompressed text, not {kind}")
-    yield from _text_bytes(path, kind, block, _Truncation())
 
 
 def _text_bytes(path: Path, kind: Kind, block: int, cut: _Truncation) -> Iterator[tuple[bytes, int]]:

@@ -46,8 +46,7 @@ from .corpus import (
     paragraphs,
     split_documents,
     stream_document_blocks,
-    stream_raw_text_blocks,
-    stream_text_blocks,
+    text_blocks,
     text_files,
 )
 from .formats import DEFAULT, ReadOptions
@@ -101,7 +100,7 @@ def corpus_documents(
         formats.precheck(f, options)
     total = sum(f.stat().st_size for f in files)
     if texts:
-        blocks = (b for f in files for b in text_blocks(f, options))
+        blocks = (b for f in files for b in text_blocks(f, options, TEXT_READ))
         return text_batches(blocks), total, "B"
     return batches(b for f in files for b in stream_document_blocks(f, options)), total, "B"
 
@@ -124,16 +123,6 @@ def batches(blocks: Iterable[tuple[list[str], int]]) -> Iterator[Batch]:
                 batch, chars, nbytes = [], 0, 0
     if batch:
         yield Batch(batch, nbytes)
-
-
-def text_blocks(path: Path, options: ReadOptions) -> Iterator[tuple[str | bytes, int]]:
-    """One file's text in blocks of whole documents for the C++ encoder: an uncompressed text file's as
-    bytes where they are valid UTF-8 (corpus.stream_raw_text_blocks: no decoding on the reading
-    thread), any other file's as str."""
-    kind = formats.kind_of(path)
-    if kind.format == "text" and kind.compression is None:
-        return stream_raw_text_blocks(path, TEXT_READ)
-    return stream_text_blocks(path, options, TEXT_READ)
 
 
 def text_batches(blocks: Iterable[tuple[str | bytes, int]]) -> Iterator[Batch]:

@@ -88,6 +88,40 @@ class Texts:
             yield "text", text
 
 
+class Paragraphs:
+    r"""Blocks of text whose documents are their paragraphs, as tinyllm.data.corpus cuts a corpus:
+    the paragraphs between blank lines, blank ones dropped, each + "\n\n" (`paragraphs`). A block
+    is a str, or bytes of valid UTF-8; its newlines are "\n" and no paragraph straddles two blocks
+    (corpus.stream_text_blocks makes such blocks). `tinyllm tokenizer train` streams a corpus in it
+    and trains on the documents `tinyllm train` and `prepare` see, without a Python string per
+    document (the C++ trainer cuts them: csrc/paragraphs.h). name: what an empty corpus's error names.
+
+    >>> list(Paragraphs(["a\n\n\nb"], name="notes/"))
+    [('paragraphs', ('notes/', 'a\n\n\nb'))]
+    """
+
+    __slots__ = ("blocks", "name")
+
+    def __init__(self, blocks: Iterable[str | bytes], name: str = "the text blocks"):
+        if isinstance(blocks, (str, bytes, bytearray, os.PathLike)) or not isinstance(blocks, Iterable):
+            raise TinyLLMError(f"Paragraphs: expected an iterable of str or bytes blocks, got {type(blocks).__name__}")
+        self.blocks, self.name = blocks, name
+
+    def __iter__(self) -> Iterator[tuple[str, tuple[str, str | bytes]]]:
+        """("paragraphs", (name, block)) for each block."""
+        for i, block in enumerate(self.blocks):
+            if type(block) not in (str, bytes):
+                raise TinyLLMError(f"Paragraphs: block {i} must be str or bytes, got {type(block).__name__}")
+            yield "paragraphs", (self.name, block)
+
+
+def paragraphs(block: str | bytes) -> list[str]:
+    """A Paragraphs block's documents (the reference cut: tinyllm.data.corpus.paragraphs)."""
+    from ..data.corpus import paragraphs as cut
+
+    return cut(block)
+
+
 MAX_PATH_LIKE = 255  # a str longer than this (or of several lines) is always text
 # Suffixes of corpus and data files: one word ending in one is a file name, not a text.
 FILE_SUFFIXES = frozenset(
@@ -171,7 +205,7 @@ def resolve_item(item) -> list[tuple[str, object]]:
                 f"tinyllm.tokenizer.Texts([...]) for strings that are text"
             )
         return [("text", item)]
-    if isinstance(item, Texts):
+    if isinstance(item, (Texts, Paragraphs)):
         return list(item)
     if isinstance(item, os.PathLike):
         path = Path(item)
@@ -198,7 +232,7 @@ def resolve_item(item) -> list[tuple[str, object]]:
 
 
 def iter_sources(files_or_texts) -> Iterator[tuple[str, object]]:
-    """Yield ("text", str) / ("file", Path) for everything to train on.
+    """Yield ("text", str) / ("file", Path) / ("paragraphs", (name, block)) for everything to train on.
 
     A list or tuple is checked completely before anything is yielded, so a missing
     file fails in a second, not after an hour of counting; other iterables stream.
@@ -206,7 +240,7 @@ def iter_sources(files_or_texts) -> Iterator[tuple[str, object]]:
     if isinstance(files_or_texts, (str, os.PathLike, bytes, bytearray)):
         yield from resolve_item(files_or_texts)
         return
-    if isinstance(files_or_texts, Texts):
+    if isinstance(files_or_texts, (Texts, Paragraphs)):
         yield from files_or_texts  # streams, like any iterable that is not a list
         return
     if not isinstance(files_or_texts, Iterable):
@@ -325,6 +359,12 @@ def warn_invalid_utf8(path, replaced: int) -> None:
     )
 
 
+def seen_entry(kind: str, obj) -> tuple[str, object]:
+    """What a training run notes of a source for its messages (describe_sources): a file's path, the name
+    of a Paragraphs' blocks, nothing of a text."""
+    return kind, obj if kind == "file" else obj[0] if kind == "paragraphs" else None
+
+
 def source_size(kind: str, obj) -> int:
     """Bytes a source will contribute, for the progress bar (UTF-8 length of a text)."""
     if kind == "file":
@@ -336,7 +376,7 @@ def describe_sources(sources: list[tuple[str, object]]) -> str:
     """'3 texts and 2 files (a.txt, b.txt)' for error messages."""
     texts = sum(1 for k, _ in sources if k == "text")
     files = [str(o) for k, o in sources if k == "file"]
-    parts = []
+    parts = list(dict.fromkeys(o for k, o in sources if k == "paragraphs"))  # Paragraphs' names
     if texts:
         parts.append(f"{texts} text{'s' if texts != 1 else ''}")
     if files:

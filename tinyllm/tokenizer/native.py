@@ -20,6 +20,7 @@ from .reference import Tokenizer as ReferenceTokenizer
 from .reference import _progress, check_batch_args, check_train_args, finish_training, ranks_of
 
 _TEXT_BATCH_BYTES = 8 << 20  # texts are handed to C++ in batches of about this size
+_BLOCK_BATCH_BYTES = 1 << 20  # ... and Paragraphs blocks (a read each: the workers start after the first)
 _ALL_SPECIALS = (1 << len(SPECIAL_TOKENS)) - 1
 
 
@@ -79,7 +80,7 @@ class _Counter:
             for segment in inputs.iter_file_segments(path):
                 self.trainer.add_texts([segment], wait=False)
             return
-        for data in inputs.formats().read_utf8(path):
+        for data, _ in inputs.formats().read_utf8(path):
             self.trainer.add_bytes(data)
         _, replaced = self.trainer.add_bytes(b"", final=True)
         if replaced:
@@ -98,24 +99,36 @@ class _Counter:
             self.invalid.append((path, replaced))
 
     def count(self, files_or_texts) -> int:
-        """Texts go in batches of about _TEXT_BATCH_BYTES, files one by one; -> pre-tokens counted."""
-        batch: list[str] = []
-        size = 0
-        for kind, obj in inputs.iter_sources(files_or_texts):
-            self.seen.append((kind, obj if kind == "file" else None))
-            if kind == "text":
-                batch.append(obj)
-                size += len(obj)
-                if size >= _TEXT_BATCH_BYTES:
-                    self.trainer.add_texts(batch)
-                    batch, size = [], 0
-                continue
+        """Texts go in batches of about _TEXT_BATCH_BYTES, Paragraphs blocks of _BLOCK_BATCH_BYTES, files
+        one by one; -> pre-tokens counted. A batch of blocks returns once it is copied into work chunks,
+        so the caller reads the next blocks while the workers count these."""
+        batch: list = []
+        size, batch_kind = 0, "text"
+
+        def flush() -> None:
+            nonlocal batch, size
             if batch:
-                self.trainer.add_texts(batch)
-                batch, size = [], 0
+                if batch_kind == "text":
+                    self.trainer.add_texts(batch)
+                else:
+                    self.trainer.add_paragraphs(batch, wait=False)
+            batch, size = [], 0
+
+        for kind, obj in inputs.iter_sources(files_or_texts):
+            self.seen.append(inputs.seen_entry(kind, obj))
+            if kind in ("text", "paragraphs"):
+                if kind != batch_kind:
+                    flush()
+                    batch_kind = kind
+                text = obj if kind == "text" else obj[1]
+                batch.append(text)
+                size += len(text)
+                if size >= (_TEXT_BATCH_BYTES if kind == "text" else _BLOCK_BATCH_BYTES):
+                    flush()
+                continue
+            flush()
             self.add_file(obj)
-        if batch:
-            self.trainer.add_texts(batch)
+        flush()
         return self.trainer.num_pretokens()
 
 

@@ -152,11 +152,16 @@ def count_pretokens(
     bar = _progress(show_progress, unit="B", unit_scale=True, desc="reading corpus")
     shown = not isinstance(bar, _NoBar)  # sizes are UTF-8 encodes: only worth it for a bar
     for kind, obj in inputs.iter_sources(files_or_texts):
-        sources_seen.append((kind, obj if kind == "file" else None))
+        sources_seen.append(inputs.seen_entry(kind, obj))
         if kind == "text":
             add(obj)
             if shown:
                 bar.update(inputs.source_size(kind, obj))
+        elif kind == "paragraphs":
+            for doc in inputs.paragraphs(obj[1]):
+                add(doc)
+            if shown:
+                bar.update(len(obj[1]) if isinstance(obj[1], bytes) else inputs.source_size("text", obj[1]))
         else:
             for segment in inputs.iter_file_segments(obj):
                 add(segment)
