@@ -68,7 +68,13 @@ SPECIALS = ["<PAD>", "<UNK>", "<BOS>", "<EOS>"]
 # training, one tool per subprocess
 # ---------------------------------------------------------------------------------------
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS in MB: VmHWM, which an exec starts afresh (ru_maxrss keeps the parent's
+    peak across fork + exec: workers started after --cli built its variants all read 657 MB)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def train_worker(tool: str, corpus: Path, vocab_size: int, threads: int, out: Path | None) -> dict:
