@@ -66,3 +66,8 @@ def add_dataclass_flags(
             )
         else:
             target.add_argument(f"--{f.name}", type=tp, default=default, help=help_text)
+
+
+def add_progress_flag(parser, default: bool | None, help: str) -> None:
+    """--progress [BOOL] (bare: true); default None lets the command decide (e.g. only on a terminal)."""
+    parser.add_argument("--progress", type=str2bool, nargs="?", const=True, default=default, metavar="BOOL", help=help)

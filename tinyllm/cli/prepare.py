@@ -39,7 +39,7 @@ def add_corpus_format_flags(p) -> None:
 
 
 def add_parser(sub) -> None:
-    from .flags import str2bool
+    from .flags import add_progress_flag
 
     p = sub.add_parser(
         "prepare",
@@ -64,13 +64,5 @@ def add_parser(sub) -> None:
         help="start a new shard after this many tokens (default: 100,000,000)",
     )
     p.add_argument("--num_workers", type=int, default=None, help="encoding threads/processes (default: all cores)")
-    p.add_argument(
-        "--progress",
-        type=str2bool,
-        nargs="?",
-        const=True,
-        default=True,
-        metavar="BOOL",
-        help="show a progress bar on stderr (default: true)",
-    )
+    add_progress_flag(p, True, "show a progress bar on stderr (default: true)")
     p.set_defaults(func=cmd_prepare)

@@ -24,16 +24,10 @@ def add_parser(sub) -> None:
     kt.add_argument("--pattern", default="gpt4", help="pre-tokenization split pattern: gpt4 or gpt2")
     kt.add_argument("--num_threads", type=int, default=None, help="threads for counting (default: all cores)")
     kt.add_argument("--out", required=True, help="where to save the tokenizer file")
-    from .flags import str2bool
+    from .flags import add_progress_flag
 
-    kt.add_argument(
-        "--progress",
-        type=str2bool,
-        nargs="?",
-        const=True,
-        default=None,
-        metavar="BOOL",
-        help="show progress bars on stderr (default: when stderr is a terminal; the corpus is read while they run)",
+    add_progress_flag(
+        kt, None, "show progress bars on stderr (default: when stderr is a terminal; the corpus is read while they run)"
     )
     for name, helptext in (
         ("encode", "text -> ids (text from --text or stdin)"),
