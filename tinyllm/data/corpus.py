@@ -166,10 +166,10 @@ def _opens_paragraph(data: bytearray, q: int) -> bool:
 def stream_raw_text_blocks(
     path: Path, block: int | None = None, options: ReadOptions = DEFAULT
 ) -> Iterator[tuple[bytes | str, int]]:
-    """stream_text_blocks of a text file (any compression) or Parquet file, but a block that is valid UTF-8 without "\r"
-    comes as its bytes, not decoded (the C++ encoder cuts and encodes UTF-8 as it would the str, and
-    needs no UTF-8 of its own made from the str: prepare of 52 MB was 1.11x / 1.21x faster on 1 / 2
-    workers, side by side with the decoded blocks).
+    """stream_text_blocks of a text file (any compression) or Parquet file, but a block that is valid UTF-8
+    comes as its bytes ("\r" newlines normalised in them), not decoded (the C++ encoder cuts and encodes
+    UTF-8 as it would the str, and needs no UTF-8 of its own made from the str: prepare of 52 MB was
+    1.11x / 1.21x faster on 1 / 2 workers, side by side with the decoded blocks).
     Other blocks come decoded and normalised as stream_text_blocks makes them, with the same
     warning for invalid UTF-8. A block ends at the last cut (BREAK_PAIRS) of what was read, found by
     searching back from the end, so `paragraphs` of the blocks, in turn, are load_documents's."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from .inputs import Texts
+from .inputs import Paragraphs, Texts
 from .patterns import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, SPECIAL_TOKENS
 from .reference import Tokenizer as ReferenceTokenizer
 
@@ -44,6 +44,7 @@ __all__ = [
     "Tokenizer",
     "ReferenceTokenizer",
     "Texts",
+    "Paragraphs",
     "SPECIAL_TOKENS",
     "PATTERNS",
     "GPT4_PATTERN",
