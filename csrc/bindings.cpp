@@ -344,6 +344,26 @@ class PyEncoder {
     mutable Encoder::Cache cache_;
 };
 
+// The texts (each + "\n\n") of the complete lines of `in` that JsonlLine decides, up to the first it
+// leaves to Python, appended to out (valid UTF-8) -> what was taken.
+struct JsonlTaken {
+    size_t bytes = 0, lines = 0, records = 0;
+};
+
+JsonlTaken take_jsonl(std::string_view in, const std::string& field, std::string& out) {
+    JsonlTaken t;
+    out.reserve(out.size() + in.size());
+    for (size_t nl; (nl = in.find('\n', t.bytes)) != std::string_view::npos; t.bytes = nl + 1, ++t.lines) {
+        const auto kind = JsonlLine::read(in.substr(t.bytes, nl - t.bytes), field, out);
+        if (kind == JsonlLine::Kind::Undecided) break;
+        if (kind == JsonlLine::Kind::Text) {
+            out.append("\n\n");
+            ++t.records;
+        }
+    }
+    return t;
+}
+
 class PyTrainer {
   public:
     PyTrainer(const std::string& pattern, int num_threads) : trainer_(parse_pattern(pattern), num_threads) {}
@@ -414,22 +434,14 @@ class PyTrainer {
     py::tuple add_jsonl(py::buffer data, const std::string& field) {
         const py::buffer_info info = data.request();
         const std::string_view in(static_cast<const char*>(info.ptr), size_t(info.size) * size_t(info.itemsize));
-        size_t pos = 0, lines = 0, records = 0;
+        JsonlTaken taken;
         {
             py::gil_scoped_release release;
             std::string out;
-            out.reserve(in.size());
-            for (size_t nl; (nl = in.find('\n', pos)) != std::string_view::npos; pos = nl + 1, ++lines) {
-                const auto kind = JsonlLine::read(in.substr(pos, nl - pos), field, out);
-                if (kind == JsonlLine::Kind::Undecided) break;
-                if (kind == JsonlLine::Kind::Text) {
-                    out.append("\n\n");
-                    ++records;
-                }
-            }
+            taken = take_jsonl(in, field, out);
             trainer_.feed(stream_, out.data(), out.size(), false, false);
         }
-        return py::make_tuple(pos, lines, records);
+        return py::make_tuple(taken.bytes, taken.lines, taken.records);
     }
 
     // A text (str: its UTF-8, lone surrogates the surrogatepass way, as add_texts reads it) into
@@ -582,6 +594,23 @@ PYBIND11_MODULE(_bpe, m) {
         .def("decode_bytes", &PyEncoder::decode_bytes, py::arg("ids"))
         .def_property_readonly("vocab_size", &PyEncoder::vocab_size)
         .def("token_bytes", &PyEncoder::token_bytes);
+
+    // take_jsonl as bytes (what Trainer.add_jsonl feeds its stream), for readers that cut the texts into
+    // documents (corpus.text_blocks) -> (texts, bytes taken, lines, records).
+    m.def(
+        "jsonl_texts",
+        [](py::buffer data, const std::string& field) -> py::tuple {
+            const py::buffer_info info = data.request();
+            const std::string_view in(static_cast<const char*>(info.ptr), size_t(info.size) * size_t(info.itemsize));
+            std::string out;
+            JsonlTaken t;
+            {
+                py::gil_scoped_release release;
+                t = take_jsonl(in, field, out);
+            }
+            return py::make_tuple(py::bytes(out), t.bytes, t.lines, t.records);
+        },
+        py::arg("data"), py::arg("field"));
 
     // One JSON Lines line as add_jsonl decides it -> ("blank" | "text" | "undecided", text bytes or None).
     m.def(

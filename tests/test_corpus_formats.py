@@ -178,7 +178,7 @@ def _awkward_corpus(tmp_path: Path, fmt: str, n: int = 400) -> Path:
     return write_corpus([d + rng.choice(["", "\n\n\n", "\n \n"]) for d in docs], tmp_path / "awkward", fmt)
 
 
-@pytest.mark.parametrize("fmt", ["txt", "txt.gz", "txt.zst", "parquet"])
+@pytest.mark.parametrize("fmt", ["txt", "txt.gz", "txt.zst", "parquet", "jsonl", "jsonl.zst"])
 def test_raw_blocks_of_every_format_are_its_documents_as_bytes(tmp_path, fmt):
     """stream_raw_text_blocks reads text of any compression and Parquet: its blocks cut into the
     documents load_documents reads, each block valid UTF-8 comes as bytes ("\r" normalised as bytes,
@@ -480,6 +480,40 @@ def test_jsonl_bytes_reader_equals_the_str_reader(tmp_path, monkeypatch, seed):
         pytest.skip("orjson is not installed (the 'data' extra)")
     for policy in ("skip", "fail"):
         assert read(real, policy) == read(None, policy), (policy, data[:200], kind, block)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_jsonl_raw_blocks_are_the_documents_of_the_str_reader(tmp_path, seed):
+    """text_blocks of a JSON Lines file (formats.read_jsonl_utf8: C++-decided lines as bytes, the rest
+    from the Python reader, lone surrogates kept) against load_documents, on the awkward files above:
+    the same documents, warnings and first error."""
+    if not F.has_orjson():
+        pytest.skip("orjson is not installed (the 'data' extra)")
+    rng = random.Random(seed)
+    lines = [rng.choice(_LINES) for _ in range(rng.randint(0, 30))]
+    lines += rng.sample(
+        [b'{"text": "line\\r\\nbreaks\\r\\r\\n\\n  \\n x"}', b'{"text": "\\ud800 \\n\\n b"}'], k=rng.randint(0, 2)
+    )
+    rng.shuffle(lines)
+    f, data, kind, block = _random_jsonl_file(rng, lines, tmp_path)
+
+    def documents(read, policy: str):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            try:
+                got = read(ReadOptions(bad_records=policy))
+            except TinyLLMError as e:
+                got = f"error: {e}"
+        return got, [str(x.message) for x in w]
+
+    def blocks(options):
+        return [d for b, _ in C.text_blocks(f, options, block) for d in C.paragraphs(b)]
+
+    for policy in ("skip", "fail"):
+        want = documents(lambda o: C.load_documents(f, o), policy)
+        if isinstance(want[0], str) and want[0].endswith("corpus is empty (no non-blank text)"):
+            want = ([], want[1])  # (load_documents' own error: a stream of no documents is just that)
+        assert documents(blocks, policy) == want, (policy, data[:200], kind, block)
 
 
 # --- the C++ JSON Lines fast path (csrc/jsonl_text.h): what it decides, Python decides the same ---

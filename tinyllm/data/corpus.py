@@ -178,15 +178,20 @@ def stream_raw_text_blocks(
 
     pending, unread, lo, replaced = bytearray(), 0, 0, 0
 
+    jsonl = formats.kind_of(path).format == "jsonl"
+
     def item(data: bytes) -> bytes | str:
         nonlocal replaced
         if utf8_valid(data):  # "\r" is never part of a longer UTF-8 sequence: normalised as bytes
             return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
+        if jsonl:  # valid but for lone surrogates of records (read_jsonl_utf8): the texts as read
+            return normalize_newlines(data.decode("utf-8", "surrogatepass"))
         text, bad = formats.decode_counted(data)
         replaced += bad
         return normalize_newlines(text)
 
-    for data, raw in formats.read_utf8(path, options, block or READ_BLOCK):
+    read = formats.read_jsonl_utf8 if jsonl else formats.read_utf8
+    for data, raw in read(path, options, block or READ_BLOCK):
         pending += data
         unread += raw
         cut = last_bytes_cut(pending, lo)
@@ -206,9 +211,10 @@ def text_blocks(
     path: Path, options: ReadOptions = DEFAULT, block: int | None = None
 ) -> Iterator[tuple[str | bytes, int]]:
     """One file's text in blocks of whole paragraphs for the C++ cutters (encode_paragraphs_flat,
-    Trainer.add_paragraphs): a text (any compression) or Parquet file's as bytes where they are valid
-    UTF-8 (stream_raw_text_blocks: no decoding on the reading thread), a JSON Lines file's as str."""
-    if formats.kind_of(path).format == "jsonl":
+    Trainer.add_paragraphs): as bytes where they are valid UTF-8 (stream_raw_text_blocks: no decoding on
+    the reading thread; JSON Lines lines parsed in C++ where they can be, formats.read_jsonl_utf8), as str
+    otherwise, and all as str for JSON Lines without orjson."""
+    if formats.kind_of(path).format == "jsonl" and not formats.has_orjson():
         return stream_text_blocks(path, options, block)
     return stream_raw_text_blocks(path, block, options)
 

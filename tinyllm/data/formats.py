@@ -169,6 +169,38 @@ def read_utf8(
     _warn_truncated(path, kind, cut)
 
 
+def read_jsonl_utf8(path: Path, options: ReadOptions = DEFAULT, block: int = READ_BLOCK) -> Iterator[tuple[bytes, int]]:
+    """A JSON Lines file's texts (each + "\n\n", in file order) as UTF-8 bytes, not as str -> (bytes, file
+    bytes consumed for them): the lines the C++ decider takes (csrc/jsonl_text.h) go from the read bytes
+    to the output without a str; the rest are read by the Python reader (_jsonl_bytes_chunks), whose texts
+    are encoded "surrogatepass": so the output is valid UTF-8 except where a record held a lone surrogate
+    ("\\ud800" in JSON), which decode("utf-8", "surrogatepass") gives back. Needs orjson (has_orjson);
+    warnings and errors are read_chunks'."""
+    from .._bpe import jsonl_texts
+
+    kind = kind_of(path)
+    if kind.format != "jsonl" or _orjson_loads is None:
+        raise ValueError(f"read_jsonl_utf8 needs a JSON Lines file and orjson: {path}")
+    out: list[bytes] = []
+
+    def fast(lines: memoryview) -> tuple[int, int, int]:
+        texts, took, n, records = jsonl_texts(lines, options.text_field)
+        out.append(texts)
+        return took, n, records
+
+    cut = _Truncation()
+    blocks = _raw_blocks(path, kind, block, cut)
+    for text, raw in _jsonl_bytes_chunks(path, blocks, kind, options, cut, fast):
+        if text:  # a text the Python reader decided, after the C++ texts of the lines before it
+            out.append(text.encode("utf-8", "surrogatepass"))
+        if raw:
+            yield b"".join(out), raw
+            out.clear()
+    _warn_truncated(path, kind, cut)
+    if out:
+        yield b"".join(out), 0
+
+
 def _text_bytes(path: Path, kind: Kind, block: int, cut: _Truncation) -> Iterator[tuple[bytes, int]]:
     """_raw_blocks of a text file, sniffed (binary data refused), a leading BOM dropped."""
     first = True
