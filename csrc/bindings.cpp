@@ -365,42 +365,40 @@ JsonlTaken take_jsonl(std::string_view in, const std::string& field, std::string
 }
 
 class PyTrainer {
+    // A sequence of str/bytes held, and read as UTF-8 without the GIL (as in encode_batch; the trainer
+    // copies each text once, into its work chunks).
+    struct Views {
+        std::vector<py::object> keep;
+        std::vector<std::string> storage;  // a str's surrogatepass UTF-8
+        std::vector<std::string_view> views;
+        std::vector<size_t> raw;  // which are bytes
+        explicit Views(py::sequence texts) : keep(texts.size()), storage(texts.size()), views(texts.size()) {
+            for (size_t i = 0; i < keep.size(); ++i) {
+                keep[i] = texts[i];
+                views[i] = utf8_of(keep[i].ptr(), storage[i]);
+                if (PyBytes_Check(keep[i].ptr())) raw.push_back(i);
+            }
+        }
+    };
+
   public:
     PyTrainer(const std::string& pattern, int num_threads) : trainer_(parse_pattern(pattern), num_threads) {}
 
     void add_texts(py::sequence texts, bool wait) {
-        // as in encode_batch: hold the strs, read their UTF-8 without the GIL (the
-        // trainer copies each text once, into its work chunks)
-        const size_t n = texts.size();
-        std::vector<py::object> keep(n);
-        std::vector<std::string> storage(n);
-        std::vector<std::string_view> views(n);
-        for (size_t i = 0; i < n; ++i) {
-            keep[i] = texts[i];
-            views[i] = utf8_of(keep[i].ptr(), storage[i]);
-        }
+        const Views v(texts);
         py::gil_scoped_release release;
-        trainer_.add_texts(views, wait);
+        trainer_.add_texts(v.views, wait);
     }
 
     // Texts whose paragraphs are the documents (Trainer::add_paragraphs): str, or bytes of valid
     // UTF-8 (checked here: a block that is not would be counted as its raw bytes).
     void add_paragraphs(py::sequence texts, bool wait) {
-        const size_t n = texts.size();
-        std::vector<py::object> keep(n);
-        std::vector<std::string> storage(n);
-        std::vector<std::string_view> views(n);
-        std::vector<size_t> raw;  // the bytes among them
-        for (size_t i = 0; i < n; ++i) {
-            keep[i] = texts[i];
-            views[i] = utf8_of(keep[i].ptr(), storage[i]);
-            if (PyBytes_Check(keep[i].ptr())) raw.push_back(i);
-        }
+        const Views v(texts);
         py::gil_scoped_release release;
-        for (size_t i : raw)
-            if (!valid_utf8(reinterpret_cast<const uint8_t*>(views[i].data()), views[i].size()))
+        for (size_t i : v.raw)
+            if (!valid_utf8(reinterpret_cast<const uint8_t*>(v.views[i].data()), v.views[i].size()))
                 throw py::value_error("add_paragraphs: texts[" + std::to_string(i) + "] is bytes but not valid UTF-8");
-        trainer_.add_paragraphs(views, wait);
+        trainer_.add_paragraphs(v.views, wait);
     }
 
     py::tuple add_file(const std::string& path) {

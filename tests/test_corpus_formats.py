@@ -682,7 +682,7 @@ def _fast_pretokens(f: Path, policy_fail: bool = True):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         try:
-            for text in F.feed_jsonl(f, lambda lines: trainer.add_jsonl(lines, "text")):
+            for text, _ in F.feed_jsonl(f, lambda lines: trainer.add_jsonl(lines, "text")):
                 trainer.add_stream_text(text)
             trainer.add_bytes(b"", final=True)
             got = trainer.pretoken_counts()

@@ -91,8 +91,9 @@ def cmd_tokenizer(args) -> int:
 
 def training_documents(data: str, text_field: str, bad_records: str):
     """What a tokenizer trains on: the documents `tinyllm train` and `prepare` cut from --data. A corpus
-    file or folder streams (tokenizer.Paragraphs: 100 MB of text took 944 MB and 3.7-4.0 s loaded into
-    documents first, 120 MB and 1.0 s streamed); the Bible and Q&A sets are small and load whole."""
+    file or folder streams (tokenizer.Paragraphs: 105 MB of text took 948 MB and 3.0 s loaded into
+    documents first, 117 MB and 0.95 s streamed; benchmarks/README.md); the Bible and Q&A sets are small
+    and load whole."""
     from ..data.corpus import BIBLE, load_corpus, stream_paragraphs
     from ..data.formats import ReadOptions
     from ..data.qa import is_qa_file, resolve_qa_source

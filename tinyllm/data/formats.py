@@ -178,9 +178,6 @@ def read_jsonl_utf8(path: Path, options: ReadOptions = DEFAULT, block: int = REA
     warnings and errors are read_chunks'."""
     from .._bpe import jsonl_texts
 
-    kind = kind_of(path)
-    if kind.format != "jsonl" or _orjson_loads is None:
-        raise ValueError(f"read_jsonl_utf8 needs a JSON Lines file and orjson: {path}")
     out: list[bytes] = []
 
     def fast(lines: memoryview) -> tuple[int, int, int]:
@@ -188,15 +185,12 @@ def read_jsonl_utf8(path: Path, options: ReadOptions = DEFAULT, block: int = REA
         out.append(texts)
         return took, n, records
 
-    cut = _Truncation()
-    blocks = _raw_blocks(path, kind, block, cut)
-    for text, raw in _jsonl_bytes_chunks(path, blocks, kind, options, cut, fast):
+    for text, raw in feed_jsonl(path, fast, options, block):
         if text:  # a text the Python reader decided, after the C++ texts of the lines before it
             out.append(text.encode("utf-8", "surrogatepass"))
         if raw:
             yield b"".join(out), raw
             out.clear()
-    _warn_truncated(path, kind, cut)
     if out:
         yield b"".join(out), 0
 
@@ -613,17 +607,19 @@ def _jsonl_bytes_chunks(
 
 
 def feed_jsonl(
-    path: Path, fast: Callable[[memoryview], tuple[int, int, int]], options: ReadOptions = DEFAULT
-) -> Iterator[str]:
+    path: Path,
+    fast: Callable[[memoryview], tuple[int, int, int]],
+    options: ReadOptions = DEFAULT,
+    block: int = READ_BLOCK,
+) -> Iterator[tuple[str, int]]:
     """A JSON Lines file (.jsonl, .jsonl.gz, .jsonl.zst) through `fast` (see _jsonl_bytes_chunks):
-    -> the texts of the records it left, in file order between its own; warnings as read_chunks'."""
+    -> (the text of a record it left, or "" where a read block ends; file bytes consumed), the texts in
+    file order between its own; warnings as read_chunks'."""
     kind = kind_of(path)
     if kind.format != "jsonl" or _orjson_loads is None:
         raise ValueError(f"feed_jsonl needs a JSON Lines file and orjson: {path}")
     cut = _Truncation()
-    for text, _ in _jsonl_bytes_chunks(path, _raw_blocks(path, kind, READ_BLOCK, cut), kind, options, cut, fast):
-        if text:
-            yield text
+    yield from _jsonl_bytes_chunks(path, _raw_blocks(path, kind, block, cut), kind, options, cut, fast)
     _warn_truncated(path, kind, cut)
 
 

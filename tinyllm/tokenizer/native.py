@@ -73,8 +73,9 @@ class _Counter:
                 # the lines C++ can decide go from the read bytes to the stream (csrc/jsonl_text.h);
                 # the texts of the rest come back here in order and join the same stream
                 field = formats.DEFAULT.text_field
-                for text in formats.feed_jsonl(path, lambda lines: self.trainer.add_jsonl(lines, field)):
-                    self.trainer.add_stream_text(text)
+                for text, _ in formats.feed_jsonl(path, lambda lines: self.trainer.add_jsonl(lines, field)):
+                    if text:
+                        self.trainer.add_stream_text(text)
                 self.trainer.add_bytes(b"", final=True)  # (valid UTF-8 only: nothing was replaced)
                 return
             for segment in inputs.iter_file_segments(path):
