@@ -392,13 +392,13 @@ class PyTrainer {
 
     // Texts whose paragraphs are the documents (Trainer::add_paragraphs): str, or bytes of valid
     // UTF-8 (checked here: a block that is not would be counted as its raw bytes).
-    void add_paragraphs(py::sequence texts, bool wait) {
+    void add_paragraphs(py::sequence texts, bool wait, bool open_end) {
         const Views v(texts);
         py::gil_scoped_release release;
         for (size_t i : v.raw)
             if (!valid_utf8(reinterpret_cast<const uint8_t*>(v.views[i].data()), v.views[i].size()))
                 throw py::value_error("add_paragraphs: texts[" + std::to_string(i) + "] is bytes but not valid UTF-8");
-        trainer_.add_paragraphs(v.views, wait);
+        trainer_.add_paragraphs(v.views, wait, open_end);
     }
 
     py::tuple add_file(const std::string& path) {
@@ -624,7 +624,8 @@ PYBIND11_MODULE(_bpe, m) {
     py::class_<PyTrainer>(m, "Trainer")
         .def(py::init<const std::string&, int>(), py::arg("pattern"), py::arg("num_threads"))
         .def("add_texts", &PyTrainer::add_texts, py::arg("texts"), py::arg("wait") = true)
-        .def("add_paragraphs", &PyTrainer::add_paragraphs, py::arg("texts"), py::arg("wait") = true)
+        .def("add_paragraphs", &PyTrainer::add_paragraphs, py::arg("texts"), py::arg("wait") = true,
+             py::arg("open_end") = false)
         .def("add_file", &PyTrainer::add_file, py::arg("path"))
         .def("add_bytes", &PyTrainer::add_bytes, py::arg("data"), py::arg("final") = false)
         .def("add_jsonl", &PyTrainer::add_jsonl, py::arg("data"), py::arg("field"))

@@ -152,14 +152,18 @@ void Trainer::add_texts(const std::vector<std::string_view>& texts, bool wait) {
     if (wait) wait_idle();
 }
 
-void Trainer::add_paragraphs(const std::vector<std::string_view>& texts, bool wait) {
+void Trainer::add_paragraphs(const std::vector<std::string_view>& texts, bool wait, bool open_end) {
     Chunker chunks(*this);
     std::vector<Span> spans;
-    for (const std::string_view t : texts) {
+    for (size_t i = 0; i < texts.size(); ++i) {
+        const std::string_view t = texts[i];
         bytes_read_.fetch_add(t.size(), std::memory_order_relaxed);
         spans.clear();
         paragraphs(t.data(), t.size(), 0, spans);  // (width 0: UTF-8)
-        for (const Span& sp : spans) chunks.add(t.substr(sp.begin, sp.end - sp.begin), "\n\n");
+        const bool open = open_end && i + 1 == texts.size();
+        for (size_t k = 0; k < spans.size(); ++k)
+            chunks.add(t.substr(spans[k].begin, spans[k].end - spans[k].begin),
+                       open && k + 1 == spans.size() ? "" : "\n\n");
     }
     chunks.flush();
     if (wait) wait_idle();

@@ -40,7 +40,10 @@ class Trainer {
     // UTF-8, newlines "\n"): each paragraph between blank lines that is not blank, + "\n\n", its own
     // document (paragraphs.h). What `tinyllm tokenizer train` streams: a corpus's blocks, cut here
     // without the GIL rather than into a Python string per document. wait as in add_texts.
-    void add_paragraphs(const std::vector<std::string_view>& texts, bool wait = true);
+    // open_end: the last text ends inside its last paragraph, which the next call's first text goes
+    // on with (cut before a space that follows a letter: a pre-token boundary, so the pieces count as
+    // the whole); that piece gets no "\n\n". A paragraph longer than any read streams so.
+    void add_paragraphs(const std::vector<std::string_view>& texts, bool wait = true, bool open_end = false);
 
     struct FileStats {
         uint64_t bytes = 0;     // bytes read

@@ -219,19 +219,25 @@ def test_cli_tokenizer_train_streams_the_documents_train_and_prepare_see(tmp_pat
     )
 
 
-@pytest.mark.parametrize("fmt", ["txt", "jsonl.gz"])
-def test_cli_tokenizer_train_never_holds_the_corpus(tmp_path, fmt):
+@pytest.mark.parametrize("fmt, one_paragraph", [("txt", False), ("jsonl.gz", False), ("txt", True), ("txt.zst", True)])
+def test_cli_tokenizer_train_never_holds_the_corpus(tmp_path, monkeypatch, fmt, one_paragraph):
     """What the CLI trains from holds a few read blocks at a time, not the corpus: Python's allocations
     peak the same on a corpus 4x as long (loading the documents first grew with it, to 9x the text).
-    (A block is what one read gives: 1 MB of a file, or what 1 MB of a compressed one decompresses to.)"""
+    (A block is what one read gives: 1 MB of a file, or what 1 MB of a compressed one decompresses to.)
+    Also for a corpus without a blank line, one document per line, which is one paragraph: it is cut
+    open (OpenBlock) once 4 MB of it is held (1 MB here, so that both sizes hold the most they will),
+    and trains what its one document trains."""
     import tracemalloc
 
     from tinyllm.cli.tokenizer import training_documents
 
+    monkeypatch.setattr(C, "OPEN_AFTER", 1 << 20)
+
     docs = random_documents(3, 30_000)  # ~3.3 MB of text
     peaks = []
     for copies in (2, 8):
-        f = write_corpus(docs * copies, tmp_path / f"x{copies}", fmt)
+        text = docs * copies
+        f = write_corpus(["\n".join(text)] if one_paragraph else text, tmp_path / f"x{copies}", fmt)
         tracemalloc.start()
         try:
             tok = Tokenizer.train(training_documents(str(f), "text", "fail"), vocab_size=300, show_progress=False)
@@ -239,7 +245,50 @@ def test_cli_tokenizer_train_never_holds_the_corpus(tmp_path, fmt):
         finally:
             tracemalloc.stop()
         assert len(tok.merges) == 40
+        if one_paragraph and copies == 2:
+            assert len(C.load_documents(f)) == 1
+            assert tok.merges == Tokenizer.train(Texts(C.load_documents(f)), vocab_size=300, show_progress=False).merges
     assert peaks[1] < 1.3 * peaks[0], (peaks, sum(len(d.encode()) + 2 for d in docs))
+
+
+def _documents_of_blocks(blocks) -> list[str]:
+    """paragraphs of stream_raw_text_blocks' blocks, an OpenBlock's text joined to what goes on with it."""
+    from tinyllm.tokenizer.inputs import OpenBlock
+
+    docs, carry = [], ""
+    for b, _ in blocks:
+        text = b.text if type(b) is OpenBlock else b
+        text = carry + (text.decode() if isinstance(text, bytes) else text)
+        carry = text if type(b) is OpenBlock else ""
+        if not carry:
+            docs += C.paragraphs(text)
+    assert not carry
+    return docs
+
+
+@pytest.mark.parametrize("fmt", ["txt", "txt.gz"])  # (.zst decompresses 128 KB blocks: too coarse here)
+def test_a_paragraph_longer_than_open_after_is_cut_open(tmp_path, fmt):
+    """With open_after, a paragraph held past that is cut open (before a space or newline after a letter):
+    the blocks stay near open_after whatever the paragraph's length, and their documents, each
+    OpenBlock joined to what goes on with it, are load_documents's; without it the paragraph is one block.
+    (Text files only: a JSON Lines or Parquet record's text comes whole from the reader, and its paragraphs
+    are no longer than it.)"""
+    from tinyllm.tokenizer.inputs import OpenBlock
+
+    long = "\n".join(random_documents(7, 2000)).replace("\n\n", "\n")
+    f = write_corpus(["intro", long, "middle words", long + " tail", "end"], tmp_path / "long", fmt)
+    want = C.load_documents(f)
+    assert max(len(d) for d in want) > 50_000
+    for block in (7, 4096):
+        blocks = list(C.stream_raw_text_blocks(f, block, open_after=8192))
+        assert _documents_of_blocks(blocks) == want, block
+        opened = [len(b.text) for b, _ in blocks if type(b) is OpenBlock]
+        # (a read is at most 4096 bytes, or what 4096 compressed bytes decompress to; the first 64 KB
+        # come at once, for the check for binary data)
+        assert len(opened) > 8 and sorted(opened)[len(opened) // 2] < 8192 + 32 * 1024, (block, opened)
+        assert max(opened + [len(b) for b, _ in blocks if type(b) is not OpenBlock]) < 100_000 < max(map(len, want))
+        whole = list(C.stream_raw_text_blocks(f, block))
+        assert not any(type(b) is OpenBlock for b, _ in whole) and _documents_of_blocks(whole) == want
 
 
 def _shards(out: Path) -> dict:

@@ -575,6 +575,85 @@ def test_a_long_paragraph_is_cut_for_the_workers_and_ends_with_its_blank_line():
     assert _paragraph_counts(trainer) == _document_counts(blocks)
 
 
+def _open_cuts(text: str) -> list[int]:
+    """Every place tokenizer.inputs.is_open_cut allows, by its definition, one position at a time."""
+    from tinyllm.tokenizer.inputs import is_open_cut
+
+    return [p for p in range(len(text)) if is_open_cut(text, p)]
+
+
+@given(
+    text=st.lists(
+        st.one_of(
+            st.sampled_from(["a", "bc", " x", " ", "\n", "\n\n", " \n \n", "é", "中", "<EOS>", ".", "'s", *WHITESPACE]),
+            tricky_text,
+        ),
+        max_size=40,
+    ).map("".join),
+    picks=st.lists(st.integers(0, 10**6), max_size=4),
+    as_bytes=st.booleans(),
+    pattern=st.sampled_from(["gpt4", "gpt2"]),
+)
+@HYP
+def test_open_blocks_count_the_paragraph_whole(text, picks, as_bytes, pattern):
+    """A text cut into OpenBlocks at places is_open_cut allows counts, through the native trainer's
+    routing and the reference, what the whole text's documents count: the pieces' pre-tokens add up to
+    the paragraph's, and only the last piece gets its "\n\n" (with "\n\n" after every piece, or a cut
+    where a paragraph break or a pre-token spans it, the counts differ)."""
+    from tinyllm.tokenizer.inputs import OpenBlock, Paragraphs
+    from tinyllm.tokenizer.native import _Counter
+
+    cuts = _open_cuts(text)
+    chosen = sorted({cuts[i % len(cuts)] for i in picks}) if cuts else []
+    pieces = [text[a:b] for a, b in zip([0, *chosen], [*chosen, len(text)])]
+    if as_bytes and not any(0xD800 <= ord(c) < 0xE000 for c in text):
+        pieces = [p.encode() for p in pieces]
+    blocks = [OpenBlock(p) for p in pieces[:-1]] + pieces[-1:]
+    want = _document_counts([text], pattern)
+    trainer = _bpe.Trainer(pattern, 2)
+    _Counter(trainer).count(Paragraphs(blocks))
+    assert _paragraph_counts(trainer) == want
+    ref = {to_utf8(k): v for k, v in count_pretokens(Paragraphs(blocks), pattern).items()}
+    assert ref == want
+
+
+@given(
+    text=st.lists(
+        st.one_of(st.sampled_from(["a", "é", "中", " ", "\n", "\u3000", "1", "'"]), tricky_text), max_size=30
+    ).map("".join)
+)
+@HYP
+def test_open_cuts_of_bytes_are_those_of_the_str(text):
+    """is_open_cut reads UTF-8 bytes as the str they decode to (the cutter searches the read bytes)."""
+    from tinyllm.data.corpus import last_open_cut
+    from tinyllm.tokenizer.inputs import is_open_cut
+
+    if any(0xD800 <= ord(c) < 0xE000 for c in text):
+        return
+    data = text.encode()
+    offsets = [len(text[:i].encode()) for i in range(len(text))]
+    assert [p for p in range(len(data)) if is_open_cut(data, p)] == [offsets[p] for p in _open_cuts(text)]
+    for lo in (0, 1, len(data) // 2):
+        want = [p for p in range(max(lo, 1), len(data)) if is_open_cut(data, p)]
+        assert last_open_cut(bytearray(data), lo) == (want[-1] if want else -1)
+
+
+def test_open_block_errors_name_the_block():
+    from tinyllm.tokenizer.inputs import OpenBlock, Paragraphs
+
+    cases = [
+        ([OpenBlock("ends in a space "), " more"], r"block 0 is an OpenBlock, but it does not end with a letter"),
+        ([OpenBlock("words"), "more"], r"block 0 is an OpenBlock, but block 1 does not go on with its paragraph"),
+        (["x\n\n", OpenBlock(b"words"), b"  two spaces"], r"block 1 is an OpenBlock, but block 2 does not go on"),
+        (["x\n\n", OpenBlock("words")], r"block 1 is an OpenBlock, but no block goes on with its paragraph"),
+        ([OpenBlock(3), " x"], r"block 0 must be str or bytes, got int"),
+    ]
+    for impl in (NativeTokenizer, ReferenceTokenizer):
+        for blocks, message in cases:
+            with pytest.raises(TinyLLMError, match=message):
+                impl.train(Paragraphs(blocks), vocab_size=300, show_progress=False)
+
+
 def test_add_paragraphs_refuses_bytes_that_are_not_utf8():
     trainer = _bpe.Trainer("gpt4", 1)
     with pytest.raises(ValueError, match=r"texts\[1\] is bytes but not valid UTF-8"):

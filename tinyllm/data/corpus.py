@@ -20,16 +20,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import TinyLLMError, warn_once
 from . import formats
 from .formats import DEFAULT, ReadOptions
+
+if TYPE_CHECKING:
+    from ..tokenizer.inputs import OpenBlock
 
 BIBLE = "bible"
 _VERSE_REF = re.compile(r"^\d+:\d+:\d+ ")  # pybible's "BB:CCC:VVV " prefix
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")  # what separates documents
 READ_BLOCK = formats.READ_BLOCK  # bytes stream_document_blocks reads at a time
 STREAM_READ = 1 << 20  # ... and stream_paragraphs: the counting threads start after one such read
+OPEN_AFTER = 4 * STREAM_READ  # ... which cuts a paragraph open once this much of it is held
 VAL_EVERY = 10  # one block of documents in ten goes to validation
 BLOCK = 50  # documents per block: the split never cuts a document, and val spans the whole corpus
 
@@ -164,19 +169,23 @@ def _opens_paragraph(data: bytearray, q: int) -> bool:
 
 
 def stream_raw_text_blocks(
-    path: Path, block: int | None = None, options: ReadOptions = DEFAULT
-) -> Iterator[tuple[bytes | str, int]]:
+    path: Path, block: int | None = None, options: ReadOptions = DEFAULT, open_after: int | None = None
+) -> Iterator[tuple[bytes | str | OpenBlock, int]]:
     """stream_text_blocks of a text file (any compression) or Parquet file, but a block that is valid UTF-8
     comes as its bytes ("\r" newlines normalised in them), not decoded (the C++ encoder cuts and encodes
     UTF-8 as it would the str, and needs no UTF-8 of its own made from the str: prepare of 52 MB was
     1.11x / 1.21x faster on 1 / 2 workers, side by side with the decoded blocks).
     Other blocks come decoded and normalised as stream_text_blocks makes them, with the same
     warning for invalid UTF-8. A block ends at the last cut (BREAK_PAIRS) of what was read, found by
-    searching back from the end, so `paragraphs` of the blocks, in turn, are load_documents's."""
+    searching back from the end, so `paragraphs` of the blocks, in turn, are load_documents's.
+    open_after (for tokenizer training): once this much is held with no cut, a paragraph is cut open
+    (last_open_cut) and what comes before the cut is an OpenBlock, so a text with no blank line (one
+    document per line) is not held whole. Its pieces are then not documents: prepare never asks."""
     from .._bpe import utf8_valid
-    from ..tokenizer.inputs import warn_invalid_utf8
+    from ..tokenizer.inputs import OpenBlock, warn_invalid_utf8
 
     pending, unread, lo, replaced = bytearray(), 0, 0, 0
+    open_lo = 1  # where last_open_cut searches from: before it, pending has no open cut
 
     jsonl = formats.kind_of(path).format == "jsonl"
 
@@ -197,10 +206,19 @@ def stream_raw_text_blocks(
         cut = last_bytes_cut(pending, lo)
         if cut < 0:
             lo = max(0, len(pending) - 8)  # a cut found later ends after this (or in a run straddling it)
+            if open_after is None or len(pending) < open_after:
+                continue
+            cut = last_open_cut(pending, open_lo)
+            open_lo = max(1, len(pending) - 5)  # (the last characters may not be whole yet)
+            if cut < 0:
+                continue
+            yield OpenBlock(item(bytes(memoryview(pending)[:cut]))), unread
+            del pending[:cut]
+            unread, lo, open_lo = 0, max(0, len(pending) - 8), max(1, len(pending) - 5)
             continue
         yield item(bytes(memoryview(pending)[:cut])), unread
         del pending[:cut]
-        unread, lo = 0, 0
+        unread, lo, open_lo = 0, 0, 1
     if pending or unread:
         yield item(bytes(pending)), unread
     if replaced:
@@ -208,15 +226,16 @@ def stream_raw_text_blocks(
 
 
 def text_blocks(
-    path: Path, options: ReadOptions = DEFAULT, block: int | None = None
-) -> Iterator[tuple[str | bytes, int]]:
+    path: Path, options: ReadOptions = DEFAULT, block: int | None = None, open_after: int | None = None
+) -> Iterator[tuple[str | bytes | OpenBlock, int]]:
     """One file's text in blocks of whole paragraphs for the C++ cutters (encode_paragraphs_flat,
     Trainer.add_paragraphs): as bytes where they are valid UTF-8 (stream_raw_text_blocks: no decoding on
     the reading thread; JSON Lines lines parsed in C++ where they can be, formats.read_jsonl_utf8), as str
-    otherwise, and all as str for JSON Lines without orjson."""
+    otherwise, and all as str for JSON Lines without orjson (whose paragraphs are no longer than a
+    record's text: open_after, as in stream_raw_text_blocks, is not needed there)."""
     if formats.kind_of(path).format == "jsonl" and not formats.has_orjson():
         return stream_text_blocks(path, options, block)
-    return stream_raw_text_blocks(path, block, options)
+    return stream_raw_text_blocks(path, block, options, open_after)
 
 
 def stream_paragraphs(source: str | Path, options: ReadOptions = DEFAULT):
@@ -228,7 +247,7 @@ def stream_paragraphs(source: str | Path, options: ReadOptions = DEFAULT):
     files = text_files(source)
     for f in files:
         formats.precheck(f, options)
-    return Paragraphs((b for f in files for b, _ in text_blocks(f, options, STREAM_READ)), name=str(source))
+    return Paragraphs((b for f in files for b, _ in text_blocks(f, options, STREAM_READ, OPEN_AFTER)), name=str(source))
 
 
 def last_bytes_cut(data: bytearray, lo: int) -> int:
@@ -253,6 +272,22 @@ def last_bytes_cut(data: bytearray, lo: int) -> int:
         if a == lo:
             return -1
         span *= 8
+
+
+def last_open_cut(data: bytearray, lo: int) -> int:
+    """Where the last place p >= max(lo, 1) is at which a paragraph can be cut open
+    (tokenizer.inputs.is_open_cut: a space or "\n" after a letter, before a character that is not
+    whitespace), or -1: the spaces and newlines tried back from the end."""
+    from ..tokenizer.inputs import is_open_cut
+
+    lo, end = max(lo, 1), len(data) - 1  # (the character after p must be there)
+    last = {c: data.rfind(c, lo, end) for c in (b" ", b"\n")}
+    while (p := max(last.values())) >= 0:
+        if is_open_cut(data, p):
+            return p
+        c = b" " if data[p] == 0x20 else b"\n"
+        last[c] = data.rfind(c, lo, p)
+    return -1
 
 
 BREAK_WINDOW = 1 << 16  # characters last_break_end searches first (then 8x more, and so on)

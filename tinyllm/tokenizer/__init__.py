@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from .inputs import Paragraphs, Texts
+from .inputs import OpenBlock, Paragraphs, Texts
 from .patterns import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, SPECIAL_TOKENS
 from .reference import Tokenizer as ReferenceTokenizer
 
@@ -45,6 +45,7 @@ __all__ = [
     "ReferenceTokenizer",
     "Texts",
     "Paragraphs",
+    "OpenBlock",
     "SPECIAL_TOKENS",
     "PATTERNS",
     "GPT4_PATTERN",

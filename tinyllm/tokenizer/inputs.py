@@ -35,6 +35,7 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import regex
 
@@ -92,31 +93,105 @@ class Paragraphs:
     r"""Blocks of text whose documents are their paragraphs, as tinyllm.data.corpus cuts a corpus:
     the paragraphs between blank lines, blank ones dropped, each + "\n\n" (`paragraphs`). A block
     is a str, or bytes of valid UTF-8; its newlines are "\n" and no paragraph straddles two blocks
-    (corpus.stream_text_blocks makes such blocks). `tinyllm tokenizer train` streams a corpus in it
-    and trains on the documents `tinyllm train` and `prepare` see, without a Python string per
-    document (the C++ trainer cuts them: csrc/paragraphs.h). name: what an empty corpus's error names.
+    (corpus.stream_text_blocks makes such blocks), except where a block is an `OpenBlock`: its last
+    paragraph goes on in the next block. `tinyllm tokenizer train` streams a corpus in it and trains
+    on the documents `tinyllm train` and `prepare` see, without a Python string per document (the
+    C++ trainer cuts them: csrc/paragraphs.h). name: what an empty corpus's error names.
 
     >>> list(Paragraphs(["a\n\n\nb"], name="notes/"))
-    [('paragraphs', ('notes/', 'a\n\n\nb'))]
+    [('paragraphs', ('notes/', 'a\n\n\nb', False))]
     """
 
     __slots__ = ("blocks", "name")
 
-    def __init__(self, blocks: Iterable[str | bytes], name: str = "the text blocks"):
+    def __init__(self, blocks: Iterable[str | bytes | OpenBlock], name: str = "the text blocks"):
         if isinstance(blocks, (str, bytes, bytearray, os.PathLike)) or not isinstance(blocks, Iterable):
             raise TinyLLMError(f"Paragraphs: expected an iterable of str or bytes blocks, got {type(blocks).__name__}")
         self.blocks, self.name = blocks, name
 
-    def __iter__(self) -> Iterator[tuple[str, tuple[str, str | bytes]]]:
-        """("paragraphs", (name, block)) for each block."""
+    def __iter__(self) -> Iterator[tuple[str, tuple[str, str | bytes, bool]]]:
+        """("paragraphs", (name, block's text, whether it is open)) for each block; an OpenBlock whose
+        cut is not one (is_open_cut) is an error naming it."""
+        open_at = None  # the OpenBlock just before, whose paragraph this block must go on with
         for i, block in enumerate(self.blocks):
-            if type(block) not in (str, bytes):
-                raise TinyLLMError(f"Paragraphs: block {i} must be str or bytes, got {type(block).__name__}")
-            yield "paragraphs", (self.name, block)
+            is_open = type(block) is OpenBlock
+            text = block.text if is_open else block
+            if type(text) not in (str, bytes):
+                raise TinyLLMError(f"Paragraphs: block {i} must be str or bytes, got {type(text).__name__}")
+            if open_at is not None and not _goes_on_at(text, 0):
+                raise TinyLLMError(
+                    f"Paragraphs: block {open_at} is an OpenBlock, but block {i} does not go on with its paragraph"
+                    " (it must start with a space or a newline, then a character that is not whitespace)"
+                )
+            if is_open and not _letter_before(text, len(text)):
+                raise TinyLLMError(
+                    f"Paragraphs: block {i} is an OpenBlock, but it does not end with a letter"
+                    " (a paragraph is cut open only where pre-tokenization splits anyway: tokenizer.inputs.is_open_cut)"
+                )
+            open_at = i if is_open else None
+            yield "paragraphs", (self.name, text, is_open)
+        if open_at is not None:
+            raise TinyLLMError(f"Paragraphs: block {open_at} is an OpenBlock, but no block goes on with its paragraph")
+
+
+class OpenBlock(NamedTuple):
+    r"""A Paragraphs block that ends inside its last paragraph, which the next block goes on with. The
+    cut is one pre-tokenization makes anyway and no paragraph break can straddle (is_open_cut), so the
+    two pieces count as the whole paragraph; the piece before it gets no "\n\n". A corpus without
+    blank lines (one document per line) is one paragraph: corpus.stream_paragraphs cuts it so rather
+    than hold it whole."""
+
+    text: str | bytes
+
+
+_LETTER = regex.compile(r"\p{L}")  # what the split patterns (and the C++ tables) call a letter
+
+
+def _char_before(text: str | bytes | bytearray, p: int) -> str:
+    """The character that ends text[:p] ("" at 0, or where the bytes there are not UTF-8)."""
+    if isinstance(text, str):
+        return text[p - 1] if p > 0 else ""
+    j = p - 1
+    while j > 0 and p - j < 4 and 0x80 <= text[j] < 0xC0:  # back over continuation bytes to the lead
+        j -= 1
+    try:
+        return bytes(text[max(j, 0) : p]).decode()
+    except UnicodeDecodeError:
+        return ""
+
+
+def _char_at(text: str | bytes | bytearray, p: int) -> str:
+    """The character that starts text[p:] ("" at the end, or where the bytes there are not UTF-8)."""
+    if isinstance(text, str):
+        return text[p : p + 1]
+    if p >= len(text):
+        return ""
+    c = text[p]
+    try:
+        return bytes(text[p : p + (1 if c < 0x80 else 2 if c < 0xE0 else 3 if c < 0xF0 else 4)]).decode()
+    except UnicodeDecodeError:
+        return ""
+
+
+def _letter_before(text, p: int) -> bool:
+    return _LETTER.fullmatch(_char_before(text, p)) is not None
+
+
+def _goes_on_at(text, p: int) -> bool:
+    after = _char_at(text, p + 1)
+    return _char_at(text, p) in (" ", "\n") and after != "" and not after.isspace()
+
+
+def is_open_cut(text: str | bytes | bytearray, p: int) -> bool:
+    """Whether a paragraph may be cut before text[p] (an OpenBlock, then the rest): text[p] is a space
+    or "\n" after a letter, the safe cut of the module docstring (no pre-token spans it), and before a
+    character that is not whitespace, so no paragraph break spans it either and the rest's first
+    paragraph is this one's tail."""
+    return _letter_before(text, p) and _goes_on_at(text, p)
 
 
 def paragraphs(block: str | bytes) -> list[str]:
-    """A Paragraphs block's documents (the reference cut: tinyllm.data.corpus.paragraphs)."""
+    """The documents of a Paragraphs block that is not open (the reference cut: tinyllm.data.corpus.paragraphs)."""
     from ..data.corpus import paragraphs as cut
 
     return cut(block)
@@ -232,7 +307,7 @@ def resolve_item(item) -> list[tuple[str, object]]:
 
 
 def iter_sources(files_or_texts) -> Iterator[tuple[str, object]]:
-    """Yield ("text", str) / ("file", Path) / ("paragraphs", (name, block)) for everything to train on.
+    """Yield ("text", str) / ("file", Path) / ("paragraphs", (name, block, open)) for everything to train on.
 
     A list or tuple is checked completely before anything is yielded, so a missing
     file fails in a second, not after an hour of counting; other iterables stream.

@@ -117,6 +117,9 @@ class _Counter:
 
         for kind, obj in inputs.iter_sources(files_or_texts):
             self.seen.append(inputs.seen_entry(kind, obj))
+            if kind == "paragraphs" and obj[2]:  # an OpenBlock: its last piece without "\n\n" (counts add up
+                self.trainer.add_paragraphs([obj[1]], wait=False, open_end=True)  # in any order)
+                continue
             if kind in ("text", "paragraphs"):
                 if kind != batch_kind:
                     flush()

@@ -151,6 +151,7 @@ def count_pretokens(
 
     bar = _progress(show_progress, unit="B", unit_scale=True, desc="reading corpus")
     shown = not isinstance(bar, _NoBar)  # sizes are UTF-8 encodes: only worth it for a bar
+    carry = ""  # an OpenBlock's text, which the next block's first paragraph goes on with
     for kind, obj in inputs.iter_sources(files_or_texts):
         sources_seen.append(inputs.seen_entry(kind, obj))
         if kind == "text":
@@ -158,10 +159,16 @@ def count_pretokens(
             if shown:
                 bar.update(inputs.source_size(kind, obj))
         elif kind == "paragraphs":
-            for doc in inputs.paragraphs(obj[1]):
-                add(doc)
+            _, block, is_open = obj
             if shown:
-                bar.update(len(obj[1]) if isinstance(obj[1], bytes) else inputs.source_size("text", obj[1]))
+                bar.update(len(block) if isinstance(block, bytes) else inputs.source_size("text", block))
+            text = carry + (block.decode() if isinstance(block, bytes) else block)
+            if is_open:  # the paragraph whole, once the blocks that go on with it are here
+                carry = text
+                continue
+            carry = ""
+            for doc in inputs.paragraphs(text):
+                add(doc)
         else:
             for segment in inputs.iter_file_segments(obj):
                 add(segment)
