@@ -375,8 +375,10 @@ def run_formats(corpus: Path, vocab_size: int, threads: int, reps: int, tmp: Pat
 def one_paragraph_variant(corpus: Path, out_dir: Path) -> Path:
     """The corpus's documents one per line, no blank line: one paragraph, so one document of 100 MB
     (the layout of many corpora: a document per line), which the CLI cuts open (tokenizer.OpenBlock)."""
+    from tinyllm.data.corpus import load_documents as paragraphs  # (the corpus's own: whole source files)
+
     path = out_dir / "one_paragraph.txt"
-    path.write_text("".join(d.removesuffix("\n\n") + "\n" for d in load_documents(corpus)), encoding="utf-8")
+    path.write_text("".join(d.removesuffix("\n\n") + "\n" for d in paragraphs(corpus)), encoding="utf-8")
     return path
 
 
