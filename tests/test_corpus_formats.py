@@ -811,6 +811,25 @@ def test_parquet_nulls_are_bad_records(tmp_path):
         assert C.load_documents(f, ReadOptions(bad_records="skip")) == ["a\n\n", "b\n\n"]
 
 
+@pytest.mark.parametrize("fmt", ["gz", "zst"])
+def test_a_compressed_read_is_decompressed_in_pieces(tmp_path, fmt):
+    """A file that compresses very well comes out in pieces, not all that a read stands for at once:
+    256 MB of one letter is 8 KB of zstd and 255 KB of gzip, one 1 MB read each, which the reader
+    decompressed in one call (a small file could so ask for gigabytes). Now gzip pieces are at most the
+    read size (zlib's max_length) and zstd's at most what formats.ZSTD_SLICE of input can stand for."""
+    path, total = tmp_path / f"one_letter.txt.{fmt}", 256 << 20
+    with (
+        gzip.open(path, "wb") if fmt == "gz" else zstandard.ZstdCompressor(level=3).stream_writer(open(path, "wb"))
+    ) as z:
+        for _ in range(total >> 20):
+            z.write(b"a" * (1 << 20))
+    assert path.stat().st_size < F.COMPRESSED_BLOCK
+    cut = F._Truncation()
+    sizes = [len(b) for b, _ in F._raw_blocks(path, F.kind_of(path), 1 << 20, cut)]
+    assert sum(sizes) == total and cut.decompressed is None
+    assert max(sizes) <= (1 << 20 if fmt == "gz" else F.ZSTD_SLICE // 4 * (128 << 10)) < total // 2, max(sizes)
+
+
 @pytest.mark.parametrize("fmt", ["txt.gz", "jsonl.gz", "txt.zst", "jsonl.zst"])
 def test_truncated_compressed_file_keeps_what_was_read_and_says_so(tmp_path, fmt):
     docs = random_documents(31, 3000)
