@@ -10,7 +10,9 @@ corpus too small to split says so, through `train`, `tokenizer train` and `prepa
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import os
 import random
 import re
 import warnings
@@ -117,8 +119,7 @@ def test_every_format_reads_the_same_documents(corpora, fmt, monkeypatch):
         monkeypatch.setattr(C, "READ_BLOCK", block)
         got = list(C.stream_document_blocks(files[fmt]))
         assert [d for docs, _ in got for d in docs] == want, block
-        if fmt != "parquet":  # Parquet reports its size by row group, roughly
-            assert sum(n for _, n in got) == files[fmt].stat().st_size
+        assert sum(n for _, n in got) == files[fmt].stat().st_size  # (Parquet: shares by rows)
 
 
 @pytest.mark.parametrize("impl", ["native", "reference"])
@@ -800,6 +801,35 @@ def test_parquet_without_the_column(tmp_path, run_cli):
         env=ENV,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_parquet_is_read_in_batches_not_row_groups(tmp_path):
+    """A row group of 48 MB of text is read a few MB at a time: pyarrow's pool (a fresh process's)
+    peaks well below the group (reading the group whole peaked at 3.7x it), and the texts are the rows'."""
+    import subprocess
+    import sys
+
+    rng = random.Random(4)
+    base = " ".join(rng.choice(WORDS) for _ in range(300_000))
+    rows = [base[a : a + rng.randint(1000, 9000)] for a in (rng.randrange(len(base) - 9000) for _ in range(10_000))]
+    f = tmp_path / "one_group.parquet"
+    pq.write_table(pa.table({"text": rows}), f, row_group_size=len(rows), use_dictionary=False, compression="zstd")
+    assert pq.ParquetFile(f).num_row_groups == 1 and sum(map(len, rows)) > 40 << 20
+    script = (
+        "import sys, hashlib, pyarrow as pa\n"
+        "from pathlib import Path\n"
+        "from tinyllm.data import formats\n"
+        "h, n = hashlib.sha256(), 0\n"
+        "for data, raw in formats.read_utf8(Path(sys.argv[1])):\n"
+        "    h.update(data); n += raw\n"
+        "print(pa.default_memory_pool().max_memory(), h.hexdigest(), n)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script, f], capture_output=True, text=True, env={**os.environ, **ENV})
+    assert r.returncode == 0, r.stderr
+    peak, digest, raw = r.stdout.split()
+    assert digest == hashlib.sha256("".join(t + "\n\n" for t in rows).encode()).hexdigest()
+    assert int(raw) == f.stat().st_size
+    assert int(peak) < sum(map(len, rows)) // 2, int(peak) >> 20  # (18 MB here; reading the group: 176 MB)
 
 
 def test_parquet_nulls_are_bad_records(tmp_path):

@@ -684,7 +684,7 @@ def first_record_is_qa(path: Path) -> bool:
     return isinstance(obj, dict) and "question" in obj
 
 
-def _parquet_file(path: Path, field: str):
+def _parquet_file(path: Path, field: str, **read_options):
     try:
         with signals_deferred():
             import pyarrow as pa
@@ -692,7 +692,7 @@ def _parquet_file(path: Path, field: str):
     except ImportError:  # pragma: no cover - in the 'data' extra
         raise TinyLLMError("reading .parquet files needs the 'pyarrow' package: pip install 'tinyllm[data]'") from None
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, **read_options)
     except OSError as e:
         raise TinyLLMError(f"{path}: cannot read ({e.strerror or e})") from None
     except (pa.ArrowException, ValueError) as e:
@@ -708,20 +708,33 @@ def _parquet_file(path: Path, field: str):
     return pf
 
 
+PARQUET_BATCH = 2 << 20  # bytes of text a Parquet read gives at a time, about (rows are whole)
+
+
 def _parquet_values(path: Path, options: ReadOptions) -> Iterator[tuple[memoryview, int]]:
-    """A Parquet file's text column, a row group at a time (never the whole file) -> (the group's values,
-    each + "\\n\\n", as one UTF-8 buffer, file bytes it stands for). Nulls are bad records."""
+    """A Parquet file's text column in batches of rows of about PARQUET_BATCH bytes, never the whole
+    file nor a whole row group (row groups of 100s of MB are common, and pyarrow held 3-4x a group
+    reading one whole) -> (the batch's values, each + "\\n\\n", as one UTF-8 buffer, file bytes it
+    stands for: shares by rows, summing to the file's size). Nulls are bad records."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    pf = _parquet_file(path, options.text_field)
+    # pages read as decoded, not a column chunk's pages all at once (pre_buffer); one thread: the
+    # trainer's threads have the other cores (and use_threads=True held more, measured no faster)
+    pf = _parquet_file(path, options.text_field, pre_buffer=False, buffer_size=1 << 20)
     bad = BadRecords(path, options, "row")
-    size, groups, row = path.stat().st_size, max(1, pf.num_row_groups), 0
-    for g in range(pf.num_row_groups):
+    size, rows, row = path.stat().st_size, max(1, pf.metadata.num_rows), 0
+    text_bytes = sum(_column_bytes(pf.metadata.row_group(g), options.text_field) for g in range(pf.num_row_groups))
+    batch_rows = max(1, int(rows * PARQUET_BATCH / max(1, text_bytes)))
+    batches = pf.iter_batches(batch_size=batch_rows, columns=[options.text_field], use_threads=False)
+    while True:
         try:
-            col = pf.read_row_group(g, columns=[options.text_field]).column(0)
+            batch = next(batches, None)
         except (pa.ArrowException, OSError) as e:
-            raise TinyLLMError(f"{path}: row group {g} cannot be read ({str(e).splitlines()[0]})") from None
+            raise TinyLLMError(f"{path}: cannot be read after row {row:,} ({str(e).splitlines()[0]})") from None
+        if batch is None:
+            break
+        col = batch.column(0)
         bad.seen += len(col)
         start, row = row, row + len(col)
         if col.null_count:  # rows without text: refused or counted, like JSON Lines records
@@ -730,15 +743,23 @@ def _parquet_values(path: Path, options: ReadOptions) -> Iterator[tuple[memoryvi
             bad.skipped[f"with a null '{options.text_field}'"][0] += col.null_count - 1
             col = pc.drop_null(col)
         # each value + "\n\n": the values of a string array lie back to back in one buffer, so the
-        # group's text is a slice of it (int64 offsets of large_string)
-        joined = pc.binary_join_element_wise(col, "", "\n\n").combine_chunks().cast(pa.large_string())
+        # batch's text is a slice of it (int64 offsets of large_string)
+        joined = pc.binary_join_element_wise(col, "", "\n\n").cast(pa.large_string())
         data = memoryview(b"")
         if len(joined):
             _, offsets, values = joined.buffers()
             offsets = memoryview(offsets).cast("q")
             data = memoryview(values)[offsets[joined.offset] : offsets[joined.offset + len(joined)]]
-        yield data, size // groups
+        yield data, size * row // rows - size * start // rows
     bad.report()
+
+
+def _column_bytes(group, field: str) -> int:
+    """A row group's uncompressed bytes of column `field` (the whole group's if it is not a leaf)."""
+    for i in range(group.num_columns):
+        if group.column(i).path_in_schema == field:
+            return group.column(i).total_uncompressed_size
+    return group.total_byte_size
 
 
 def _parquet_chunks(path: Path, options: ReadOptions) -> Iterator[tuple[str, int]]:
